@@ -1,0 +1,1 @@
+"""Campaign Pipelines: Adobe Campaign-style import and export job templates as Dagster jobs."""

@@ -1,0 +1,67 @@
+"""The code location: one job per valid job template, the Campaign tables and each
+import's rejects as assets, and the resources."""
+
+from __future__ import annotations
+
+import logging
+
+import dagster as dg
+
+import schemas
+from campaign_pipelines.jobs import build_import_job
+from campaign_pipelines.settings import Settings
+from campaign_pipelines.templates import Catalog, load_catalog
+from resources import CampaignDatabase, FileStore
+
+log = logging.getLogger(__name__)
+
+
+def campaign_database(settings: Settings) -> CampaignDatabase:
+    # Through EnvVar, the URL (which may hold a password) is read at run time and never shown.
+    if settings.db_url:
+        return CampaignDatabase(url=dg.EnvVar("CAMPAIGN_DB_URL"))
+    return CampaignDatabase()
+
+
+def asset_specs(catalog: Catalog) -> list[dg.AssetSpec]:
+    tables = [
+        dg.AssetSpec(
+            key=["campaign", spec.name],
+            description=spec.description,
+            group_name="campaign",
+            kinds={"sql"},
+            metadata={
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(f.name, f.kind, description=f.description or None) for f in spec.fields]
+                )
+            },
+        )
+        for spec in schemas.TABLES.values()
+    ]
+    rejects = [
+        dg.AssetSpec(
+            key=["rejects", name],
+            description=f"Lines rejected by the {name} import, with their line number and reason.",
+            group_name="rejects",
+        )
+        for name in sorted(catalog.templates)
+    ]
+    return tables + rejects
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    catalog = load_catalog(settings.templates_dir)
+    for error in catalog.errors:
+        log.warning("job template skipped: %s", error)
+    return dg.Definitions(
+        jobs=[build_import_job(t) for t in catalog.templates.values()],
+        assets=asset_specs(catalog),
+        resources={
+            "campaign_db": campaign_database(settings),
+            "file_store": FileStore(data_dir=str(settings.data_dir)),
+        },
+    )
+
+
+defs = build_definitions()

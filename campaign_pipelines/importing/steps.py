@@ -1,0 +1,257 @@
+"""The import's steps as plain functions: read → map → validate → reconcile.
+
+Each step streams the previous step's Arrow IPC file batch by batch and writes its own,
+so memory stays bounded by one batch whatever the file size, and each op stays a thin
+wrapper that can be tested without Dagster. `ImportState` carries what a step learnt to
+the next one (it is small: paths and counts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import sqlalchemy as sa
+
+import schemas
+from campaign_pipelines.importing.read import LINE, TEXT, SourceReader
+from campaign_pipelines.importing.reconcile import Reconciler
+from campaign_pipelines.importing.rejects import RejectWriter, read_rejects, write_reject_files
+from campaign_pipelines.importing.transform import Mapper
+from campaign_pipelines.importing.validate import KEY_KIND, Validator
+from campaign_pipelines.templates import ErrorPolicy, ImportTemplate
+
+COUNT_KEYS = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted", "rows_ignored", "rows_rejected")
+
+
+@dataclass(frozen=True)
+class ImportState:
+    template: ImportTemplate
+    file: Path
+    work_dir: Path
+    rows_read: int = 0
+    blank_lines: int = 0
+    # The N-th data line's number, N = errors.stop_if_first_lines_rejected.
+    watch_line: int | None = None
+    prefix_lines: tuple[str, ...] = ()
+    data: Path | None = None  # the latest step's rows
+    reject_files: tuple[Path, ...] = ()
+
+    def next(self, **changes: object) -> "ImportState":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class ImportOutcome:
+    template: ImportTemplate
+    counts: dict[str, int]
+    ignored_by_cause: dict[str, int]
+    rejects: pa.Table
+    rejects_path: Path | None
+    reasons_path: Path | None
+    status: str
+    table_rows: int
+    rows_read: int = 0
+    blank_lines: int = 0
+    failure: str | None = None
+
+    def summary(self) -> dict[str, int]:
+        return {"rows_read": self.rows_read, **{k: self.counts.get(k, 0) for k in COUNT_KEYS}}
+
+
+def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame], schema: pa.Schema | None = None) -> int:
+    """Stream batches to an Arrow IPC file; returns the row count."""
+    writer = None
+    rows = 0
+    try:
+        for batch in batches:
+            if isinstance(batch, pl.DataFrame):
+                batch = batch.to_arrow()
+            if writer is None:
+                writer = ipc.new_file(path, batch.schema)
+            writer.write(batch)
+            rows += batch.num_rows
+        if writer is None and schema is not None:
+            writer = ipc.new_file(path, schema)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
+    if path is None or not path.exists():
+        return
+    with ipc.open_file(pa.memory_map(str(path))) as reader:
+        for i in range(reader.num_record_batches):
+            frame = pl.from_arrow(reader.get_batch(i))
+            assert isinstance(frame, pl.DataFrame)
+            yield frame
+
+
+def read_step(template: ImportTemplate, file: Path, work_dir: Path) -> ImportState:
+    rejects_path = work_dir / "rejects_read.arrow"
+    with RejectWriter(rejects_path) as rejects:
+        reader = SourceReader(template, file, rejects)
+        data = work_dir / "lines.arrow"
+        _write_batches(data, reader.batches())
+    return ImportState(
+        template=template,
+        file=file,
+        work_dir=work_dir,
+        rows_read=reader.rows_read,
+        blank_lines=reader.blank_lines,
+        watch_line=reader.watch_line,
+        prefix_lines=tuple(reader.layout.prefix_lines),
+        data=data,
+        reject_files=(rejects_path,),
+    )
+
+
+def map_step(state: ImportState) -> ImportState:
+    mapper = Mapper(state.template)
+    rejects_path = state.work_dir / "rejects_map.arrow"
+    out = state.work_dir / "mapped.arrow"
+    with RejectWriter(rejects_path) as rejects:
+        _write_batches(out, (mapper.map_frame(frame, rejects) for frame in _read_frames(state.data)))
+    return state.next(data=out, reject_files=(*state.reject_files, rejects_path))
+
+
+def validate_step(state: ImportState) -> ImportState:
+    validator = Validator(state.template, Mapper(state.template))
+    rejects_path = state.work_dir / "rejects_validate.arrow"
+    out = state.work_dir / "valid.arrow"
+    with RejectWriter(rejects_path) as rejects:
+        _write_batches(out, (validator.validate_batch(f, rejects) for f in _read_frames(state.data)))
+    return state.next(data=out, reject_files=(*state.reject_files, rejects_path))
+
+
+def early_failure(state: ImportState) -> str | None:
+    """Fail before touching the database when the rejects so far already break the policy."""
+    rejects = read_rejects(list(state.reject_files))
+    return reject_policy_failure(state.template.errors, state.rows_read, state.watch_line, rejects)
+
+
+def reject_policy_failure(policy: ErrorPolicy, rows_read: int, watch_line: int | None, rejects: pa.Table) -> str | None:
+    """Why the reject policy fails the run, or None."""
+    count = rejects.num_rows
+    if not count:
+        return None
+    first = f"line {rejects['line'][0].as_py()}: {rejects['reason'][0].as_py()}"
+    if policy.on_error == "stop":
+        return f"{count} line(s) rejected and errors.on_error is stop; nothing was written (first: {first})."
+    if policy.max_rejects is not None and count > policy.max_rejects:
+        return f"{count} lines rejected, more than errors.max_rejects ({policy.max_rejects}); nothing was written (first: {first})."
+    n = policy.stop_if_first_lines_rejected
+    if n and watch_line is not None:
+        early = pc.sum(pc.less_equal(rejects["line"], watch_line)).as_py() or 0
+        if early >= n:
+            return (
+                f"the first {n} lines were all rejected (errors.stop_if_first_lines_rejected); the file does not "
+                f"look like this template's layout; nothing was written (first: {first})."
+            )
+    return None
+
+
+def _texts_for(path: Path | None, lines: list[int]) -> dict[int, str]:
+    wanted = pa.array(lines, pa.int64())
+    found: dict[int, str] = {}
+    for frame in _read_frames(path):
+        hit = frame.filter(pl.col(LINE).is_in(wanted.to_pylist()))
+        found.update(zip(hit[LINE].to_list(), hit[TEXT].to_list()))
+    return found
+
+
+def reconcile_step(
+    state: ImportState, engine: sa.Engine, run_id: str, rejects_dir: Path, now: dt.datetime | None = None
+) -> ImportOutcome:
+    """Stage, merge and record rejects in one transaction; the reject policy decides,
+    after the merge, whether to commit. Reject files are written either way."""
+    template = state.template
+    now = now or dt.datetime.now(dt.UTC)
+    merge_rejects_path = state.work_dir / "rejects_merge.arrow"
+    failure: str | None = None
+    result = None
+    rejects = read_rejects(list(state.reject_files))
+    conn = engine.connect()
+    try:
+        with conn.begin() as transaction:
+            reconciler = Reconciler(conn, template, now)
+            reconciler.stage_rows(
+                f.select(LINE, KEY_KIND, *[m.target for m in template.columns]) for f in _read_frames(state.data)
+            )
+            result = reconciler.merge()
+            if result.rejects:
+                texts = _texts_for(state.data, [r[0] for r in result.rejects])
+                with RejectWriter(merge_rejects_path) as writer:
+                    writer.add(
+                        pa.array([r[0] for r in result.rejects], pa.int64()),
+                        pa.array([texts.get(r[0]) for r in result.rejects], pa.string()),
+                        pa.array([r[1] for r in result.rejects], pa.string()),
+                        pa.array([r[2] for r in result.rejects], pa.string()),
+                    )
+                rejects = read_rejects([*state.reject_files, merge_rejects_path])
+            failure = reject_policy_failure(template.errors, state.rows_read, state.watch_line, rejects)
+            if failure:
+                transaction.rollback()
+            else:
+                _record_rejects(conn, template.name, run_id, rejects, now)
+            table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
+    finally:
+        conn.close()
+    assert result is not None
+    counts = dict(result.counts)
+    counts["rows_ignored"] = sum(result.ignored_by_cause.values())
+    counts["rows_rejected"] = rejects.num_rows
+    accounted = sum(counts.get(k, 0) for k in COUNT_KEYS)
+    if accounted != state.rows_read and not failure:
+        raise RuntimeError(f"line accounting broke: {accounted} lines accounted for, {state.rows_read} read ({counts})")
+    rejects_path, reasons_path = write_rejects(state, run_id, rejects_dir, rejects)
+    status = "failed" if failure else ("finished_with_errors" if rejects.num_rows else "finished")
+    return ImportOutcome(
+        template=template,
+        counts=counts if not failure else {"rows_rejected": rejects.num_rows},
+        ignored_by_cause=result.ignored_by_cause,
+        rejects=rejects,
+        rejects_path=rejects_path,
+        reasons_path=reasons_path,
+        status=status,
+        table_rows=table_rows,
+        rows_read=state.rows_read,
+        blank_lines=state.blank_lines,
+        failure=failure,
+    )
+
+
+def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: pa.Table | None = None) -> tuple[Path | None, Path | None]:
+    rejects = rejects if rejects is not None else read_rejects(list(state.reject_files))
+    if not rejects.num_rows:
+        return None, None
+    name = state.file.name
+    for compressed in (".gz", ".zip"):
+        name = name.removesuffix(compressed)
+    extension = Path(name).suffix or ".txt"
+    lines_path = rejects_dir / f"{run_id}{extension}"
+    reasons_path = rejects_dir / f"{run_id}.reasons.csv"
+    write_reject_files(rejects, list(state.prefix_lines), state.template.source.encoding, lines_path, reasons_path)
+    return lines_path, reasons_path
+
+
+def _record_rejects(conn: sa.Connection, template: str, run_id: str, rejects: pa.Table, now: dt.datetime) -> None:
+    if not rejects.num_rows:
+        return
+    table = schemas.TABLES["import_reject"].table
+    rows = [
+        {"run_id": run_id, "template": template, "line_number": r["line"], "line": r["text"],
+         "column_name": r["column"], "reason": r["reason"], "created_at": now}
+        for r in rejects.to_pylist()
+    ]
+    for start in range(0, len(rows), 10_000):
+        conn.execute(sa.insert(table), rows[start : start + 10_000])

@@ -1,0 +1,164 @@
+"""Map file columns to target columns: trim, case, remap, parse, constants (spec 4).
+
+Whole columns at a time with polars expressions. A value that cannot be converted to
+its column's type follows the column's `on_error`: reject the line (with a reason),
+ignore the value (empty: the field is left as is), or use the column's default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+
+from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing.read import LINE, TEXT
+from campaign_pipelines.importing.rejects import RejectWriter
+from campaign_pipelines.templates import ColumnMapping, ImportTemplate, NumberFormat
+from schemas.base import Field
+
+TRUE_WORDS = ("true", "1", "yes", "y", "t", "oui")
+FALSE_WORDS = ("false", "0", "no", "n", "f", "non")
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+REJECTED = "__rejected"
+DEFAULT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def source_label(mapping: ColumnMapping) -> str:
+    """How a column is named in rejects: the file's title or position, else the target."""
+    return mapping.target if mapping.is_constant else str(mapping.source)
+
+
+def constant(value: Any, f: Field, where: str) -> Any:
+    """A template value (constant or default) converted to the column's type."""
+    if value is None:
+        return None
+    frame = pl.DataFrame({"v": [value if isinstance(value, str) else _yaml_scalar(value)]})
+    converted, bad = _convert(pl.col("v"), f, None)
+    result = frame.select(converted.alias("v"), bad.alias("bad"))
+    if result["bad"][0]:
+        raise CampaignError(f"{where}: {value!r} is not a valid {f.kind} for {f.name}.")
+    return result["v"][0]
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _convert(text: pl.Expr, f: Field, fmt: str | NumberFormat | None) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, conversion failed) for a text column already cleaned of empties."""
+    if f.kind == "string":
+        return text, pl.lit(False)
+    stripped = text.str.strip_chars()
+    if f.kind == "date":
+        typed = stripped.str.strptime(pl.Date, fmt or DEFAULT_DATE_FORMAT, strict=False)
+    elif f.kind == "timestamp":
+        typed = stripped.str.strptime(pl.Datetime("us"), fmt or DEFAULT_TIMESTAMP_FORMAT, strict=False).dt.replace_time_zone("UTC")
+    elif f.kind == "integer":
+        number = stripped
+        if isinstance(fmt, NumberFormat):
+            if fmt.thousands:
+                number = number.str.replace_all(fmt.thousands, "", literal=True)
+            if fmt.decimal != ".":
+                number = number.str.replace_all(fmt.decimal, ".", literal=True)
+        typed = number.cast(pl.Int64, strict=False)
+    else:  # boolean
+        words = {**{w: True for w in TRUE_WORDS}, **{w: False for w in FALSE_WORDS}}
+        typed = stripped.str.to_lowercase().replace_strict(words, default=None, return_dtype=pl.Boolean)
+    return typed, text.is_not_null() & typed.is_null()
+
+
+def _expected(f: Field, fmt: str | NumberFormat | None) -> str:
+    if f.kind == "date":
+        return f"is not a date in the format {fmt or DEFAULT_DATE_FORMAT}"
+    if f.kind == "timestamp":
+        return f"is not a date and time in the format {fmt or DEFAULT_TIMESTAMP_FORMAT}"
+    if f.kind == "integer":
+        return "is not a whole number"
+    return f"is not a yes/no value ({', '.join(TRUE_WORDS)} / {', '.join(FALSE_WORDS)})"
+
+
+def _cased(value: pl.Expr, case: str) -> pl.Expr:
+    if case == "lower":
+        return value.str.to_lowercase()
+    if case == "upper":
+        return value.str.to_uppercase()
+    if case == "capitalize":
+        return value.str.slice(0, 1).str.to_uppercase() + value.str.slice(1).str.to_lowercase()
+    return value
+
+
+class Mapper:
+    """Turns text batches from the reader into typed target columns."""
+
+    def __init__(self, template: ImportTemplate):
+        self.template = template
+        self.table = template.table
+        self.defaults = {
+            m.target: constant(m.default, self.table.field(m.target), f"columns[{i}].default")
+            for i, m in enumerate(template.columns)
+            if "default" in m.model_fields_set
+        }
+        self.constants = {
+            m.target: constant(m.value, self.table.field(m.target), f"columns[{i}].value")
+            for i, m in enumerate(template.columns)
+            if m.is_constant
+        }
+
+    @property
+    def targets(self) -> list[str]:
+        return [m.target for m in self.template.columns]
+
+    def output_schema(self) -> dict[str, Any]:
+        return {LINE: pl.Int64, TEXT: pl.Utf8, **{t: self.table.field(t).polars_dtype for t in self.targets}}
+
+    def map_frame(self, frame: pl.DataFrame, rejects: RejectWriter) -> pl.DataFrame:
+        values: list[pl.Expr] = []
+        failures: list[tuple[ColumnMapping, pl.Expr, pl.Expr]] = []  # (mapping, mask, reason)
+        for m in self.template.columns:
+            f = self.table.field(m.target)
+            if m.is_constant:
+                values.append(pl.lit(self.constants[m.target], dtype=f.polars_dtype).alias(m.target))
+                continue
+            raw = pl.col(str(m.source))
+            text = raw.str.strip_chars() if m.trim else raw
+            text = _cased(text, m.case)
+            text = pl.when(text.str.strip_chars() == "").then(None).otherwise(text)
+            if m.remap is not None:
+                known = text.is_in(list(m.remap))
+                mapped = text.replace_strict(m.remap, default=None, return_dtype=pl.Utf8)
+                unmapped = text.is_not_null() & ~known
+                if m.on_unmapped == "reject":
+                    reason = pl.format("{}: '{}' is not a value of the remap list", pl.lit(m.target), text)
+                    failures.append((m, unmapped, reason))
+                    text = mapped
+                elif m.on_unmapped == "default":
+                    text = pl.when(unmapped).then(pl.lit(_yaml_scalar(m.default))).otherwise(mapped)
+                else:
+                    text = pl.when(unmapped).then(text).otherwise(mapped)
+            typed, bad = _convert(text, f, m.format)
+            if f.kind != "string":
+                if m.on_error == "reject_line":
+                    failures.append((m, bad, pl.format("{}: '{}' {}", pl.lit(m.target), text, pl.lit(_expected(f, m.format)))))
+                elif m.on_error == "default":
+                    typed = pl.when(bad).then(pl.lit(self.defaults[m.target], dtype=f.polars_dtype)).otherwise(typed)
+                # ignore_value: the failed conversion is already empty (null).
+            values.append(typed.cast(f.polars_dtype).alias(m.target))
+
+        checks = [pl.col(LINE), pl.col(TEXT)]
+        for i, (_, mask, reason) in enumerate(failures):
+            checks += [mask.fill_null(False).alias(f"__bad{i}"), reason.alias(f"__why{i}")]
+        mapped = frame.select(*checks, *values)
+        for i, (m, _, _) in enumerate(failures):
+            hit = mapped.filter(pl.col(f"__bad{i}"))
+            if hit.height:
+                rejects.add(hit[LINE].to_arrow(), hit[TEXT].to_arrow(), source_label(m), hit[f"__why{i}"].to_arrow())
+        # Rejected lines go on to validation (their failed values empty) so that one
+        # reject lists every fault of its line; validation then drops them.
+        rejected = pl.any_horizontal([pl.col(f"__bad{i}") for i in range(len(failures))]) if failures else pl.lit(False)
+        return mapped.select(LINE, TEXT, *self.targets, rejected.alias(REJECTED))

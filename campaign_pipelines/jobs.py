@@ -1,0 +1,57 @@
+"""Job factory: one Dagster job per job template, with a flat Launchpad config pre-filled
+from the template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from campaign_pipelines.ops import map_columns, read_file, reconcile, report, validate_rows
+from campaign_pipelines.templates import ImportTemplate
+
+ON_ERROR = dg.Enum("OnError", [dg.EnumValue("reject_line"), dg.EnumValue("stop")])
+
+
+def launch_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
+    source, errors = template.source, template.errors
+    return {
+        "file": dg.Field(str, default_value=source.path or "", description="File to import, under CAMPAIGN_DATA_DIR."),
+        "delimiter": dg.Field(str, default_value=source.delimiter, description="One character; \\t for tab."),
+        "quote": dg.Field(dg.Noneable(str), default_value=source.quote, description="String delimiter; null for none."),
+        "encoding": dg.Field(str, default_value=source.encoding, description="Any Python codec."),
+        "skip_lines": dg.Field(int, default_value=source.skip_lines, description="Lines skipped before the header."),
+        "limit": dg.Field(dg.Noneable(int), default_value=source.limit, description="Import only the first N data lines."),
+        "on_error": dg.Field(
+            ON_ERROR,
+            default_value=errors.on_error,
+            description="reject_line: reject the line, load the rest; stop: any reject fails the run.",
+        ),
+        "max_rejects": dg.Field(dg.Noneable(int), default_value=errors.max_rejects, description="More rejects fail the run."),
+    }
+
+
+def build_import_job(template: ImportTemplate) -> dg.JobDefinition:
+    template_json = template.model_dump_json(by_alias=True, exclude_unset=True)
+
+    @dg.config_mapping(config_schema=launch_config_schema(template))
+    def flat_launch_config(launch: dict[str, Any]) -> dict[str, Any]:
+        return {"ops": {"read_file": {"config": {"template": template_json, "overrides": launch}}}}
+
+    description = template.display_label + (f"\n\n{template.description}" if template.description else "")
+
+    @dg.job(
+        name=template.name,
+        description=description,
+        config=flat_launch_config,
+        tags={
+            "campaign/template": template.name,
+            "campaign/kind": "import",
+            "campaign/table": template.target.table,
+        },
+    )
+    def import_job() -> None:
+        state = read_file()
+        report(reconcile(validate_rows(map_columns(state))))
+
+    return import_job

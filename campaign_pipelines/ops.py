@@ -1,0 +1,154 @@
+"""The import ops: thin Dagster wrappers around `importing.steps`.
+
+Defined once and shared by every import job; each job's config mapping hands the first
+op its template (as JSON) and the launch overrides. Any error ends the run with one
+sentence, the run tag `campaign/status=failed`, and nothing written to the database.
+"""
+
+
+import functools
+import json
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing import steps
+from campaign_pipelines.importing.rejects import read_rejects
+from campaign_pipelines.templates import ImportTemplate
+from resources import CampaignDatabase, FileStore
+
+STATUS_TAG = "campaign/status"
+PREVIEW_ROWS = 20
+
+
+def set_status(context: dg.OpExecutionContext, status: str) -> None:
+    context.instance.add_run_tags(context.run_id, {STATUS_TAG: status})
+
+
+def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn any error into a failed run with a one-sentence description."""
+
+    @functools.wraps(step)
+    def wrapper(context: dg.OpExecutionContext, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(context, *args, **kwargs)
+        except dg.Failure:
+            set_status(context, "failed")
+            raise
+        except CampaignError as exc:
+            message = str(exc)
+        except Exception as exc:  # a bug, not the user's input: keep the traceback in the log
+            context.log.exception("unexpected error")
+            message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
+        set_status(context, "failed")
+        raise dg.Failure(description=message, allow_retries=False) from None
+
+    return wrapper
+
+
+def _cleanup(context: dg.OpExecutionContext, file_store: FileStore) -> None:
+    shutil.rmtree(file_store.work_dir(context.run_id), ignore_errors=True)
+
+
+def rejects_materialization(template: ImportTemplate, run_id: str, outcome_rejects: Any, path: Any) -> dg.AssetMaterialization:
+    preview = outcome_rejects.slice(0, PREVIEW_ROWS).to_pylist()
+    return dg.AssetMaterialization(
+        asset_key=["rejects", template.name],
+        description=f"Lines rejected by the run {run_id}.",
+        metadata={
+            "rows_rejected": dg.MetadataValue.int(outcome_rejects.num_rows),
+            "rejects_path": dg.MetadataValue.path(str(path)) if path else dg.MetadataValue.text("none"),
+            "run_id": dg.MetadataValue.text(run_id),
+            "preview": dg.MetadataValue.table(
+                records=[
+                    dg.TableRecord({"line": r["line"], "column": r["column"] or "", "reason": r["reason"], "text": r["text"] or ""})
+                    for r in preview
+                ],
+                schema=dg.TableSchema(
+                    columns=[
+                        dg.TableColumn("line", "int"),
+                        dg.TableColumn("column", "string"),
+                        dg.TableColumn("reason", "string"),
+                        dg.TableColumn("text", "string"),
+                    ]
+                ),
+            ),
+        },
+    )
+
+
+@dg.op(
+    description="Read the file: split lines, parse fields as text, reject ragged lines.",
+    # Set by the job's config mapping: the template as JSON and the flat launch overrides.
+    config_schema={"template": str, "overrides": dg.Permissive()},
+)
+@fails_clearly
+def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.ImportState:
+    config = context.op_config
+    template = ImportTemplate.model_validate(json.loads(config["template"])).with_overrides(config["overrides"])
+    if not template.source.path:
+        raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
+    file = file_store.resolve(template.source.path, what="file")
+    context.log.info(f"reading {file}")
+    state = steps.read_step(template, file, file_store.work_dir(context.run_id))
+    context.add_output_metadata({"file": dg.MetadataValue.path(str(file)), "rows_read": state.rows_read, "blank_lines": state.blank_lines})
+    return state
+
+
+@dg.op(description="Map the file's columns to the target's: trim, case, remap, formats, constants.")
+@fails_clearly
+def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> steps.ImportState:
+    return steps.map_step(state)
+
+
+@dg.op(description="Validate every row with the target table's pandera checks; set failing rows aside.")
+@fails_clearly
+def validate_rows(context: dg.OpExecutionContext, state: steps.ImportState, file_store: FileStore) -> steps.ImportState:
+    state = steps.validate_step(state)
+    failure = steps.early_failure(state)
+    if failure:
+        rejects = read_rejects(list(state.reject_files))
+        path, _ = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
+        context.log_event(rejects_materialization(state.template, context.run_id, rejects, path))
+        _cleanup(context, file_store)
+        raise CampaignError(f"{state.file}: {failure}")
+    return state
+
+
+@dg.op(description="Reconcile valid rows with the Campaign database in one transaction.")
+@fails_clearly
+def reconcile(
+    context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
+) -> steps.ImportOutcome:
+    outcome = steps.reconcile_step(state, campaign_db.engine, context.run_id, file_store.rejects_dir(state.template.name))
+    _cleanup(context, file_store)
+    if outcome.failure:
+        context.log_event(rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path))
+        raise CampaignError(f"{state.file}: {outcome.failure}")
+    return outcome
+
+
+@dg.op(description="Report: counts, rejects asset, target table asset, run status.")
+@fails_clearly
+def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome, campaign_db: CampaignDatabase) -> dict[str, Any]:
+    template = outcome.template
+    summary = outcome.summary()
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=["campaign", template.target.table],
+            description=f"Loaded by {template.name}.",
+            metadata={
+                **summary,
+                "dagster/row_count": dg.MetadataValue.int(outcome.table_rows),
+                "database": dg.MetadataValue.text(campaign_db.dialect),
+            },
+        )
+    )
+    context.log_event(rejects_materialization(template, context.run_id, outcome.rejects, outcome.rejects_path))
+    set_status(context, outcome.status)
+    ignored = {f"ignored: {cause}": count for cause, count in outcome.ignored_by_cause.items()}
+    context.add_output_metadata({**summary, "status": outcome.status, **ignored})
+    return {**summary, "status": outcome.status, "rejects_path": str(outcome.rejects_path) if outcome.rejects_path else None}

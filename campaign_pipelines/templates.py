@@ -1,0 +1,389 @@
+"""Job templates: the typed model of the spec's YAML, and the catalog that loads them.
+
+Built-in templates ship inside the package (read-only); user templates live in
+CAMPAIGN_TEMPLATES_DIR. A template that fails validation is reported with its file,
+key and reason, and the others still load.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import schemas
+from campaign_pipelines.errors import TemplateError
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+BUILTIN_PACKAGE = "campaign_pipelines.job_templates"
+
+
+class Model(BaseModel):
+    # Unknown keys are errors: a typo must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def _one_character(value: str | None, key: str) -> str | None:
+    if value is None:
+        return None
+    if value == "\\t":
+        return "\t"
+    if len(value) != 1:
+        raise ValueError(f"{key} must be one character, got {value!r}")
+    return value
+
+
+class Width(Model):
+    name: str
+    start: Annotated[int, Field(ge=1)]
+    length: Annotated[int, Field(ge=1)]
+
+
+class Source(Model):
+    path: str | None = None
+    format: Literal["delimited", "fixed_width"] = "delimited"
+    delimiter: str = ","
+    quote: str | None = '"'
+    encoding: str = "utf-8"
+    header: bool = True
+    skip_lines: Annotated[int, Field(ge=0)] = 0
+    compression: Literal["auto", "none", "gzip", "zip"] = "auto"
+    widths: list[Width] | None = None
+    limit: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, v: str) -> str:
+        v = _one_character(v, "delimiter")
+        if v in ("\n", "\r"):
+            raise ValueError("delimiter cannot be a line break")
+        return v
+
+    @field_validator("quote")
+    @classmethod
+    def _quote(cls, v: str | None) -> str | None:
+        return _one_character(v, "quote")
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str) -> str:
+        try:
+            return codecs.lookup(v).name
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}") from None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Source":
+        if self.format == "fixed_width":
+            if not self.widths:
+                raise ValueError("widths is required when format is fixed_width")
+            names = [w.name for w in self.widths]
+            if len(set(names)) != len(names):
+                raise ValueError("widths has duplicate names")
+            spans = sorted((w.start, w.start + w.length) for w in self.widths)
+            for (_, end), (start, _) in zip(spans, spans[1:]):
+                if start < end:
+                    raise ValueError("widths overlap")
+        elif self.widths:
+            raise ValueError("widths is only for format: fixed_width")
+        if self.quote is not None and self.quote == self.delimiter:
+            raise ValueError("quote and delimiter must differ")
+        return self
+
+
+class NumberFormat(Model):
+    decimal: str = "."
+    thousands: str | None = None
+
+
+class ColumnMapping(Model):
+    source: str | int | None = None
+    target: str
+    value: Any = None
+    trim: bool = False
+    case: Literal["lower", "upper", "capitalize", "none"] = "none"
+    format: str | NumberFormat | None = None
+    remap: dict[str, str] | None = None
+    on_unmapped: Literal["reject", "default", "keep"] = "reject"
+    on_error: Literal["reject_line", "ignore_value", "default"] = "reject_line"
+    default: Any = None
+
+    @field_validator("remap", mode="before")
+    @classmethod
+    def _remap_as_text(cls, v: Any) -> Any:
+        # YAML reads `Yes: Y` keys as booleans; the file holds text.
+        if isinstance(v, dict):
+            return {_yaml_text(k): _yaml_text(val) for k, val in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _source_or_value(self) -> "ColumnMapping":
+        has_value = "value" in self.model_fields_set
+        if (self.source is None) == (not has_value):
+            raise ValueError("give exactly one of source (a file column) or value (a constant)")
+        if isinstance(self.source, int) and self.source < 1:
+            raise ValueError("a column position (source) is 1-based")
+        if self.on_unmapped == "default" and self.remap is None:
+            raise ValueError("on_unmapped applies only with remap")
+        if (self.on_unmapped == "default" or self.on_error == "default") and "default" not in self.model_fields_set:
+            raise ValueError("a default value is required when on_unmapped or on_error is 'default'")
+        return self
+
+    @property
+    def is_constant(self) -> bool:
+        return self.source is None
+
+
+def _yaml_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+class ListTarget(Model):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    mode: Literal["append", "replace"] = "append"
+
+
+Operation = Literal["insert_or_update", "insert", "update", "reconcile_only", "delete"]
+
+
+class ImportTarget(Model):
+    table: str = Field(alias="schema")
+    operation: Operation = "insert_or_update"
+    keys: list[str] = Field(min_length=1)
+    secondary_keys: list[str] = []
+    duplicates_in_file: Literal["update", "ignore", "reject"] = "update"
+    existing_records: Literal["update", "ignore"] = "update"
+    empty_values: Literal["keep", "overwrite"] = "keep"
+    recipient_list: ListTarget | None = Field(None, alias="list")
+    service: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _known_table(cls, v: str) -> str:
+        if v not in schemas.IMPORTABLE:
+            raise ValueError(f"unknown schema {v!r}; imports can target: {', '.join(schemas.IMPORTABLE)}")
+        return v
+
+
+class ErrorPolicy(Model):
+    on_error: Literal["reject_line", "stop"] = "reject_line"
+    max_rejects: Annotated[int, Field(ge=0)] | None = None
+    stop_if_first_lines_rejected: Annotated[int, Field(ge=1)] | None = None
+
+
+class Schedule(Model):
+    cron: str
+    timezone: str = "UTC"
+    default_status: Literal["running", "stopped"] = "stopped"
+
+
+class Collector(Model):
+    watch: str
+    archive: str = "archive"
+    interval_seconds: Annotated[int, Field(ge=1)] = 30
+    ready_marker: str | None = None
+
+
+class DailyPartitions(Model):
+    start: dt.date
+    end: dt.date | None = None
+    timezone: str = "UTC"
+    path: str | None = None
+
+
+class Partitions(Model):
+    daily: DailyPartitions
+
+
+class ImportTemplate(Model):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    kind: Literal["import"]
+    label: str | None = None
+    description: str | None = None
+    source: Source = Source()
+    target: ImportTarget
+    columns: list[ColumnMapping] = Field(min_length=1)
+    errors: ErrorPolicy = ErrorPolicy()
+    # Recurring runs (schedules, collector, partitions) are parsed here and wired by the
+    # scheduling layer.
+    schedule: Schedule | None = None
+    collector: Collector | None = None
+    partitions: Partitions | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ImportTemplate":
+        spec = schemas.TABLES[self.target.table]
+        targets = [c.target for c in self.columns]
+        for i, column in enumerate(self.columns):
+            where = f"columns[{i}].target"
+            if column.target not in spec.field_names:
+                raise ValueError(f"{where}: {spec.name} has no column {column.target!r}")
+            f = spec.field(column.target)
+            if not f.importable:
+                raise ValueError(f"{where}: {spec.name}.{f.name} is set by the importer, not by a file")
+            if f.generated and column.target not in self.target.keys:
+                raise ValueError(f"{where}: {spec.name}.{f.name} is generated; map it only as a key")
+            if isinstance(column.format, NumberFormat) and f.kind != "integer":
+                raise ValueError(f"columns[{i}].format: a number format needs a number column, {f.name} is a {f.kind}")
+            if isinstance(column.format, str) and f.kind not in ("date", "timestamp"):
+                raise ValueError(f"columns[{i}].format: a date format needs a date column, {f.name} is a {f.kind}")
+            if self.source.format == "fixed_width" and column.source is not None:
+                names = [w.name for w in self.source.widths or []]
+                if column.source not in names:
+                    raise ValueError(f"columns[{i}].source: {column.source!r} is not a name in source.widths")
+            elif not self.source.header and isinstance(column.source, str):
+                raise ValueError(
+                    f"columns[{i}].source: with header: false, give the column's 1-based position, not a title"
+                )
+            elif self.source.header and isinstance(column.source, int) and self.source.format == "delimited":
+                raise ValueError(f"columns[{i}].source: with header: true, give the column's title")
+        if len(set(targets)) != len(targets):
+            dup = next(t for t in targets if targets.count(t) > 1)
+            raise ValueError(f"columns: {dup!r} is mapped more than once")
+        for key_list, name in ((self.target.keys, "keys"), (self.target.secondary_keys, "secondary_keys")):
+            for k in key_list:
+                if k not in targets:
+                    raise ValueError(f"target.{name}: {k!r} is not a mapped column")
+        generated_keys = [k for k in self.target.keys if spec.field(k).generated]
+        if generated_keys and self.target.operation in ("insert", "insert_or_update"):
+            raise ValueError(
+                f"target.keys: {generated_keys[0]!r} is generated by the database; "
+                "use it with update, delete or reconcile_only"
+            )
+        if (self.target.recipient_list or self.target.service) and self.target.operation == "delete":
+            raise ValueError("target.list/target.service: cannot add deleted records to a list or service")
+        return self
+
+    @property
+    def table(self) -> schemas.TableSpec:
+        return schemas.TABLES[self.target.table]
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "ImportTemplate":
+        """The template as launched: flat launch keys applied to their template keys."""
+        data = self.model_dump(by_alias=True, exclude_unset=True)
+        for key, value in overrides.items():
+            if value is None and key not in ("max_rejects", "limit"):
+                continue
+            section, name = LAUNCH_KEYS[key]
+            data.setdefault(section, {})[name] = value
+        try:
+            return ImportTemplate.model_validate(data)
+        except ValidationError as exc:
+            raise TemplateError(f"launch config for {self.name}: {format_validation_error(exc)}") from None
+
+
+# Flat launch config key -> (template section, key). `file` is the source path.
+LAUNCH_KEYS: dict[str, tuple[str, str]] = {
+    "file": ("source", "path"),
+    "delimiter": ("source", "delimiter"),
+    "quote": ("source", "quote"),
+    "encoding": ("source", "encoding"),
+    "skip_lines": ("source", "skip_lines"),
+    "limit": ("source", "limit"),
+    "operation": ("target", "operation"),
+    "on_error": ("errors", "on_error"),
+    "max_rejects": ("errors", "max_rejects"),
+}
+
+
+Template = Union[ImportTemplate]
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ""
+        for item in err["loc"]:
+            if isinstance(item, int):
+                loc += f"[{item}]"
+            elif item in ("function-after", "function-before") or "[" in str(item):
+                continue
+            else:
+                loc += ("." if loc else "") + str(item)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_template(text: str, origin: str) -> Template:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise TemplateError(f"{origin}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise TemplateError(f"{origin}: a job template is a YAML mapping of keys")
+    kind = data.get("kind")
+    if kind != "import":
+        raise TemplateError(f"{origin}: kind: must be 'import', got {kind!r}")
+    try:
+        return ImportTemplate.model_validate(data)
+    except ValidationError as exc:
+        raise TemplateError(f"{origin}: {format_validation_error(exc)}") from None
+
+
+@dataclass
+class Catalog:
+    """Every template found, by name, and the ones that failed to load."""
+
+    templates: dict[str, Template] = field(default_factory=dict)
+    builtin: set[str] = field(default_factory=set)
+    origins: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def get(self, name: str) -> Template:
+        try:
+            return self.templates[name]
+        except KeyError:
+            known = ", ".join(sorted(self.templates)) or "none"
+            raise TemplateError(f"no job template named {name!r} (known: {known})") from None
+
+
+def builtin_sources() -> list[tuple[str, str]]:
+    folder = resources.files(BUILTIN_PACKAGE)
+    return sorted(
+        (f"builtin:{entry.name}", entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    )
+
+
+def load_catalog(templates_dir: Path) -> Catalog:
+    catalog = Catalog()
+    for origin, text in builtin_sources():
+        template = parse_template(text, origin)  # a broken built-in is a bug: let it raise
+        catalog.templates[template.name] = template
+        catalog.builtin.add(template.name)
+        catalog.origins[template.name] = origin
+    if templates_dir.is_dir():
+        for path in sorted([*templates_dir.glob("*.yaml"), *templates_dir.glob("*.yml")]):
+            try:
+                template = parse_template(path.read_text(encoding="utf-8"), str(path))
+            except (TemplateError, OSError, UnicodeDecodeError) as exc:
+                catalog.errors.append(str(exc))
+                continue
+            if template.name in catalog.builtin:
+                catalog.errors.append(f"{path}: name: {template.name!r} is a built-in template's name; choose another")
+            elif template.name in catalog.templates:
+                catalog.errors.append(
+                    f"{path}: name: {template.name!r} is already used by {catalog.origins[template.name]}"
+                )
+            else:
+                catalog.templates[template.name] = template
+                catalog.origins[template.name] = str(path)
+    return catalog

@@ -1,0 +1,65 @@
+"""The Campaign database: SQLite (embedded default) or PostgreSQL, through SQLAlchemy."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+import schemas
+from campaign_pipelines.settings import default_db_url
+
+
+@functools.cache
+def get_engine(url: str) -> sa.Engine:
+    """One engine per URL and process, with the Campaign tables created on first use."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+        _sqlite_transactions(engine)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    schemas.metadata.create_all(engine, checkfirst=True)
+    return engine
+
+
+def _sqlite_transactions(engine: sa.Engine) -> None:
+    """pysqlite opens transactions lazily and not before DDL; take the write lock at
+    BEGIN instead, so an import is one transaction and concurrent writers queue."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class CampaignDatabase(dg.ConfigurableResource):
+    """The database imports load into and exports read from. `url` is a SQLAlchemy URL
+    (set it from the CAMPAIGN_DB_URL environment variable with dg.EnvVar so the value,
+    which may hold a password, is never shown); empty means the embedded SQLite file."""
+
+    url: str | None = None
+
+    @property
+    def resolved_url(self) -> str:
+        return self.url or default_db_url()
+
+    @property
+    def engine(self) -> sa.Engine:
+        return get_engine(self.resolved_url)
+
+    @property
+    def dialect(self) -> str:
+        return make_url(self.resolved_url).get_backend_name()

@@ -1,0 +1,34 @@
+"""The exchange file store: CAMPAIGN_DATA_DIR and its inbox/outbox/archive/rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from campaign_pipelines.settings import DATA_SUBDIRS, resolve_data_path
+
+
+class FileStore(dg.ConfigurableResource):
+    """Every file a job reads or writes resolves here; nothing may leave `data_dir`."""
+
+    data_dir: str
+
+    @property
+    def root(self) -> Path:
+        root = Path(self.data_dir).absolute()
+        for sub in DATA_SUBDIRS:
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        return root
+
+    def resolve(self, path: str, *, what: str = "path") -> Path:
+        return resolve_data_path(self.root, path, what=what)
+
+    def rejects_dir(self, template: str) -> Path:
+        return self.resolve(f"rejects/{template}")
+
+    def work_dir(self, run_id: str) -> Path:
+        """Scratch space for one run's intermediate Arrow files."""
+        path = self.resolve(f".work/{run_id}")
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,154 @@
+"""The vocabulary every table module uses to describe itself once.
+
+A `TableSpec` lists `Field`s; from it we derive the SQLAlchemy table (DDL on every
+dialect), the polars dtypes the import maps values to, and the pandera schema that
+validates them. Nothing else restates a column's type, length or checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import pandera.polars as pa
+import polars as pl
+import sqlalchemy as sa
+
+Kind = Literal["string", "integer", "date", "boolean", "timestamp"]
+
+metadata = sa.MetaData()
+
+_POLARS_DTYPES: dict[str, Any] = {
+    "string": pl.Utf8,
+    "integer": pl.Int64,
+    "date": pl.Date,
+    "boolean": pl.Boolean,
+    "timestamp": pl.Datetime("us", "UTC"),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: Kind
+    description: str = ""
+    max_length: int | None = None
+    nullable: bool = True
+    # UNIQUE in the database; several NULLs are allowed on both dialects ("unique when present").
+    unique: bool = False
+    # Generated primary key (identity): never mapped from a file except as a reconciliation key.
+    generated: bool = False
+    # Set by the loader (created_at/updated_at), never by a file.
+    managed: bool = False
+    default: Any = None
+    foreign_key: str | None = None
+    # Builders rather than Check objects: some bounds (today's date) move with the clock.
+    checks: tuple[Callable[[], pa.Check], ...] = ()
+
+    @property
+    def polars_dtype(self) -> Any:
+        return _POLARS_DTYPES[self.kind]
+
+    @property
+    def importable(self) -> bool:
+        return not self.managed
+
+    def sql_type(self) -> sa.types.TypeEngine:
+        if self.kind == "string":
+            return sa.String(self.max_length) if self.max_length else sa.Text()
+        if self.kind == "integer":
+            # BIGINT on PostgreSQL; SQLite only auto-generates ids for "INTEGER PRIMARY KEY".
+            return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+        if self.kind == "date":
+            return sa.Date()
+        if self.kind == "boolean":
+            return sa.Boolean()
+        return sa.DateTime(timezone=True)
+
+    def pandera_checks(self) -> list[pa.Check]:
+        checks = [build() for build in self.checks]
+        if self.max_length is not None:
+            checks.insert(
+                0,
+                pa.Check.str_length(
+                    max_value=self.max_length,
+                    error=f"is longer than {self.max_length} characters",
+                ),
+            )
+        return checks
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    description: str
+    fields: tuple[Field, ...]
+    primary_key: tuple[str, ...]
+    unique_together: tuple[tuple[str, ...], ...] = ()
+    importable: bool = False
+    _table: list[sa.Table] = field(default_factory=list, compare=False, repr=False)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def unique_fields(self) -> list[Field]:
+        return [f for f in self.fields if f.unique]
+
+    @property
+    def table(self) -> sa.Table:
+        """The SQLAlchemy table, registered once in the shared metadata."""
+        if not self._table:
+            columns = []
+            for f in self.fields:
+                args: list[Any] = []
+                if f.foreign_key:
+                    args.append(sa.ForeignKey(f.foreign_key, ondelete="CASCADE"))
+                if f.generated:
+                    args.append(sa.Identity())
+                server_default = None
+                if f.default is not None and f.kind == "boolean":
+                    server_default = sa.true() if f.default else sa.false()
+                columns.append(
+                    sa.Column(
+                        f.name,
+                        f.sql_type(),
+                        *args,
+                        primary_key=f.name in self.primary_key,
+                        nullable=f.nullable and f.name not in self.primary_key,
+                        unique=f.unique or None,
+                        server_default=server_default,
+                        comment=f.description or None,
+                    )
+                )
+            constraints = [
+                sa.UniqueConstraint(*cols, name=f"uq_{self.name}_{'_'.join(cols)}")
+                for cols in self.unique_together
+            ]
+            self._table.append(
+                sa.Table(self.name, metadata, *columns, *constraints, comment=self.description)
+            )
+        return self._table[0]
+
+    def pandera_schema(self, columns: list[str]) -> pa.DataFrameSchema:
+        """Checks for the given (mapped) columns. Emptiness is allowed here: an empty
+        value means "leave the field" on update, and keys are checked by the importer."""
+        return pa.DataFrameSchema(
+            {
+                name: pa.Column(
+                    self.field(name).polars_dtype,
+                    checks=self.field(name).pandera_checks(),
+                    nullable=True,
+                    coerce=False,
+                )
+                for name in columns
+            },
+            strict=False,
+        )
