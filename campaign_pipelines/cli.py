@@ -1,0 +1,255 @@
+"""`campaign-pipelines`: templates, runs and rejects from the command line (spec 6).
+
+Exit codes: 0 for a run that finished (with or without rejects), 1 for a failed run,
+2 for a usage or template error. Errors a user can cause print one sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+import schemas
+from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.settings import DATA_SUBDIRS, Settings, default_db_url
+from campaign_pipelines.templates import LAUNCH_KEYS, Catalog, TemplateError, builtin_sources, load_catalog, parse_template
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(CampaignError):
+    pass
+
+
+def _catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.templates_dir)
+
+
+def cmd_templates_list(args: argparse.Namespace, settings: Settings) -> int:
+    catalog = _catalog(settings)
+    rows = [
+        {
+            "name": name,
+            "kind": t.kind,
+            "label": t.display_label,
+            "builtin": name in catalog.builtin,
+            "origin": catalog.origins[name],
+        }
+        for name, t in sorted(catalog.templates.items())
+    ]
+    if args.json:
+        print(json.dumps({"templates": rows, "errors": catalog.errors}, indent=2))
+    else:
+        width = max((len(r["name"]) for r in rows), default=4)
+        for r in rows:
+            print(f"{r['name']:<{width}}  {r['kind']:<6}  {'built-in' if r['builtin'] else 'user':<8}  {r['label']}")
+        for error in catalog.errors:
+            print(f"invalid: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _template_text(name: str, catalog: Catalog) -> str:
+    catalog.get(name)
+    origin = catalog.origins[name]
+    if origin.startswith("builtin:"):
+        return dict(builtin_sources())[origin]
+    return Path(origin).read_text(encoding="utf-8")
+
+
+def cmd_templates_show(args: argparse.Namespace, settings: Settings) -> int:
+    print(_template_text(args.name, _catalog(settings)), end="")
+    return EXIT_OK
+
+
+def cmd_templates_duplicate(args: argparse.Namespace, settings: Settings) -> int:
+    catalog = _catalog(settings)
+    data = yaml.safe_load(_template_text(args.source, catalog))
+    data["name"] = args.new_name
+    if args.new_name in catalog.templates:
+        raise UsageError(f"a template named {args.new_name!r} exists already ({catalog.origins[args.new_name]}).")
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    target = settings.templates_dir / f"{args.new_name}.yaml"
+    parse_template(text, str(target))  # the copy must load (the name must be valid)
+    settings.templates_dir.mkdir(parents=True, exist_ok=True)
+    target.write_text(f"# Duplicated from {args.source}.\n{text}", encoding="utf-8")
+    print(target)
+    return EXIT_OK
+
+
+def cmd_templates_validate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.paths:
+        errors = []
+        for path in map(Path, args.paths):
+            try:
+                parse_template(path.read_text(encoding="utf-8"), str(path))
+                print(f"ok: {path}")
+            except (TemplateError, OSError) as exc:
+                errors.append(str(exc) if isinstance(exc, TemplateError) else f"{path}: {exc.strerror}")
+    else:
+        catalog = _catalog(settings)
+        for name in sorted(catalog.templates):
+            print(f"ok: {catalog.origins[name]}")
+        errors = catalog.errors
+    for error in errors:
+        print(f"invalid: {error}", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in LAUNCH_KEYS:
+            raise UsageError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(LAUNCH_KEYS)}.")
+        values[key] = raw if key in ("delimiter", "quote", "encoding", "file") and raw != "null" else yaml.safe_load(raw)
+    return values
+
+
+def dagster_instance() -> Any:
+    """The configured instance (DAGSTER_HOME), else a local one under .campaign/dagster."""
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = Path(".campaign/dagster").absolute()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def _failure_message(result: Any) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            return data.error.message.strip() if data.error else "the run failed"
+    return "the run failed"
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from campaign_pipelines.definitions import build_definitions
+
+    catalog = _catalog(settings)
+    template = catalog.get(args.name)
+    launch = _parse_sets(args.set or [])
+    if args.file:
+        launch["file"] = args.file
+    if args.output:
+        raise UsageError(f"--output is for export templates; {template.name} is an import.")
+    job = build_definitions(settings).resolve_job_def(template.name)
+    instance = dagster_instance()
+    result = job.execute_in_process(run_config=launch, instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    status = run.tags.get("campaign/status", "finished" if result.success else "failed")
+    payload: dict[str, Any] = {"run_id": result.run_id, "template": template.name, "status": status}
+    if result.success:
+        payload.update(result.output_for_node("report"))
+    else:
+        payload["error"] = _failure_message(result)
+    payload.setdefault("rejects_path", None)
+    if args.json:
+        print(json.dumps(payload))
+    else:
+        for key, value in payload.items():
+            print(f"{key}: {value}")
+    if not result.success and not args.json:
+        print(f"error: {payload['error']}", file=sys.stderr)
+    return EXIT_OK if result.success else EXIT_FAILED
+
+
+def cmd_rejects(args: argparse.Namespace, settings: Settings) -> int:
+    from resources.campaign_db import get_engine
+
+    table = schemas.TABLES["import_reject"].table
+    engine = get_engine(settings.db_url or default_db_url())
+    query = sa.select(table.c.line_number, table.c.column_name, table.c.reason, table.c.line).where(
+        table.c.run_id == args.run_id
+    ).order_by(table.c.line_number)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["line", "column", "reason", "text"])
+        writer.writerows(rows)
+    else:
+        if not rows:
+            print(f"no rejects recorded for run {args.run_id}")
+        for line, column, reason, text in rows:
+            print(f"line {line}: {reason}" + (f"  [{column}]" if column else "") + f"\n    {text}")
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    for sub in DATA_SUBDIRS:
+        (settings.data_dir / sub).mkdir(parents=True, exist_ok=True)
+    if args.samples:
+        for sample in sorted(Path(args.samples).glob("*.csv")):
+            shutil.copy(sample, settings.data_dir / "inbox" / sample.name)
+            print(f"copied {sample} to {settings.data_dir / 'inbox' / sample.name}")
+    print(f"data folders ready under {settings.data_dir}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="campaign-pipelines", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    templates = sub.add_parser("templates", help="list, show, duplicate and validate job templates")
+    tsub = templates.add_subparsers(dest="action", required=True)
+    p = tsub.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_templates_list)
+    p = tsub.add_parser("show")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_templates_show)
+    p = tsub.add_parser("duplicate")
+    p.add_argument("source")
+    p.add_argument("new_name")
+    p.set_defaults(handler=cmd_templates_duplicate)
+    p = tsub.add_parser("validate")
+    p.add_argument("paths", nargs="*")
+    p.set_defaults(handler=cmd_templates_validate)
+
+    p = sub.add_parser("run", help="run a template's job on the configured Dagster instance")
+    p.add_argument("name")
+    p.add_argument("--file")
+    p.add_argument("--output")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("rejects", help="the lines a run rejected, with their reasons")
+    p.add_argument("run_id")
+    p.add_argument("--csv", action="store_true")
+    p.set_defaults(handler=cmd_rejects)
+
+    p = sub.add_parser("init", help="create the data folders; --samples DIR copies sample files to the inbox")
+    p.add_argument("--samples", metavar="DIR")
+    p.set_defaults(handler=cmd_init)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    try:
+        return args.handler(args, Settings.from_env())
+    except CampaignError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
