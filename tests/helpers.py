@@ -1,0 +1,45 @@
+"""Building test templates from dicts, so each test states only what it changes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+PEOPLE = {
+    "name": "people",
+    "kind": "import",
+    "label": "People",
+    "source": {"path": "inbox/people.csv", "delimiter": ";"},
+    "target": {"schema": "recipient", "operation": "insert_or_update", "keys": ["email"], "secondary_keys": ["crm_id"]},
+    "columns": [
+        {"source": "email", "target": "email", "trim": True, "case": "lower"},
+        {"source": "crm_id", "target": "crm_id"},
+        {"source": "first_name", "target": "first_name"},
+        {"source": "last_name", "target": "last_name"},
+    ],
+}
+
+
+def people_template(
+    *, source: dict | None = None, target: dict | None = None, errors: dict | None = None,
+    columns: list[dict] | None = None, extra_columns: list[dict] | None = None, name: str = "people",
+) -> str:
+    data: dict[str, Any] = copy.deepcopy(PEOPLE)
+    data["name"] = name
+    data["source"].update(source or {})
+    data["target"].update(target or {})
+    if errors:
+        data["errors"] = errors
+    if columns is not None:
+        data["columns"] = columns
+    data["columns"] += extra_columns or []
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+HEADER = "email;crm_id;first_name;last_name\n"
+
+
+def people_file(*lines: str) -> str:
+    return HEADER + "".join(line + "\n" for line in lines)
