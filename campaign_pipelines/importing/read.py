@@ -192,6 +192,8 @@ class SourceReader:
                     continue
                 if source.header and source.format == "delimited":
                     self._read_header(self.layout.prefix_lines[-1], first_line - 1)
+            if not len(lines):
+                continue
             # Blank lines are not data lines; they are counted apart.
             keep = pc.greater(pc.utf8_length(lines), 0)
             numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
@@ -253,14 +255,13 @@ class SourceReader:
         lengths = pc.utf8_length(lines)
         short = pc.less(lengths, needed)
         if pc.any(short).as_py():
-            bad = pa.table({"line": numbers.filter(short), "text": lines.filter(short), "len": lengths.filter(short)})
             self.rejects.add(
-                bad["line"],
-                bad["text"],
+                numbers.filter(short),
+                lines.filter(short),
                 None,
                 pc.binary_join_element_wise(
                     "line is ",
-                    pc.cast(bad["len"], pa.string()),
+                    pc.cast(lengths.filter(short), pa.string()),
                     f" characters long; the fixed-width fields need at least {needed}",
                     "",
                 ),

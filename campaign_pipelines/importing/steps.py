@@ -179,6 +179,7 @@ def reconcile_step(
     merge_rejects_path = state.work_dir / "rejects_merge.arrow"
     failure: str | None = None
     result = None
+    table_rows = 0
     rejects = read_rejects(list(state.reject_files))
     conn = engine.connect()
     try:
@@ -203,7 +204,7 @@ def reconcile_step(
                 transaction.rollback()
             else:
                 _record_rejects(conn, template.name, run_id, rejects, now)
-            table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
+                table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
     finally:
         conn.close()
     assert result is not None
