@@ -160,8 +160,9 @@ class SourceReader:
     """Streams a file as Arrow record batches: `__line`, `__text`, then one text column
     per file column (its title, its 1-based position, or its fixed-width name)."""
 
-    def __init__(self, template: ImportTemplate, path: Path, rejects: RejectWriter):
+    def __init__(self, template: ImportTemplate, path: Path, rejects: RejectWriter, block_bytes: int = BLOCK_BYTES):
         self.template = template
+        self.block_bytes = block_bytes
         self.source = template.source
         self.path = path
         self.rejects = rejects
@@ -180,7 +181,7 @@ class SourceReader:
         to_skip = source.skip_lines + (1 if source.header and source.format == "delimited" else 0)
         limit = source.limit
         saw_any_line = False
-        for first_line, lines in iter_line_blocks(self.path, source):
+        for first_line, lines in iter_line_blocks(self.path, source, self.block_bytes):
             saw_any_line = True
             if to_skip:
                 head = lines.slice(0, to_skip).to_pylist()
