@@ -10,9 +10,11 @@ import functools
 import json
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing import steps
@@ -28,38 +30,40 @@ def set_status(context: dg.OpExecutionContext, status: str) -> None:
     context.instance.add_run_tags(context.run_id, {STATUS_TAG: status})
 
 
+def remove_work_dir(context: dg.OpExecutionContext) -> None:
+    file_store: FileStore = context.resources.file_store
+    shutil.rmtree(file_store.work_dir(context.run_id), ignore_errors=True)
+
+
 def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn any error into a failed run with a one-sentence description."""
+    """Turn any error into a failed run with a one-sentence description, and drop the
+    run's intermediate files (the database was not touched, or was rolled back)."""
 
     @functools.wraps(step)
     def wrapper(context: dg.OpExecutionContext, *args: Any, **kwargs: Any) -> Any:
         try:
             return step(context, *args, **kwargs)
-        except dg.Failure:
-            set_status(context, "failed")
-            raise
         except CampaignError as exc:
             message = str(exc)
         except Exception as exc:  # a bug, not the user's input: keep the traceback in the log
             context.log.exception("unexpected error")
             message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
         set_status(context, "failed")
+        remove_work_dir(context)
         raise dg.Failure(description=message, allow_retries=False) from None
 
     return wrapper
 
 
-def _cleanup(context: dg.OpExecutionContext, file_store: FileStore) -> None:
-    shutil.rmtree(file_store.work_dir(context.run_id), ignore_errors=True)
-
-
-def rejects_materialization(template: ImportTemplate, run_id: str, outcome_rejects: Any, path: Any) -> dg.AssetMaterialization:
-    preview = outcome_rejects.slice(0, PREVIEW_ROWS).to_pylist()
+def rejects_materialization(
+    template: ImportTemplate, run_id: str, rejects: pa.Table, path: Path | None
+) -> dg.AssetMaterialization:
+    preview = rejects.slice(0, PREVIEW_ROWS).to_pylist()
     return dg.AssetMaterialization(
         asset_key=["rejects", template.name],
         description=f"Lines rejected by the run {run_id}.",
         metadata={
-            "rows_rejected": dg.MetadataValue.int(outcome_rejects.num_rows),
+            "rows_rejected": dg.MetadataValue.int(rejects.num_rows),
             "rejects_path": dg.MetadataValue.path(str(path)) if path else dg.MetadataValue.text("none"),
             "run_id": dg.MetadataValue.text(run_id),
             "preview": dg.MetadataValue.table(
@@ -98,7 +102,10 @@ def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.Im
     return state
 
 
-@dg.op(description="Map the file's columns to the target's: trim, case, remap, formats, constants.")
+@dg.op(
+    description="Map the file's columns to the target's: trim, case, remap, formats, constants.",
+    required_resource_keys={"file_store"},
+)
 @fails_clearly
 def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> steps.ImportState:
     return steps.map_step(state)
@@ -113,7 +120,6 @@ def validate_rows(context: dg.OpExecutionContext, state: steps.ImportState, file
         rejects = read_rejects(list(state.reject_files))
         path, _ = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
         context.log_event(rejects_materialization(state.template, context.run_id, rejects, path))
-        _cleanup(context, file_store)
         raise CampaignError(f"{state.file}: {failure}")
     return state
 
@@ -124,16 +130,20 @@ def reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportOutcome:
     outcome = steps.reconcile_step(state, campaign_db.engine, context.run_id, file_store.rejects_dir(state.template.name))
-    _cleanup(context, file_store)
+    remove_work_dir(context)
     if outcome.failure:
         context.log_event(rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path))
         raise CampaignError(f"{state.file}: {outcome.failure}")
     return outcome
 
 
-@dg.op(description="Report: counts, rejects asset, target table asset, run status.")
+@dg.op(
+    description="Report: counts, rejects asset, target table asset, run status.",
+    required_resource_keys={"file_store", "campaign_db"},
+)
 @fails_clearly
-def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome, campaign_db: CampaignDatabase) -> dict[str, Any]:
+def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome) -> dict[str, Any]:
+    campaign_db: CampaignDatabase = context.resources.campaign_db
     template = outcome.template
     summary = outcome.summary()
     context.log_event(

@@ -118,6 +118,8 @@ class Campaign:
         job = defs.resolve_job_def(name)
         result = job.execute_in_process(run_config=launch, instance=self.instance, raise_on_error=False)
         status = self.instance.get_run_by_id(result.run_id).tags.get("campaign/status")
+        # Intermediate files go with the run, whatever its end.
+        assert not (self.data_dir / ".work" / result.run_id).exists()
         if not result.success:
             from campaign_pipelines.cli import _failure_message
 
