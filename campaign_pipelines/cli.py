@@ -21,7 +21,16 @@ import yaml
 import schemas
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.settings import DATA_SUBDIRS, Settings, default_db_url
-from campaign_pipelines.templates import LAUNCH_KEYS, Catalog, TemplateError, builtin_sources, load_catalog, parse_template
+from campaign_pipelines.templates import (
+    EXPORT_LAUNCH_KEYS,
+    LAUNCH_KEYS,
+    Catalog,
+    ExportTemplate,
+    TemplateError,
+    builtin_sources,
+    load_catalog,
+    parse_template,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -104,13 +113,16 @@ def cmd_templates_validate(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
-def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+TEXT_KEYS = ("delimiter", "quote", "encoding", "file", "output")
+
+
+def _parse_sets(pairs: list[str], keys: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or key not in LAUNCH_KEYS:
-            raise UsageError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(LAUNCH_KEYS)}.")
-        values[key] = raw if key in ("delimiter", "quote", "encoding", "file") and raw != "null" else yaml.safe_load(raw)
+        if not sep or key not in keys:
+            raise UsageError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(keys)}.")
+        values[key] = raw if key in TEXT_KEYS and raw != "null" else yaml.safe_load(raw)
     return values
 
 
@@ -140,11 +152,16 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     catalog = _catalog(settings)
     template = catalog.get(args.name)
-    launch = _parse_sets(args.set or [])
+    exporting = isinstance(template, ExportTemplate)
+    launch = _parse_sets(args.set or [], EXPORT_LAUNCH_KEYS if exporting else LAUNCH_KEYS)
+    if exporting and args.file:
+        raise UsageError(f"--file is for import templates; {template.name} is an export (use --output).")
+    if not exporting and args.output:
+        raise UsageError(f"--output is for export templates; {template.name} is an import (use --file).")
     if args.file:
         launch["file"] = args.file
     if args.output:
-        raise UsageError(f"--output is for export templates; {template.name} is an import.")
+        launch["output"] = args.output
     job = build_definitions(settings).resolve_job_def(template.name)
     instance = dagster_instance()
     result = job.execute_in_process(run_config=launch, instance=instance, raise_on_error=False)
@@ -152,10 +169,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     status = run.tags.get("campaign/status", "finished" if result.success else "failed")
     payload: dict[str, Any] = {"run_id": result.run_id, "template": template.name, "status": status}
     if result.success:
-        payload.update(result.output_for_node("report"))
+        payload.update(result.output_for_node("report_export" if exporting else "report"))
     else:
         payload["error"] = _failure_message(result)
-    payload.setdefault("rejects_path", None)
+    if not exporting:
+        payload.setdefault("rejects_path", None)
     if args.json:
         print(json.dumps(payload))
     else:
@@ -164,6 +182,41 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not result.success and not args.json:
         print(f"error: {payload['error']}", file=sys.stderr)
     return EXIT_OK if result.success else EXIT_FAILED
+
+
+def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
+    """What a template would do, writing nothing: an export's first rows, or how the
+    first lines of a file map and which of them would be rejected."""
+    import polars as pl
+
+    template = _catalog(settings).get(args.name)
+    with pl.Config(tbl_rows=args.rows, tbl_cols=-1, fmt_str_lengths=80, tbl_hide_dataframe_shape=True):
+        if isinstance(template, ExportTemplate):
+            from campaign_pipelines.exporting.steps import preview_export
+            from resources.campaign_db import get_engine
+
+            print(preview_export(template, get_engine(settings.db_url or default_db_url()), args.rows))
+            return EXIT_OK
+        import tempfile
+
+        from campaign_pipelines.importing import steps
+        from campaign_pipelines.importing.rejects import read_rejects
+        from campaign_pipelines.settings import resolve_data_path
+
+        template = template.with_overrides({"file": args.file, "limit": args.rows})
+        if not template.source.path:
+            raise UsageError(f"{template.name}: give the file to preview with --file.")
+        path = resolve_data_path(settings.data_dir, template.source.path, what="file")
+        with tempfile.TemporaryDirectory() as work:
+            state = steps.validate_step(steps.map_step(steps.read_step(template, path, Path(work))))
+            mapped = pl.concat(list(steps.read_frames(state.data))) if state.data else pl.DataFrame()
+            rejects = read_rejects(list(state.reject_files))
+        print(f"{state.rows_read} line(s) read, {mapped.height} valid, {rejects.num_rows} rejected (before reconciliation)")
+        if mapped.height:
+            print(mapped.drop("__text", "__key", strict=False).rename({"__line": "line"}))
+        if rejects.num_rows:
+            print(pl.from_arrow(rejects.select(["line", "column", "reason"])))
+    return EXIT_OK
 
 
 def cmd_rejects(args: argparse.Namespace, settings: Settings) -> int:
@@ -215,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("new_name")
     p.set_defaults(handler=cmd_templates_duplicate)
+    p = tsub.add_parser("preview", help="an export's first rows, or how a file's first lines would import")
+    p.add_argument("name")
+    p.add_argument("--rows", type=int, default=200)
+    p.add_argument("--file", help="imports: the file to preview (default: the template's source.path)")
+    p.set_defaults(handler=cmd_templates_preview)
     p = tsub.add_parser("validate")
     p.add_argument("paths", nargs="*")
     p.set_defaults(handler=cmd_templates_validate)

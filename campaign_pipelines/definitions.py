@@ -8,7 +8,7 @@ import logging
 import dagster as dg
 
 import schemas
-from campaign_pipelines.jobs import build_import_job
+from campaign_pipelines.jobs import build_job
 from campaign_pipelines.settings import Settings
 from campaign_pipelines.templates import Catalog, load_catalog
 from resources import CampaignDatabase, FileStore
@@ -44,7 +44,8 @@ def asset_specs(catalog: Catalog) -> list[dg.AssetSpec]:
             description=f"Lines rejected by the {name} import, with their line number and reason.",
             group_name="rejects",
         )
-        for name in sorted(catalog.templates)
+        for name, template in sorted(catalog.templates.items())
+        if template.kind == "import"
     ]
     return tables + rejects
 
@@ -55,7 +56,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     for error in catalog.errors:
         log.warning("job template skipped: %s", error)
     return dg.Definitions(
-        jobs=[build_import_job(t) for t in catalog.templates.values()],
+        jobs=[build_job(t) for t in catalog.templates.values()],
         assets=asset_specs(catalog),
         resources={
             "campaign_db": campaign_database(settings),

@@ -7,8 +7,8 @@ from typing import Any
 
 import dagster as dg
 
-from campaign_pipelines.ops import map_columns, read_file, reconcile, report, validate_rows
-from campaign_pipelines.templates import ImportTemplate
+from campaign_pipelines.ops import export_file, map_columns, read_file, reconcile, report, report_export, validate_rows
+from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Template
 
 ON_ERROR = dg.Enum("OnError", [dg.EnumValue("reject_line"), dg.EnumValue("stop")])
 
@@ -38,11 +38,9 @@ def build_import_job(template: ImportTemplate) -> dg.JobDefinition:
     def flat_launch_config(launch: dict[str, Any]) -> dict[str, Any]:
         return {"ops": {"read_file": {"config": {"template": template_json, "overrides": launch}}}}
 
-    description = template.display_label + (f"\n\n{template.description}" if template.description else "")
-
     @dg.job(
         name=template.name,
-        description=description,
+        description=_description(template),
         config=flat_launch_config,
         tags={
             "campaign/template": template.name,
@@ -55,3 +53,44 @@ def build_import_job(template: ImportTemplate) -> dg.JobDefinition:
         report(reconcile(validate_rows(map_columns(state))))
 
     return import_job
+
+
+def export_config_schema(template: ExportTemplate) -> dict[str, dg.Field]:
+    destination = template.destination
+    return {
+        "output": dg.Field(str, default_value=destination.path, description="File to write under CAMPAIGN_DATA_DIR; {date:%Y%m%d} and {run_id} are filled in."),
+        "delimiter": dg.Field(str, default_value=destination.delimiter, description="One character; \\t for tab."),
+        "quote": dg.Field(dg.Noneable(str), default_value=destination.quote, description="String delimiter; null for none."),
+        "encoding": dg.Field(str, default_value=destination.encoding, description="Any Python codec."),
+        "header": dg.Field(bool, default_value=destination.header, description="Write a header line."),
+        "limit": dg.Field(dg.Noneable(int), default_value=template.source.limit, description="Export at most N rows."),
+    }
+
+
+def build_export_job(template: ExportTemplate) -> dg.JobDefinition:
+    template_json = template.model_dump_json(by_alias=True, exclude_unset=True)
+
+    @dg.config_mapping(config_schema=export_config_schema(template))
+    def flat_launch_config(launch: dict[str, Any]) -> dict[str, Any]:
+        return {"ops": {"export_file": {"config": {"template": template_json, "overrides": launch}}}}
+
+    @dg.job(
+        name=template.name,
+        description=_description(template),
+        config=flat_launch_config,
+        tags={"campaign/template": template.name, "campaign/kind": "export", "campaign/table": template.source.table},
+    )
+    def export_job() -> None:
+        report_export(export_file())
+
+    return export_job
+
+
+def build_job(template: Template) -> dg.JobDefinition:
+    if isinstance(template, ExportTemplate):
+        return build_export_job(template)
+    return build_import_job(template)
+
+
+def _description(template: Template) -> str:
+    return template.display_label + (f"\n\n{template.description}" if template.description else "")

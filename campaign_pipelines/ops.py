@@ -6,6 +6,7 @@ sentence, the run tag `campaign/status=failed`, and nothing written to the datab
 """
 
 
+import datetime as dt
 import functools
 import json
 import shutil
@@ -17,9 +18,10 @@ import dagster as dg
 import pyarrow as pa
 
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.rejects import read_rejects
-from campaign_pipelines.templates import ImportTemplate
+from campaign_pipelines.templates import ExportTemplate, ImportTemplate
 from resources import CampaignDatabase, FileStore
 
 STATUS_TAG = "campaign/status"
@@ -32,7 +34,7 @@ def set_status(context: dg.OpExecutionContext, status: str) -> None:
 
 def remove_work_dir(context: dg.OpExecutionContext) -> None:
     file_store: FileStore = context.resources.file_store
-    shutil.rmtree(file_store.work_dir(context.run_id), ignore_errors=True)
+    shutil.rmtree(file_store.resolve(f".work/{context.run_id}"), ignore_errors=True)
 
 
 def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
@@ -162,3 +164,44 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome) -> dict
     ignored = {f"ignored: {cause}": count for cause, count in outcome.ignored_by_cause.items()}
     context.add_output_metadata({**summary, "status": outcome.status, **ignored})
     return {**summary, "status": outcome.status, "rejects_path": str(outcome.rejects_path) if outcome.rejects_path else None}
+
+
+@dg.op(
+    description="Query the Campaign database in chunks and write the file under a temporary name, then rename it.",
+    config_schema={"template": str, "overrides": dg.Permissive()},
+)
+@fails_clearly
+def export_file(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
+    config = context.op_config
+    template = ExportTemplate.model_validate(json.loads(config["template"])).with_overrides(config["overrides"])
+    path = file_store.resolve(output_path(template, context.run_id, dt.datetime.now()), what="output")
+    context.log.info(f"exporting {template.source.table} to {path}")
+    return run_export(template, campaign_db.engine, path, context.run_id)
+
+
+@dg.op(
+    description="Report: file path, size, checksum, source table observation, run status.",
+    required_resource_keys={"file_store", "campaign_db"},
+)
+@fails_clearly
+def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dict[str, Any]:
+    template = outcome.template
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=["campaign", template.source.table],
+            description=f"Read by {template.name}.",
+            metadata={"rows_exported": outcome.rows_exported, "output_path": dg.MetadataValue.path(str(outcome.path))},
+        )
+    )
+    summary = {"rows_exported": outcome.rows_exported, "output_path": str(outcome.path)}
+    context.add_output_metadata(
+        {
+            **summary,
+            "output_path": dg.MetadataValue.path(str(outcome.path)),
+            "bytes": outcome.size,
+            "sha256": outcome.sha256,
+            "watermark": str(outcome.watermark) if outcome.watermark is not None else "none",
+        }
+    )
+    set_status(context, "finished")
+    return {**summary, "status": "finished", "bytes": outcome.size, "sha256": outcome.sha256}

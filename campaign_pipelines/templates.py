@@ -39,6 +39,20 @@ def _one_character(value: str | None, key: str) -> str | None:
     return value
 
 
+def _delimiter(value: str) -> str:
+    value = _one_character(value, "delimiter")
+    if value in ("\n", "\r"):
+        raise ValueError("delimiter cannot be a line break")
+    return value
+
+
+def _encoding(value: str) -> str:
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r}") from None
+
+
 class Width(Model):
     name: str
     start: Annotated[int, Field(ge=1)]
@@ -56,27 +70,12 @@ class Source(Model):
     compression: Literal["auto", "none", "gzip", "zip"] = "auto"
     widths: list[Width] | None = None
     limit: Annotated[int, Field(ge=1)] | None = None
+    # Quoted values may hold line breaks; an unclosed quote then runs to the next quote.
+    multiline: bool = False
 
-    @field_validator("delimiter")
-    @classmethod
-    def _delimiter(cls, v: str) -> str:
-        v = _one_character(v, "delimiter")
-        if v in ("\n", "\r"):
-            raise ValueError("delimiter cannot be a line break")
-        return v
-
-    @field_validator("quote")
-    @classmethod
-    def _quote(cls, v: str | None) -> str | None:
-        return _one_character(v, "quote")
-
-    @field_validator("encoding")
-    @classmethod
-    def _encoding(cls, v: str) -> str:
-        try:
-            return codecs.lookup(v).name
-        except LookupError:
-            raise ValueError(f"unknown encoding {v!r}") from None
+    _check_delimiter = field_validator("delimiter")(lambda v: _delimiter(v))
+    _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
+    _check_encoding = field_validator("encoding")(lambda v: _encoding(v))
 
     @model_validator(mode="after")
     def _shape(self) -> "Source":
@@ -94,6 +93,8 @@ class Source(Model):
             raise ValueError("widths is only for format: fixed_width")
         if self.quote is not None and self.quote == self.delimiter:
             raise ValueError("quote and delimiter must differ")
+        if self.multiline and (self.quote is None or self.format != "delimited"):
+            raise ValueError("multiline needs a delimited format with a quote character")
         return self
 
 
@@ -298,7 +299,184 @@ LAUNCH_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
-Template = Union[ImportTemplate]
+# -- export templates -----------------------------------------------------------------
+
+FILTER_OPERATORS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge", "like", "is_null")
+
+
+def filter_conditions(condition: Any) -> list[tuple[str, Any]]:
+    """`{in: [FR, BE]}` -> [("in", [FR, BE])]; a bare value means eq."""
+    if isinstance(condition, dict):
+        return list(condition.items())
+    return [("eq", condition)]
+
+
+def filter_value(f: "schemas.Field", op: str, value: Any) -> Any:
+    """The bound value of one condition, in the column's type."""
+    if op == "is_null":
+        if not isinstance(value, bool):
+            raise ValueError("is_null takes true or false")
+        return value
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{op} takes a non-empty list")
+        return [f.python_value(v) for v in value]
+    if op == "like":
+        if not isinstance(value, str):
+            raise ValueError("like takes a text pattern")
+        return value
+    if value is None:
+        raise ValueError(f"{op} needs a value; use is_null for empty values")
+    return f.python_value(value)
+
+
+class ExportColumn(Model):
+    column: str | None = None
+    value: Any = None
+    label: str | None = None
+    case: Literal["lower", "upper", "capitalize", "none"] = "none"
+    format: str | NumberFormat | None = None
+    width: Annotated[int, Field(ge=1)] | None = None  # fixed-width destinations
+
+    @model_validator(mode="after")
+    def _column_or_value(self) -> "ExportColumn":
+        if (self.column is None) == ("value" not in self.model_fields_set):
+            raise ValueError("give exactly one of column (a table column) or value (a constant)")
+        if self.column is None and self.label is None:
+            raise ValueError("a constant (value) needs a label")
+        return self
+
+    @property
+    def title(self) -> str:
+        return self.label or self.column or ""
+
+
+class Differential(Model):
+    column: str
+
+
+class ExportSource(Model):
+    table: str = Field(alias="schema")
+    columns: list[ExportColumn] = Field(min_length=1)
+    filter: dict[str, Any] = {}
+    order_by: list[str] = []
+    distinct: bool = False
+    limit: Annotated[int, Field(ge=1)] | None = None
+    differential: Differential | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _known_table(cls, v: str) -> str:
+        if v not in schemas.TABLES:
+            raise ValueError(f"unknown schema {v!r}; known: {', '.join(sorted(schemas.TABLES))}")
+        return v
+
+
+class Destination(Model):
+    path: str
+    format: Literal["delimited", "fixed_width"] = "delimited"
+    delimiter: str = ","
+    quote: str | None = '"'
+    header: bool = True
+    encoding: str = "utf-8"
+    compression: Literal["none", "gzip"] = "none"
+    # Cells a spreadsheet would run as a formula (=, +, -, @, tab, CR) get a leading '.
+    neutralize_formulas: bool = True
+
+    _check_delimiter = field_validator("delimiter")(lambda v: _delimiter(v))
+    _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
+    _check_encoding = field_validator("encoding")(lambda v: _encoding(v))
+
+
+class ExportTemplate(Model):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    kind: Literal["export"]
+    label: str | None = None
+    description: str | None = None
+    source: ExportSource
+    destination: Destination
+    schedule: Schedule | None = None
+    partitions: Partitions | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExportTemplate":
+        spec = schemas.TABLES[self.source.table]
+        for i, column in enumerate(self.source.columns):
+            if column.column is not None and column.column not in spec.field_names:
+                raise ValueError(f"source.columns[{i}].column: {spec.name} has no column {column.column!r}")
+            if self.destination.format == "fixed_width" and column.width is None:
+                raise ValueError(f"source.columns[{i}].width: required for a fixed_width destination")
+            if column.column is not None and column.format is not None:
+                kind = spec.field(column.column).kind
+                if isinstance(column.format, str) and kind not in ("date", "timestamp"):
+                    raise ValueError(f"source.columns[{i}].format: a date format needs a date column, {column.column} is a {kind}")
+                if isinstance(column.format, NumberFormat) and kind != "integer":
+                    raise ValueError(f"source.columns[{i}].format: a number format needs a number column, {column.column} is a {kind}")
+        for name in self.source.order_by:
+            if name not in spec.field_names:
+                raise ValueError(f"source.order_by: {spec.name} has no column {name!r}")
+        if self.source.differential:
+            column = self.source.differential.column
+            if column not in spec.field_names or spec.field(column).kind not in ("timestamp", "date", "integer"):
+                raise ValueError(f"source.differential.column: {column!r} must be a timestamp, date or number column of {spec.name}")
+        for column, condition in self.source.filter.items():
+            if column not in spec.field_names:
+                raise ValueError(f"source.filter.{column}: {spec.name} has no column {column!r}")
+            for op, value in filter_conditions(condition):
+                where = f"source.filter.{column}.{op}"
+                if op not in FILTER_OPERATORS:
+                    raise ValueError(f"{where}: unknown operator; use one of {', '.join(FILTER_OPERATORS)}")
+                try:
+                    filter_value(spec.field(column), op, value)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+        if self.source.distinct:
+            exported = {c.column for c in self.source.columns}
+            for name in self.source.order_by:
+                if name not in exported:
+                    raise ValueError(f"source.order_by: with distinct, {name!r} must be an exported column")
+        try:
+            self.destination.path.format(date=dt.datetime(2000, 1, 1), run_id="run")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"destination.path: only {{date:…}} and {{run_id}} can be filled in ({exc})") from None
+        titles = [c.title for c in self.source.columns]
+        if len(set(titles)) != len(titles):
+            dup = next(t for t in titles if titles.count(t) > 1)
+            raise ValueError(f"source.columns: the title {dup!r} is used twice; give a label")
+        return self
+
+    @property
+    def table(self) -> schemas.TableSpec:
+        return schemas.TABLES[self.source.table]
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "ExportTemplate":
+        data = self.model_dump(by_alias=True, exclude_unset=True)
+        for key, value in overrides.items():
+            if value is None and key != "limit":
+                continue
+            section, name = EXPORT_LAUNCH_KEYS[key]
+            data.setdefault(section, {})[name] = value
+        try:
+            return ExportTemplate.model_validate(data)
+        except ValidationError as exc:
+            raise TemplateError(f"launch config for {self.name}: {format_validation_error(exc)}") from None
+
+
+EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
+    "output": ("destination", "path"),
+    "delimiter": ("destination", "delimiter"),
+    "quote": ("destination", "quote"),
+    "encoding": ("destination", "encoding"),
+    "header": ("destination", "header"),
+    "limit": ("source", "limit"),
+}
+
+
+Template = Union[ImportTemplate, ExportTemplate]
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -329,10 +507,11 @@ def parse_template(text: str, origin: str) -> Template:
     if not isinstance(data, dict):
         raise TemplateError(f"{origin}: a job template is a YAML mapping of keys")
     kind = data.get("kind")
-    if kind != "import":
-        raise TemplateError(f"{origin}: kind: must be 'import', got {kind!r}")
+    model = {"import": ImportTemplate, "export": ExportTemplate}.get(kind)
+    if model is None:
+        raise TemplateError(f"{origin}: kind: must be 'import' or 'export', got {kind!r}")
     try:
-        return ImportTemplate.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise TemplateError(f"{origin}: {format_validation_error(exc)}") from None
 

@@ -1,7 +1,7 @@
 """The Campaign data model: one module per table, each the single source of truth for
 its columns, SQL types, keys and checks. `TABLES` is the registry the rest reads."""
 
-from schemas import import_reject, recipient, recipient_list, recipient_list_member, service, subscription
+from schemas import export_watermark, import_reject, recipient, recipient_list, recipient_list_member, service, subscription
 from schemas.base import Field, TableSpec, metadata
 
 TABLES: dict[str, TableSpec] = {
@@ -13,6 +13,7 @@ TABLES: dict[str, TableSpec] = {
         service.TABLE,
         subscription.TABLE,
         import_reject.TABLE,
+        export_watermark.TABLE,
     )
 }
 

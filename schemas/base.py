@@ -7,6 +7,7 @@ validates them. Nothing else restates a column's type, length or checks.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -52,6 +53,40 @@ class Field:
     @property
     def importable(self) -> bool:
         return not self.managed
+
+    def python_value(self, value: Any) -> Any:
+        """A template's literal (YAML scalar) as this column's Python type; ValueError if
+        it is not one."""
+        if value is None:
+            return None
+        if self.kind == "string":
+            if isinstance(value, (dict, list)):
+                raise ValueError(f"{value!r} is not text")
+            return str(value)
+        if self.kind == "boolean":
+            if not isinstance(value, bool):
+                raise ValueError(f"{value!r} is not true or false")
+            return value
+        if self.kind == "integer":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{value!r} is not a whole number")
+            return value
+        if self.kind == "date":
+            if isinstance(value, dt.datetime):
+                return value.date()
+            if isinstance(value, dt.date):
+                return value
+            try:
+                return dt.date.fromisoformat(str(value))
+            except ValueError:
+                raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        try:
+            parsed = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date and time (YYYY-MM-DD HH:MM:SS)") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
     def sql_type(self) -> sa.types.TypeEngine:
         if self.kind == "string":

@@ -171,6 +171,8 @@ class SourceReader:
         self.blank_lines = 0
         # The line number of the N-th data line, N = errors.stop_if_first_lines_rejected.
         self.watch_line: int | None = None
+        # Multiline mode: the lines of a record whose quoted value is still open.
+        self._open_record: tuple[pa.Array, pa.Array] | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -179,45 +181,29 @@ class SourceReader:
     def batches(self) -> Iterator[pa.RecordBatch]:
         source = self.source
         to_skip = source.skip_lines + (1 if source.header and source.format == "delimited" else 0)
-        limit = source.limit
         saw_any_line = False
         for first_line, lines in iter_line_blocks(self.path, source, self.block_bytes):
             saw_any_line = True
+            numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
             if to_skip:
                 head = lines.slice(0, to_skip).to_pylist()
                 self.layout.prefix_lines.extend(head)
-                lines = lines.slice(len(head))
-                first_line += len(head)
+                lines, numbers = lines.slice(len(head)), numbers.slice(len(head))
                 to_skip -= len(head)
                 if to_skip:
                     continue
                 if source.header and source.format == "delimited":
-                    self._read_header(self.layout.prefix_lines[-1], first_line - 1)
-            if not len(lines):
-                continue
-            # Blank lines are not data lines; they are counted apart.
-            keep = pc.greater(pc.utf8_length(lines), 0)
-            numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
-            blank = len(lines) - pc.sum(keep).as_py()
-            if blank:
-                self.blank_lines += blank
-                lines, numbers = lines.filter(keep), numbers.filter(keep)
-            if limit is not None:
-                room = limit - self.rows_read
-                if room <= 0:
-                    break
-                lines, numbers = lines.slice(0, room), numbers.slice(0, room)
-            if not len(lines):
-                continue
-            if not self.layout.columns:
-                self._columns_from_first_line(lines[0].as_py())
-            watch = self.template.errors.stop_if_first_lines_rejected
-            if watch is not None and self.watch_line is None and self.rows_read + len(lines) >= watch:
-                self.watch_line = numbers[watch - self.rows_read - 1].as_py()
-            self.rows_read += len(lines)
-            batch = self._parse(lines, numbers)
-            if batch.num_rows:
+                    self._read_header(self.layout.prefix_lines[-1], len(self.layout.prefix_lines))
+            if source.multiline:
+                lines, numbers = self._records(lines, numbers)
+            batch = self._data_batch(lines, numbers)
+            if batch is not None and batch.num_rows:
                 yield batch
+            if source.limit is not None and self.rows_read >= source.limit:
+                break
+        else:
+            if self._open_record is not None:
+                self._reject_open_record()
         if not saw_any_line:
             raise CampaignError(f"file {self.path} is empty.")
         if to_skip:
@@ -227,6 +213,63 @@ class SourceReader:
             )
         if self.rows_read == 0:
             raise CampaignError(f"file {self.path} has no data lines" + (" after its header." if source.header else "."))
+
+    def _data_batch(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch | None:
+        """Parse one block of data lines (records, in multiline mode)."""
+        if not len(lines):
+            return None
+        # Blank lines are not data lines; they are counted apart.
+        keep = pc.greater(pc.utf8_length(lines), 0)
+        blank = len(lines) - pc.sum(keep).as_py()
+        if blank:
+            self.blank_lines += blank
+            lines, numbers = lines.filter(keep), numbers.filter(keep)
+        if self.source.limit is not None:
+            room = self.source.limit - self.rows_read
+            lines, numbers = lines.slice(0, room), numbers.slice(0, room)
+        if not len(lines):
+            return None
+        if not self.layout.columns:
+            self._columns_from_first_line(lines[0].as_py())
+        watch = self.template.errors.stop_if_first_lines_rejected
+        if watch is not None and self.watch_line is None and self.rows_read + len(lines) >= watch:
+            self.watch_line = numbers[watch - self.rows_read - 1].as_py()
+        self.rows_read += len(lines)
+        return self._parse(lines, numbers)
+
+    def _records(self, lines: pa.Array, numbers: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Join the lines of quoted values that span lines into records, numbered by their
+        first line; a record still open at the end of the block waits for the next one."""
+        if self._open_record is not None:
+            lines = pa.concat_arrays([self._open_record[0], lines])
+            numbers = pa.concat_arrays([self._open_record[1], numbers])
+            self._open_record = None
+        if not len(lines):
+            return lines, numbers
+        odd = pc.bit_wise_and(pc.count_substring(lines, self.source.quote), 1)
+        inside_after = pc.bit_wise_and(pc.cumulative_sum(odd), 1)  # 1: a quote is open after the line
+        inside_before = pc.bit_wise_xor(inside_after, odd)
+        starts = pc.indices_nonzero(pc.equal(inside_before, 0))
+        complete = len(lines)
+        if inside_after[-1].as_py():
+            complete = starts[-1].as_py()
+            self._open_record = (lines.slice(complete), numbers.slice(complete))
+            starts = starts.slice(0, len(starts) - 1)
+        offsets = pa.concat_arrays([pc.cast(starts, pa.int32()), pa.array([complete], pa.int32())])
+        records = pc.binary_join(pa.ListArray.from_arrays(offsets, lines.slice(0, complete)), "\n")
+        return records, numbers.take(starts)
+
+    def _reject_open_record(self) -> None:
+        lines, numbers = self._open_record
+        self._open_record = None
+        first = numbers[0].as_py()
+        self.rows_read += 1
+        self.rejects.add(
+            pa.array([first], pa.int64()),
+            pa.array(["\n".join(lines.to_pylist())], pa.string()),
+            None,
+            f"unbalanced quote ({self.source.quote}): the quoted value opened on line {first} is never closed",
+        )
 
     def _read_header(self, line: str, line_number: int) -> None:
         titles = [t.strip() for t in _split_one(line, self.source)]
@@ -276,7 +319,7 @@ class SourceReader:
 
     def _parse_delimited(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch:
         source = self.source
-        if source.quote is not None:
+        if source.quote is not None and not source.multiline:
             odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, source.quote), 1), 1)
             if pc.any(odd).as_py():
                 self.rejects.add(
@@ -308,7 +351,7 @@ class SourceReader:
                 quote_char=source.quote if source.quote is not None else False,
                 double_quote=True,
                 escape_char=False,
-                newlines_in_values=False,
+                newlines_in_values=source.multiline,
                 ignore_empty_lines=True,
                 invalid_row_handler=on_invalid,
             ),

@@ -86,7 +86,7 @@ def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame],
     return rows
 
 
-def _read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
+def read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
     if path is None or not path.exists():
         return
     with ipc.open_file(pa.memory_map(str(path))) as reader:
@@ -120,7 +120,7 @@ def map_step(state: ImportState) -> ImportState:
     rejects_path = state.work_dir / "rejects_map.arrow"
     out = state.work_dir / "mapped.arrow"
     with RejectWriter(rejects_path) as rejects:
-        _write_batches(out, (mapper.map_frame(frame, rejects) for frame in _read_frames(state.data)))
+        _write_batches(out, (mapper.map_frame(frame, rejects) for frame in read_frames(state.data)))
     return state.next(data=out, reject_files=(*state.reject_files, rejects_path))
 
 
@@ -129,7 +129,7 @@ def validate_step(state: ImportState) -> ImportState:
     rejects_path = state.work_dir / "rejects_validate.arrow"
     out = state.work_dir / "valid.arrow"
     with RejectWriter(rejects_path) as rejects:
-        _write_batches(out, (validator.validate_batch(f, rejects) for f in _read_frames(state.data)))
+        _write_batches(out, (validator.validate_batch(f, rejects) for f in read_frames(state.data)))
     return state.next(data=out, reject_files=(*state.reject_files, rejects_path))
 
 
@@ -163,7 +163,7 @@ def reject_policy_failure(policy: ErrorPolicy, rows_read: int, watch_line: int |
 def _texts_for(path: Path | None, lines: list[int]) -> dict[int, str]:
     wanted = pa.array(lines, pa.int64())
     found: dict[int, str] = {}
-    for frame in _read_frames(path):
+    for frame in read_frames(path):
         hit = frame.filter(pl.col(LINE).is_in(wanted.to_pylist()))
         found.update(zip(hit[LINE].to_list(), hit[TEXT].to_list()))
     return found
@@ -186,7 +186,7 @@ def reconcile_step(
         with conn.begin() as transaction:
             reconciler = Reconciler(conn, template, now)
             reconciler.stage_rows(
-                f.select(LINE, KEY_KIND, *[m.target for m in template.columns]) for f in _read_frames(state.data)
+                f.select(LINE, KEY_KIND, *[m.target for m in template.columns]) for f in read_frames(state.data)
             )
             result = reconciler.merge()
             if result.rejects:

@@ -1,0 +1,1 @@
+"""Export templates: query the Campaign database and write a file."""

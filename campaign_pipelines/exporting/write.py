@@ -1,0 +1,212 @@
+"""Format exported rows and write them to a file that appears only when complete.
+
+The file is written under a temporary name in the destination folder and renamed at
+the end; on any error the temporary file is removed, so a reader never sees half a file
+and a failed run leaves none.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import polars as pl
+
+from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.templates import Destination, ExportColumn, ExportTemplate, NumberFormat
+
+FORMULA_START = r"^[=+\-@\t\r]"
+DEFAULT_FORMATS = {"date": "%Y-%m-%d", "timestamp": "%Y-%m-%d %H:%M:%S"}
+
+
+def _constant_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _cased(value: pl.Expr, case: str) -> pl.Expr:
+    if case == "lower":
+        return value.str.to_lowercase()
+    if case == "upper":
+        return value.str.to_uppercase()
+    if case == "capitalize":
+        return value.str.slice(0, 1).str.to_uppercase() + value.str.slice(1).str.to_lowercase()
+    return value
+
+
+def _grouped(number: int | None, fmt: NumberFormat) -> str | None:
+    if number is None:
+        return None
+    return f"{number:,}".replace(",", fmt.thousands or "")
+
+
+def column_text(column: ExportColumn, template: ExportTemplate) -> pl.Expr:
+    """One output column as text, named by its title."""
+    if column.column is None:
+        text = pl.lit(_constant_text(column.value), dtype=pl.Utf8)
+        is_text = True
+    else:
+        f = template.table.field(column.column)
+        value = pl.col(column.column)
+        is_text = f.kind == "string"
+        if f.kind in DEFAULT_FORMATS:
+            fmt = column.format if isinstance(column.format, str) else DEFAULT_FORMATS[f.kind]
+            text = value.dt.strftime(fmt)
+        elif f.kind == "integer" and isinstance(column.format, NumberFormat) and column.format.thousands:
+            number_format = column.format
+            text = value.map_elements(lambda n: _grouped(n, number_format), return_dtype=pl.Utf8)
+        elif f.kind == "boolean":
+            text = pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
+        else:
+            text = value.cast(pl.Utf8)
+    text = _cased(text, column.case)
+    if is_text and template.destination.neutralize_formulas:
+        # A spreadsheet would run these as formulas; a leading ' makes them text.
+        text = pl.when(text.str.contains(FORMULA_START)).then(pl.lit("'") + text).otherwise(text)
+    return text.alias(column.title)
+
+
+def format_rows(frame: pl.DataFrame, template: ExportTemplate) -> pl.DataFrame:
+    return frame.select([column_text(c, template) for c in template.source.columns])
+
+
+class _HashingFile(io.RawIOBase):
+    """Counts and hashes what reaches the disk (after compression)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+
+class ExportWriter:
+    def __init__(self, template: ExportTemplate, path: Path, run_id: str):
+        self.template = template
+        self.destination: Destination = template.destination
+        self.path = path
+        self.temporary = path.parent / f".{path.name}.{run_id}.part"
+        self.rows = 0
+        self._header_written = False
+
+    def __enter__(self) -> "ExportWriter":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._raw = open(self.temporary, "wb")
+        except OSError as exc:
+            raise CampaignError(f"cannot write to {self.path.parent} ({exc.strerror}).") from None
+        self._hashing = _HashingFile(self._raw)
+        self._out: Any = self._hashing
+        if self.destination.compression == "gzip":
+            self._out = gzip.GzipFile(fileobj=self._hashing, mode="wb", mtime=0)
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        try:
+            if kind is None:
+                if not self._header_written:
+                    self.write(self._empty())  # a header, even for no rows
+                if self._out is not self._hashing:
+                    self._out.close()
+                self._raw.flush()
+                os.fsync(self._raw.fileno())
+                self._raw.close()
+                os.replace(self.temporary, self.path)
+        finally:
+            if not self._raw.closed:
+                self._raw.close()
+            if kind is not None or self.temporary.exists():
+                self.temporary.unlink(missing_ok=True)
+
+    @property
+    def size(self) -> int:
+        return self._hashing.size
+
+    @property
+    def sha256(self) -> str:
+        return self._hashing.sha256.hexdigest()
+
+    def _empty(self) -> pl.DataFrame:
+        return pl.DataFrame({c.title: pl.Series([], dtype=pl.Utf8) for c in self.template.source.columns})
+
+    def write(self, rows: pl.DataFrame) -> None:
+        """Append formatted rows (every column text)."""
+        header = self.destination.header and not self._header_written
+        if self.destination.format == "fixed_width":
+            text = self._fixed_width(rows, header)
+        else:
+            text = self._delimited(rows, header)
+        self._out.write(self._encode(text, rows))
+        self._header_written = True
+        self.rows += rows.height
+
+    def _delimited(self, rows: pl.DataFrame, header: bool) -> str:
+        d = self.destination
+        if d.quote is None:
+            self._refuse(rows, "contains the delimiter or a line break, and destination.quote is null", lambda s: s.str.contains(f"[{_class_escape(d.delimiter)}\n\r]"))
+        buffer = io.BytesIO()
+        rows.write_csv(
+            buffer,
+            include_header=header,
+            separator=d.delimiter,
+            quote_char=d.quote or '"',
+            quote_style="necessary" if d.quote else "never",
+            null_value="",
+            line_terminator="\n",
+        )
+        return buffer.getvalue().decode("utf-8")
+
+    def _fixed_width(self, rows: pl.DataFrame, header: bool) -> str:
+        columns = self.template.source.columns
+        self._refuse(rows, "contains a line break, which a fixed-width file cannot hold", lambda s: s.str.contains("[\n\r]"))
+        for c in columns:
+            too_long = rows.with_row_index("row").filter(pl.col(c.title).str.len_chars() > c.width)
+            if too_long.height:
+                row = too_long.row(0, named=True)
+                raise CampaignError(
+                    f"row {self.rows + row['row'] + 1}, column {c.title!r}: {row[c.title]!r} is longer than its width ({c.width})."
+                )
+        lines = rows.select(
+            pl.concat_str([pl.col(c.title).fill_null("").str.pad_end(c.width or 0) for c in columns]).alias("line")
+        )["line"].to_list()
+        if header:
+            lines.insert(0, "".join(c.title[: c.width].ljust(c.width or 0) for c in columns))
+        return "".join(line + "\n" for line in lines)
+
+    def _refuse(self, rows: pl.DataFrame, why: str, test: Any) -> None:
+        for title in rows.columns:
+            hit = rows.with_row_index("row").filter(test(pl.col(title)).fill_null(False))
+            if hit.height:
+                raise CampaignError(f"row {self.rows + hit['row'][0] + 1}, column {title!r}: the value {why}.")
+
+    def _encode(self, text: str, rows: pl.DataFrame) -> bytes:
+        try:
+            return text.encode(self.destination.encoding)
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            for index, row in enumerate(rows.iter_rows(named=True)):
+                for title, value in row.items():
+                    if value is not None and bad in value:
+                        raise CampaignError(
+                            f"row {self.rows + index + 1}, column {title!r}: {bad!r} cannot be written in "
+                            f"{self.destination.encoding}; choose another destination.encoding."
+                        ) from None
+            raise CampaignError(f"the header cannot be written in {self.destination.encoding} ({bad!r}).") from None
+
+
+def _class_escape(char: str) -> str:
+    return "\\" + char if char in "\\]^-[" else char
