@@ -76,7 +76,7 @@ def test_templates_list_show_duplicate_validate(home, capsys):
     code, out, _ = run_cli(capsys, "templates", "list", "--json")
     listing = json.loads(out)
     assert code == 0
-    assert {t["name"] for t in listing["templates"]} == {"new_text_import", "import_recipients", "import_denylist"}
+    assert {t["name"] for t in listing["templates"]} == {"new_text_import", "import_recipients", "import_denylist", "new_text_export"}
     assert any("broken.yaml: target.keys: 'nope' is not a mapped column" in e for e in listing["errors"])
 
     code, out, _ = run_cli(capsys, "templates", "show", "import_denylist")

@@ -8,7 +8,7 @@ from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.templates import load_catalog, parse_template
 from tests.helpers import people_template
 
-BUILTINS = {"new_text_import", "import_recipients", "import_denylist"}
+BUILTINS = {"new_text_import", "import_recipients", "import_denylist", "new_text_export"}
 
 
 def error_of(text: str) -> str:
