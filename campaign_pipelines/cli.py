@@ -190,7 +190,7 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
     import polars as pl
 
     template = _catalog(settings).get(args.name)
-    with pl.Config(tbl_rows=args.rows, tbl_cols=-1, fmt_str_lengths=80, tbl_hide_dataframe_shape=True):
+    with pl.Config(tbl_rows=args.rows, tbl_cols=-1, fmt_str_lengths=200, tbl_width_chars=10_000, tbl_hide_dataframe_shape=True):
         if isinstance(template, ExportTemplate):
             from campaign_pipelines.exporting.steps import preview_export
             from resources.campaign_db import get_engine

@@ -117,3 +117,31 @@ def test_init_creates_folders_and_copies_samples(tmp_path, monkeypatch, capsys):
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["archive", "inbox", "outbox", "rejects"]
     assert (tmp_path / "data" / "inbox" / "recipients.csv").read_bytes() == SAMPLE.read_bytes()
+
+
+def test_preview_writes_nothing(home, capsys):
+    home.file("inbox/recipients.csv", SAMPLE.read_bytes())
+    code, out, _ = run_cli(capsys, "templates", "preview", "import_recipients", "--rows", "5")
+    assert code == 0
+    assert out.splitlines()[0] == "5 line(s) read, 4 valid, 1 rejected (before reconciliation)"
+    assert "albert.camus@example.org" in out and "01000" in out
+    assert "email: 'not-an-email' is not a valid e-mail address" in out
+    assert "george.sand" not in out  # line 7: beyond --rows 5
+    assert home.rows("recipient") == []
+    code, out, _ = run_cli(capsys, "run", "import_recipients", "--json")
+    code, out, _ = run_cli(capsys, "templates", "preview", "new_text_export", "--rows", "2")
+    assert code == 0
+    assert "albert.camus@example.org" in out and "jacques.brel@example.be" in out and "jean.moulin" not in out
+    assert list((home.data_dir / "outbox").glob("*")) == []
+
+
+def test_run_export_json(home, capsys):
+    home.file("inbox/recipients.csv", SAMPLE.read_bytes())
+    run_cli(capsys, "run", "import_recipients", "--json")
+    code, out, _ = run_cli(capsys, "run", "new_text_export", "--output", "outbox/all.csv", "--json")
+    payload = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and payload["status"] == "finished" and payload["rows_exported"] == 4
+    assert payload["output_path"] == str(home.data_dir / "outbox" / "all.csv")
+    assert (home.data_dir / "outbox" / "all.csv").read_text().count("\n") == 5
+    code, _, err = run_cli(capsys, "run", "new_text_export", "--file", "x.csv")
+    assert code == 2 and "--file is for import templates" in err

@@ -86,3 +86,40 @@ def test_launch_overrides_are_validated():
     assert template.source.path == "inbox/people.csv"  # the template itself is untouched
     with pytest.raises(TemplateError, match="launch config for people: errors.on_error"):
         template.with_overrides({"on_error": "explode"})
+
+
+EXPORT = """
+name: out
+kind: export
+source:
+  schema: recipient
+  columns: [{column: email}, {column: birth_date, format: "%d/%m/%Y"}]
+  filter: {country_code: {in: [FR]}}
+  order_by: [email]
+destination: {path: outbox/out.csv}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("schema: recipient", "schema: orders", "source.schema: unknown schema 'orders'"),
+        ("{column: email}", "{column: mail}", "source.columns[0].column: recipient has no column 'mail'"),
+        ("country_code: {in: [FR]}", "colour: red", "source.filter.colour: recipient has no column 'colour'"),
+        ("country_code: {in: [FR]}", "birth_date: {ge: soon}", "source.filter.birth_date.ge: 'soon' is not a date (YYYY-MM-DD)"),
+        ("country_code: {in: [FR]}", "denylisted: {eq: 1}", "source.filter.denylisted.eq: 1 is not true or false"),
+        ("country_code: {in: [FR]}", "email: {matches: x}", "source.filter.email.matches: unknown operator"),
+        ("order_by: [email]", "order_by: [mail]", "source.order_by: recipient has no column 'mail'"),
+        ("{column: email}", "{column: email, format: {thousands: ' '}}", "a number format needs a number column"),
+        ("path: outbox/out.csv", "path: 'outbox/{day}.csv'", "destination.path: only {date:…} and {run_id} can be filled in"),
+        ("{path: outbox/out.csv}", "{path: x, format: fixed_width}", "source.columns[0].width: required for a fixed_width destination"),
+        ("{column: email}", "{value: 1}", "source.columns[0]: a constant (value) needs a label"),
+    ],
+)
+def test_export_template_errors(old, new, message):
+    assert message in error_of(EXPORT.replace(old, new))
+
+
+def test_export_distinct_orders_by_exported_columns_only():
+    text = EXPORT.replace("order_by: [email]", "order_by: [last_name]\n  distinct: true")
+    assert "source.order_by: with distinct, 'last_name' must be an exported column" in error_of(text)
