@@ -154,7 +154,7 @@ class ExportWriter:
         self._header_written = True
         self.rows += rows.height
 
-    def _delimited(self, rows: pl.DataFrame, header: bool) -> str:
+    def _delimited(self, rows: pl.DataFrame, header: bool) -> bytes:
         d = self.destination
         if d.quote is None:
             self._refuse(rows, "contains the delimiter or a line break, and destination.quote is null", lambda s: s.str.contains(f"[{_class_escape(d.delimiter)}\n\r]"))
@@ -168,9 +168,9 @@ class ExportWriter:
             null_value="",
             line_terminator="\n",
         )
-        return buffer.getvalue().decode("utf-8")
+        return buffer.getvalue()
 
-    def _fixed_width(self, rows: pl.DataFrame, header: bool) -> str:
+    def _fixed_width(self, rows: pl.DataFrame, header: bool) -> bytes:
         columns = self.template.source.columns
         self._refuse(rows, "contains a line break, which a fixed-width file cannot hold", lambda s: s.str.contains("[\n\r]"))
         for c in columns:
@@ -185,7 +185,7 @@ class ExportWriter:
         )["line"].to_list()
         if header:
             lines.insert(0, "".join(c.title[: c.width].ljust(c.width or 0) for c in columns))
-        return "".join(line + "\n" for line in lines)
+        return "".join(line + "\n" for line in lines).encode("utf-8")
 
     def _refuse(self, rows: pl.DataFrame, why: str, test: Any) -> None:
         for title in rows.columns:
@@ -193,9 +193,12 @@ class ExportWriter:
             if hit.height:
                 raise CampaignError(f"row {self.rows + hit['row'][0] + 1}, column {title!r}: the value {why}.")
 
-    def _encode(self, text: str, rows: pl.DataFrame) -> bytes:
+    def _encode(self, text: bytes, rows: pl.DataFrame) -> bytes:
+        """polars writes UTF-8; other encodings are transcoded (and checked)."""
+        if self.destination.encoding == "utf-8":
+            return text
         try:
-            return text.encode(self.destination.encoding)
+            return text.decode("utf-8").encode(self.destination.encoding)
         except UnicodeEncodeError as exc:
             bad = exc.object[exc.start : exc.end]
             for index, row in enumerate(rows.iter_rows(named=True)):
