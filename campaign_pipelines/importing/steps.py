@@ -89,7 +89,9 @@ def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame],
 def read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
     if path is None or not path.exists():
         return
-    with ipc.open_file(pa.memory_map(str(path))) as reader:
+    # Plain reads, not a memory map: mapped pages of every step's file would stay
+    # resident and grow with the file.
+    with pa.OSFile(str(path)) as source, ipc.open_file(source) as reader:
         for i in range(reader.num_record_batches):
             frame = pl.from_arrow(reader.get_batch(i))
             assert isinstance(frame, pl.DataFrame)
