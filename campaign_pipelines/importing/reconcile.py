@@ -1,16 +1,18 @@
 """Reconcile valid rows with the target table, set-based, inside the caller's transaction.
 
-Rows go to a temporary staging table (COPY on PostgreSQL), then a few statements, each
-over the whole staging table, decide every line's outcome and apply it:
+Rows go to a temporary staging table (COPY on PostgreSQL). One INSERT ... SELECT then
+decides every line's outcome into a second temporary table, in layers of CTEs:
 
 1. match each line to an existing record by its key (or secondary key);
 2. settle duplicates in the file (`duplicates_in_file`);
 3. pick the action the operation gives (insert, update, ignore, delete);
-4. reject lines whose unique values belong to another record (in the table or the file);
-5. mark matched lines whose values are all equal as unchanged (never rewritten);
-6. apply updates, inserts and deletes; add the loaded records to a list or service.
+4. reject lines whose unique values belong to another record (in the file or the table);
+5. turn updates whose values are all equal into `unchanged` (never rewritten).
 
-Each line ends with one outcome code in `action`; counts and rejects are read from there.
+Then one statement each applies the updates, deletes and inserts, and the loaded
+records are added to a list or service. Every line ends with one outcome code in
+`action`; counts and rejects are read from there. Writing each table once, rather than
+updating the staging table step by step, is what keeps a million-row merge fast.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ IGNORED = {
 }
 REJECT_PREFIXES = ("duplicate_reject", "ambiguous", "conflict:", "conflict_file:")
 LOADED = ("insert", "update", "unchanged")
+WRITING = ("insert", "update")
 
 
 @dataclass
@@ -47,6 +50,12 @@ class MergeResult:
     counts: dict[str, int] = field(default_factory=dict)
     ignored_by_cause: dict[str, int] = field(default_factory=dict)
     rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (line, column, reason)
+
+
+def _temporary_table(name: str, columns: list[sa.Column]) -> sa.Table:
+    return sa.Table(
+        f"{name}_{uuid.uuid4().hex[:12]}", sa.MetaData(), *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP"
+    )
 
 
 class Reconciler:
@@ -60,18 +69,20 @@ class Reconciler:
         self.keys = template.target.keys
         self.secondary = template.target.secondary_keys
         self.dialect = conn.dialect.name
-        stage_meta = sa.MetaData()
-        self.stage = sa.Table(
-            f"stage_{uuid.uuid4().hex[:12]}",
-            stage_meta,
-            sa.Column("line", sa.BigInteger, primary_key=True),
-            sa.Column(KEY_KIND, sa.String(1)),
-            *[sa.Column(c, self.spec.field(c).sql_type()) for c in self.columns],
-            sa.Column("match_id", sa.BigInteger),
-            sa.Column("action", sa.String(80)),
-            sa.Column("ref_line", sa.BigInteger),
-            prefixes=["TEMPORARY"],
-            postgresql_on_commit="DROP",
+        data = [sa.Column(c, self.spec.field(c).sql_type()) for c in self.columns]
+        self.stage = _temporary_table(
+            "stage", [sa.Column("line", sa.BigInteger, primary_key=True), sa.Column(KEY_KIND, sa.String(1)), *data]
+        )
+        self.decided = _temporary_table(
+            "decided",
+            [
+                sa.Column("line", sa.BigInteger, primary_key=True),
+                sa.Column(KEY_KIND, sa.String(1)),
+                *[c.copy() for c in data],
+                sa.Column("match_id", sa.BigInteger),
+                sa.Column("action", sa.String(80)),
+                sa.Column("ref_line", sa.BigInteger),
+            ],
         )
 
     # -- staging ---------------------------------------------------------------------
@@ -115,68 +126,55 @@ class Reconciler:
     # -- merge -----------------------------------------------------------------------
 
     def merge(self) -> MergeResult:
-        s, t = self.stage, self.target
-        self._match(s.c.action.is_(None))
-        self._reject_ambiguous_keys()
-        self._settle_duplicates()
-        self._choose_actions()
-        self._reject_unique_conflicts()
-        self._mark_unchanged()
+        self.decided.create(self.conn)
+        names = [c.name for c in self.decided.columns]
+        self.conn.execute(sa.insert(self.decided).from_select(names, self._decisions()))
         self._apply()
         self._link_list_and_service()
-        return self._result()
+        result = self._result()
+        if self.dialect != "postgresql":  # PostgreSQL drops them at commit
+            self.decided.drop(self.conn)
+            self.stage.drop(self.conn)
+        return result
 
-    def _key_match(self, kind: str, key: list[str]) -> sa.ColumnElement[bool]:
-        s, t = self.stage, self.target
-        return sa.and_(s.c[KEY_KIND] == kind, *[t.c[k] == s.c[k] for k in key])
+    def _unique_key(self, key: list[str]) -> bool:
+        return len(key) == 1 and (self.spec.field(key[0]).unique or key[0] in self.spec.primary_key)
 
-    def _match(self, which: sa.ColumnElement[bool]) -> None:
+    def _decisions(self) -> sa.Select:
+        """Every staged line with its match, action and referenced line, as one SELECT."""
         s, t = self.stage, self.target
+        target = self.template.target
+
+        # 1. Match on the key, or on the secondary key for lines whose key is empty.
+        joins = s
+        match_ids = []
         for kind, key in (("p", self.keys), ("s", self.secondary)):
             if key:
-                self.conn.execute(sa.update(s).values(match_id=t.c.id).where(which, self._key_match(kind, key)))
+                found = t.alias(f"by_{kind}")
+                joins = joins.outerjoin(found, sa.and_(s.c[KEY_KIND] == kind, *[found.c[k] == s.c[k] for k in key]))
+                match_ids.append(found.c.id)
+        match_id = sa.func.coalesce(*match_ids) if len(match_ids) > 1 else match_ids[0]
+        layer = [*s.c, match_id.label("match_id")]
+        ambiguous_keys = [key for key in (self.keys, self.secondary) if key and not self._unique_key(key)]
+        if ambiguous_keys:
+            # A key that is not unique in the table may match several records.
+            layer.append(sa.func.count().over(partition_by=s.c.line).label("matches"))
+            layer.append(sa.func.row_number().over(partition_by=s.c.line, order_by=match_id).label("pick"))
+        matched = sa.select(*layer).select_from(joins).cte("matched")
+        if ambiguous_keys:
+            matched = sa.select(*[c for c in matched.c if c.name != "pick"]).where(matched.c.pick == 1).cte("matched_once")
 
-    def _reject_ambiguous_keys(self) -> None:
-        """A key that is not unique in the table may match several records: reject."""
-        s, t = self.stage, self.target
-        for kind, key in (("p", self.keys), ("s", self.secondary)):
-            if not key or (len(key) == 1 and (self.spec.field(key[0]).unique or key[0] in self.spec.primary_key)):
-                continue
-            matches = sa.select(sa.func.count()).where(*[t.c[k] == s.c[k] for k in key]).scalar_subquery()
-            self.conn.execute(
-                sa.update(s).values(action="ambiguous").where(s.c[KEY_KIND] == kind, s.c.match_id.is_not(None), matches > 1)
-            )
+        # 2. Duplicates: lines reaching the same record, or bringing the same new key.
+        m = matched.c
+        unmatched = m.match_id.is_(None)
+        group = [m.match_id, sa.case((unmatched, m[KEY_KIND]))]
+        group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "p"), m[k])) for k in self.keys]
+        group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "s"), m[k])) for k in self.secondary]
+        last_wins = target.duplicates_in_file == "update"
+        rank = sa.func.row_number().over(partition_by=group, order_by=m.line.desc() if last_wins else m.line.asc())
+        kept = (sa.func.max if last_wins else sa.func.min)(m.line).over(partition_by=group)
 
-    def _settle_duplicates(self) -> None:
-        """Lines that reach the same record (or carry the same new key) are duplicates."""
-        s = self.stage
-        unmatched = s.c.match_id.is_(None)
-        group = [s.c.match_id, sa.case((unmatched, s.c[KEY_KIND]))]
-        group += [sa.case((sa.and_(unmatched, s.c[KEY_KIND] == "p"), s.c[k])) for k in self.keys]
-        group += [sa.case((sa.and_(unmatched, s.c[KEY_KIND] == "s"), s.c[k])) for k in self.secondary]
-        rule = self.template.target.duplicates_in_file
-        last_wins = rule == "update"
-        order = s.c.line.desc() if last_wins else s.c.line.asc()
-        ranked = (
-            sa.select(
-                s.c.line,
-                sa.func.row_number().over(partition_by=group, order_by=order).label("rank"),
-                (sa.func.max if last_wins else sa.func.min)(s.c.line).over(partition_by=group).label("kept"),
-            )
-            .where(s.c.action.is_(None))
-            .subquery()
-        )
-        code = {"update": "superseded", "ignore": "duplicate", "reject": "duplicate_reject"}[rule]
-        self.conn.execute(
-            sa.update(s)
-            .values(action=code, ref_line=ranked.c.kept)
-            .where(s.c.line == ranked.c.line, ranked.c.rank > 1)
-        )
-
-    def _choose_actions(self) -> None:
-        s = self.stage
-        matched = s.c.match_id.is_not(None)
-        target = self.template.target
+        # 3. The operation's action for each line that is not a duplicate.
         on_match, on_new = {
             "insert_or_update": ("update" if target.existing_records == "update" else "kept", "insert"),
             "insert": ("exists", "insert"),
@@ -184,83 +182,102 @@ class Reconciler:
             "reconcile_only": ("unchanged", "not_found"),
             "delete": ("delete", "not_found"),
         }[target.operation]
-        self.conn.execute(
-            sa.update(s).values(action=sa.case((matched, on_match), else_=on_new)).where(s.c.action.is_(None))
+        duplicate = {"update": "superseded", "ignore": "duplicate", "reject": "duplicate_reject"}[target.duplicates_in_file]
+        ranked = sa.select(*[c for c in m if c.name != "matches"], rank.label("rank"), kept.label("kept"),
+                           *([m.matches] if ambiguous_keys else [])).cte("ranked")
+        r = ranked.c
+        action = sa.case(
+            *([(r.matches > 1, "ambiguous")] if ambiguous_keys else []),
+            (r.rank > 1, duplicate),
+            (r.match_id.is_not(None), on_match),
+            else_=on_new,
         )
+        ref_line = sa.case((r.rank > 1, r.kept))
+        base = [c for c in r if c.name not in ("rank", "kept", "matches")]
+        acted = sa.select(*base, action.label("action"), ref_line.label("ref_line")).cte("acted")
 
-    def _reject_unique_conflicts(self) -> None:
-        s, t = self.stage, self.target
-        writing = s.c.action.in_(("insert", "update"))
+        # 4. Unique values: taken by an earlier line of the file, or by another record.
         for f in self.spec.unique_fields:
             if f.name not in self.columns:
                 continue
-            col = s.c[f.name]
-            # Two lines of the file bring the same unique value for different records.
-            ranked = (
-                sa.select(
-                    s.c.line,
-                    sa.func.row_number().over(partition_by=col, order_by=s.c.line).label("rank"),
-                    sa.func.min(s.c.line).over(partition_by=col).label("first"),
-                )
-                .where(writing, col.is_not(None))
-                .subquery()
-            )
-            self.conn.execute(
-                sa.update(s)
-                .values(action=f"conflict_file:{f.name}", ref_line=ranked.c.first)
-                .where(s.c.line == ranked.c.line, ranked.c.rank > 1)
-            )
-            # The value already belongs to another record of the table.
-            taken = sa.exists().where(t.c[f.name] == col, sa.or_(s.c.match_id.is_(None), t.c.id != s.c.match_id))
-            self.conn.execute(
-                sa.update(s).values(action=f"conflict:{f.name}").where(writing, col.is_not(None), taken)
-            )
+            a = acted.c
+            value = a[f.name]
+            writing = sa.and_(a.action.in_(WRITING), value.is_not(None))
+            holder = t.alias(f"holder_{f.name}")
+            taken = sa.exists().where(holder.c[f.name] == value, sa.or_(a.match_id.is_(None), holder.c.id != a.match_id))
+            bucket = sa.case((writing, value))
+            earlier = sa.func.row_number().over(partition_by=bucket, order_by=a.line)
+            first = sa.func.min(a.line).over(partition_by=bucket)
+            checked = sa.select(
+                *[c for c in a if c.name not in ("action", "ref_line")],
+                sa.case(
+                    (sa.and_(writing, earlier > 1), f"conflict_file:{f.name}"),
+                    (sa.and_(writing, taken), f"conflict:{f.name}"),
+                    else_=a.action,
+                ).label("action"),
+                sa.case((sa.and_(writing, earlier > 1), first), else_=a.ref_line).label("ref_line"),
+            ).cte(f"unique_{f.name}")
+            acted = checked
 
-    def _new_value(self, name: str) -> sa.ColumnElement:
-        """What an update writes: an empty value keeps the field unless empty_values is
-        overwrite; a key is never emptied."""
-        s, t = self.stage, self.target
-        keep = self.template.target.empty_values == "keep" or name in self.keys or name in self.secondary
-        return sa.func.coalesce(s.c[name], t.c[name]) if keep else s.c[name]
-
-    def _mark_unchanged(self) -> None:
-        s, t = self.stage, self.target
-        changed = sa.or_(*[self._new_value(c).is_distinct_from(t.c[c]) for c in self.columns])
-        self.conn.execute(
-            sa.update(s)
-            .values(action="unchanged")
-            .where(s.c.action == "update", t.c.id == s.c.match_id, sa.not_(changed))
+        # 5. Updates that change nothing are unchanged.
+        a = acted.c
+        current = t.alias("current")
+        changed = sa.or_(*[self._new_value(c, a[c], current.c[c]).is_distinct_from(current.c[c]) for c in self.columns])
+        final_action = sa.case((sa.and_(a.action == "update", sa.not_(changed)), "unchanged"), else_=a.action)
+        return (
+            sa.select(*[a[c.name] for c in self.decided.columns if c.name not in ("action", "ref_line")],
+                      final_action.label("action"), a.ref_line)
+            .select_from(acted.outerjoin(current, current.c.id == a.match_id))
         )
 
+    def _new_value(self, name: str, incoming: sa.ColumnElement, existing: sa.ColumnElement) -> sa.ColumnElement:
+        """What an update writes: an empty value keeps the field unless empty_values is
+        overwrite; a key is never emptied."""
+        keep = self.template.target.empty_values == "keep" or name in self.keys or name in self.secondary
+        return sa.func.coalesce(incoming, existing) if keep else incoming
+
     def _apply(self) -> None:
-        s, t = self.stage, self.target
+        d, t = self.decided, self.target
         now = sa.literal(self.now, sa.DateTime(timezone=True))
-        updates = {c: self._new_value(c) for c in self.columns}
+        updates = {c: self._new_value(c, d.c[c], t.c[c]) for c in self.columns}
         if "updated_at" in t.c:
             updates["updated_at"] = now
-        self.conn.execute(sa.update(t).values(updates).where(t.c.id == s.c.match_id, s.c.action == "update"))
+        self.conn.execute(sa.update(t).values(updates).where(t.c.id == d.c.match_id, d.c.action == "update"))
 
-        deleted = sa.select(s.c.match_id).where(s.c.action == "delete")
+        deleted = sa.select(d.c.match_id).where(d.c.action == "delete")
         self.conn.execute(sa.delete(t).where(t.c.id.in_(deleted)))
 
         names, values = [], []
         for c in self.columns:
             f = self.spec.field(c)
             names.append(c)
-            values.append(sa.func.coalesce(s.c[c], sa.literal(f.default)) if f.default is not None else s.c[c])
+            values.append(sa.func.coalesce(d.c[c], sa.literal(f.default)) if f.default is not None else d.c[c])
         for managed in ("created_at", "updated_at"):
             if managed in t.c:
                 names.append(managed)
                 values.append(now)
         self.conn.execute(
-            sa.insert(t).from_select(names, sa.select(*values).where(s.c.action == "insert").order_by(s.c.line))
+            sa.insert(t).from_select(names, sa.select(*values).where(d.c.action == "insert").order_by(d.c.line))
         )
-        self._match(s.c.action == "insert")
 
     def _link_list_and_service(self) -> None:
         target = self.template.target
+        if not (target.recipient_list or target.service):
+            return
+        # Inserted lines learn the id of the record they created.
+        d, t = self.decided, self.target
+        for kind, key in (("p", self.keys), ("s", self.secondary)):
+            if key:
+                self.conn.execute(
+                    sa.update(d)
+                    .values(match_id=t.c.id)
+                    .where(d.c.action == "insert", d.c[KEY_KIND] == kind, *[t.c[k] == d.c[k] for k in key])
+                )
         if target.recipient_list:
-            list_id = self._named_row(schemas.TABLES["recipient_list"].table, target.recipient_list.name, label=target.recipient_list.name, created_at=self.now)
+            list_id = self._named_row(
+                schemas.TABLES["recipient_list"].table, target.recipient_list.name,
+                label=target.recipient_list.name, created_at=self.now,
+            )
             members = schemas.TABLES["recipient_list_member"].table
             if target.recipient_list.mode == "replace":
                 self.conn.execute(sa.delete(members).where(members.c.list_id == list_id))
@@ -276,38 +293,36 @@ class Reconciler:
         return found
 
     def _link(self, link: sa.Table, owner_column: str, owner_id: int, extra: dict[str, object]) -> None:
-        s = self.stage
-        already = sa.exists().where(link.c[owner_column] == owner_id, link.c.recipient_id == s.c.match_id)
-        literals = [sa.literal(owner_id).label(owner_column), s.c.match_id.label("recipient_id")]
+        d = self.decided
+        already = sa.exists().where(link.c[owner_column] == owner_id, link.c.recipient_id == d.c.match_id)
+        literals = [sa.literal(owner_id).label(owner_column), d.c.match_id.label("recipient_id")]
         literals += [sa.literal(v, link.c[k].type).label(k) for k, v in extra.items()]
-        rows = sa.select(*literals).where(s.c.action.in_(LOADED), s.c.match_id.is_not(None), sa.not_(already)).distinct()
+        rows = sa.select(*literals).where(d.c.action.in_(LOADED), d.c.match_id.is_not(None), sa.not_(already)).distinct()
         self.conn.execute(sa.insert(link).from_select([owner_column, "recipient_id", *extra], rows))
 
     def _result(self) -> MergeResult:
-        s = self.stage
+        d = self.decided
         result = MergeResult()
-        for action, count in self.conn.execute(sa.select(s.c.action, sa.func.count()).group_by(s.c.action)):
+        for action, count in self.conn.execute(sa.select(d.c.action, sa.func.count()).group_by(d.c.action)):
             if action in APPLIED:
                 result.counts[APPLIED[action]] = count
             elif action in IGNORED:
                 result.ignored_by_cause[IGNORED[action]] = count
         unique_cols = [f.name for f in self.spec.unique_fields if f.name in self.columns]
-        rejected = sa.select(s.c.line, s.c.action, s.c.ref_line, *[s.c[c] for c in unique_cols]).where(
-            sa.or_(*[s.c.action.startswith(p) for p in REJECT_PREFIXES])
+        rejected = sa.select(d.c.line, d.c.action, d.c.ref_line, *[d.c[c] for c in unique_cols]).where(
+            sa.or_(*[d.c.action.startswith(p) for p in REJECT_PREFIXES])
         )
         labels = {m.target: (str(m.source) if m.source is not None else m.target) for m in self.template.columns}
         keys = ", ".join(self.keys)
-        for row in self.conn.execute(rejected.order_by(s.c.line)).mappings():
+        key_labels = ", ".join(labels[k] for k in self.keys)
+        for row in self.conn.execute(rejected.order_by(d.c.line)).mappings():
             action = row["action"]
             if action == "duplicate_reject":
-                result.rejects.append((row["line"], ", ".join(labels[k] for k in self.keys), f"duplicate of line {row['ref_line']} (same {keys})"))
+                result.rejects.append((row["line"], key_labels, f"duplicate of line {row['ref_line']} (same {keys})"))
             elif action == "ambiguous":
-                result.rejects.append((row["line"], ", ".join(labels[k] for k in self.keys), f"the key matches several {self.spec.name} records"))
+                result.rejects.append((row["line"], key_labels, f"the key matches several {self.spec.name} records"))
             else:
                 kind, _, column = action.partition(":")
-                value = row[column]
                 where = f"line {row['ref_line']}" if kind == "conflict_file" else f"another {self.spec.name} record"
-                result.rejects.append((row["line"], labels[column], f"{column}: '{value}' is also on {where} ({column} is unique)"))
-        if self.dialect != "postgresql":
-            self.stage.drop(self.conn)
+                result.rejects.append((row["line"], labels[column], f"{column}: '{row[column]}' is also on {where} ({column} is unique)"))
         return result
