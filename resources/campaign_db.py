@@ -24,6 +24,7 @@ def get_engine(url: str) -> sa.Engine:
         _sqlite_transactions(engine)
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
+        _postgres_session(engine)
     schemas.metadata.create_all(engine, checkfirst=True)
     return engine
 
@@ -43,6 +44,17 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _begin(conn):  # noqa: ANN001
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _postgres_session(engine: sa.Engine) -> None:
+    """Imports stage a file in temporary tables; let them stay in memory (the setting
+    only takes effect before a session first touches a temporary table)."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):  # noqa: ANN001
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET temp_buffers = '256MB'")
+        dbapi_connection.commit()
 
 
 class CampaignDatabase(dg.ConfigurableResource):

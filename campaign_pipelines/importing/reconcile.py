@@ -70,13 +70,12 @@ class Reconciler:
         self.secondary = template.target.secondary_keys
         self.dialect = conn.dialect.name
         data = [sa.Column(c, self.spec.field(c).sql_type()) for c in self.columns]
-        self.stage = _temporary_table(
-            "stage", [sa.Column("line", sa.BigInteger, primary_key=True), sa.Column(KEY_KIND, sa.String(1)), *data]
-        )
+        # No indexes: nothing looks a line up; each table is written once and scanned.
+        self.stage = _temporary_table("stage", [sa.Column("line", sa.BigInteger), sa.Column(KEY_KIND, sa.String(1)), *data])
         self.decided = _temporary_table(
             "decided",
             [
-                sa.Column("line", sa.BigInteger, primary_key=True),
+                sa.Column("line", sa.BigInteger),
                 sa.Column(KEY_KIND, sa.String(1)),
                 *[c.copy() for c in data],
                 sa.Column("match_id", sa.BigInteger),
@@ -88,6 +87,10 @@ class Reconciler:
     # -- staging ---------------------------------------------------------------------
 
     def stage_rows(self, frames: Iterable[pl.DataFrame]) -> int:
+        if self.dialect == "postgresql":
+            # The decisions sort the staged rows (duplicates, unique values): in memory,
+            # not in temporary files. SET LOCAL ends with the transaction.
+            self.conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         self.stage.create(self.conn)
         names = ["line", KEY_KIND, *self.columns]
         staged = 0
@@ -168,8 +171,8 @@ class Reconciler:
         m = matched.c
         unmatched = m.match_id.is_(None)
         group = [m.match_id, sa.case((unmatched, m[KEY_KIND]))]
-        group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "p"), m[k])) for k in self.keys]
-        group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "s"), m[k])) for k in self.secondary]
+        group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "p"), self._bytewise(m[k]))) for k in self.keys]
+        group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "s"), self._bytewise(m[k]))) for k in self.secondary]
         last_wins = target.duplicates_in_file == "update"
         rank = sa.func.row_number().over(partition_by=group, order_by=m.line.desc() if last_wins else m.line.asc())
         kept = (sa.func.max if last_wins else sa.func.min)(m.line).over(partition_by=group)
@@ -197,15 +200,17 @@ class Reconciler:
         acted = sa.select(*base, action.label("action"), ref_line.label("ref_line")).cte("acted")
 
         # 4. Unique values: taken by an earlier line of the file, or by another record.
+        # The key itself needs no check: its duplicates are settled, and a new key held
+        # by another record would have matched it.
         for f in self.spec.unique_fields:
-            if f.name not in self.columns:
+            if f.name not in self.columns or self.keys == [f.name]:
                 continue
             a = acted.c
             value = a[f.name]
             writing = sa.and_(a.action.in_(WRITING), value.is_not(None))
             holder = t.alias(f"holder_{f.name}")
             taken = sa.exists().where(holder.c[f.name] == value, sa.or_(a.match_id.is_(None), holder.c.id != a.match_id))
-            bucket = sa.case((writing, value))
+            bucket = sa.case((writing, self._bytewise(value)))
             earlier = sa.func.row_number().over(partition_by=bucket, order_by=a.line)
             first = sa.func.min(a.line).over(partition_by=bucket)
             checked = sa.select(
@@ -229,6 +234,13 @@ class Reconciler:
                       final_action.label("action"), a.ref_line)
             .select_from(acted.outerjoin(current, current.c.id == a.match_id))
         )
+
+    def _bytewise(self, value: sa.ColumnElement) -> sa.ColumnElement:
+        """Text compared byte by byte: partitions need equality, not linguistic order,
+        and PostgreSQL sorts a million e-mails several times faster that way."""
+        if self.dialect == "postgresql" and isinstance(value.type, sa.String):
+            return value.collate("C")
+        return value
 
     def _new_value(self, name: str, incoming: sa.ColumnElement, existing: sa.ColumnElement) -> sa.ColumnElement:
         """What an update writes: an empty value keeps the field unless empty_values is
