@@ -2,7 +2,7 @@
 its columns, SQL types, keys and checks. `TABLES` is the registry the rest reads."""
 
 from schemas import export_watermark, import_reject, recipient, recipient_list, recipient_list_member, service, subscription
-from schemas.base import Field, TableSpec, metadata
+from schemas.base import Check, Field, TableSpec, metadata
 
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
@@ -23,4 +23,4 @@ for _spec in TABLES.values():
 
 IMPORTABLE = sorted(name for name, spec in TABLES.items() if spec.importable)
 
-__all__ = ["Field", "TableSpec", "TABLES", "IMPORTABLE", "metadata"]
+__all__ = ["Check", "Field", "TableSpec", "TABLES", "IMPORTABLE", "metadata"]

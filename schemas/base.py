@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandera.polars as pa
 import polars as pl
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 Kind = Literal["string", "integer", "date", "boolean", "timestamp"]
 
@@ -26,6 +28,28 @@ _POLARS_DTYPES: dict[str, Any] = {
     "boolean": pl.Boolean,
     "timestamp": pl.Datetime("us", "UTC"),
 }
+
+
+@dataclass(frozen=True)
+class Check:
+    """A pandera built-in check, as data: `Check("isin", ["M", "F"], error=...)`.
+    An argument may be a callable, resolved when the schema is built (today's date);
+    pandera itself is only imported then, so reading or exporting never pays for it."""
+
+    name: str
+    args: tuple[Any, ...]
+    error: str
+
+    def __init__(self, name: str, *args: Any, error: str):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "error", error)
+
+    def build(self) -> "pa.Check":
+        import pandera.polars as pa
+
+        args = [a() if callable(a) else a for a in self.args]
+        return getattr(pa.Check, self.name)(*args, error=self.error)
 
 
 @dataclass(frozen=True)
@@ -43,8 +67,7 @@ class Field:
     managed: bool = False
     default: Any = None
     foreign_key: str | None = None
-    # Builders rather than Check objects: some bounds (today's date) move with the clock.
-    checks: tuple[Callable[[], pa.Check], ...] = ()
+    checks: tuple[Check, ...] = ()
 
     @property
     def polars_dtype(self) -> Any:
@@ -100,17 +123,11 @@ class Field:
             return sa.Boolean()
         return sa.DateTime(timezone=True)
 
-    def pandera_checks(self) -> list[pa.Check]:
-        checks = [build() for build in self.checks]
+    def pandera_checks(self) -> list["pa.Check"]:
+        checks = list(self.checks)
         if self.max_length is not None:
-            checks.insert(
-                0,
-                pa.Check.str_length(
-                    max_value=self.max_length,
-                    error=f"is longer than {self.max_length} characters",
-                ),
-            )
-        return checks
+            checks.insert(0, Check("str_length", None, self.max_length, error=f"is longer than {self.max_length} characters"))
+        return [c.build() for c in checks]
 
 
 @dataclass(frozen=True)
@@ -172,9 +189,11 @@ class TableSpec:
             )
         return self._table[0]
 
-    def pandera_schema(self, columns: list[str]) -> pa.DataFrameSchema:
+    def pandera_schema(self, columns: list[str]) -> "pa.DataFrameSchema":
         """Checks for the given (mapped) columns. Emptiness is allowed here: an empty
         value means "leave the field" on update, and keys are checked by the importer."""
+        import pandera.polars as pa
+
         return pa.DataFrameSchema(
             {
                 name: pa.Column(

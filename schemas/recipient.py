@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pandera.polars as pa
-
-from schemas.base import Field, TableSpec
+from schemas.base import Check, Field, TableSpec
 
 # ISO 3166-1 alpha-2, plus XX for "unknown" as Campaign uses it.
 COUNTRY_CODES = frozenset(
@@ -27,30 +25,12 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 PHONE_PATTERN = r"^[0-9 +().\-]*$"
 
 
-def _email() -> pa.Check:
-    return pa.Check.str_matches(EMAIL_PATTERN, error="is not a valid e-mail address")
-
-
-def _phone() -> pa.Check:
-    return pa.Check.str_matches(
-        PHONE_PATTERN, error="may hold only digits, spaces and + ( ) . -"
-    )
-
-
-def _birth_date() -> pa.Check:
-    return pa.Check.in_range(
-        dt.date(1900, 1, 1), dt.date.today(), error="must be between 1900-01-01 and today"
-    )
-
-
-def _one_of(*values: str) -> pa.Check:
-    return pa.Check.isin(list(values), error=f"must be one of {', '.join(values)}")
-
-
-def _country() -> pa.Check:
-    return pa.Check.isin(
-        sorted(COUNTRY_CODES), error="is not an ISO 3166-1 alpha-2 country code (XX when unknown)"
-    )
+EMAIL = Check("str_matches", EMAIL_PATTERN, error="is not a valid e-mail address")
+PHONE = Check("str_matches", PHONE_PATTERN, error="may hold only digits, spaces and + ( ) . -")
+BIRTH_DATE = Check("in_range", dt.date(1900, 1, 1), dt.date.today, error="must be between 1900-01-01 and today")
+GENDER = Check("isin", ["M", "F", "U"], error="must be one of M, F, U")
+EMAIL_FORMAT = Check("isin", ["text", "html", "undefined"], error="must be one of text, html, undefined")
+COUNTRY = Check("isin", sorted(COUNTRY_CODES), error="is not an ISO 3166-1 alpha-2 country code (XX when unknown)")
 
 
 TABLE = TableSpec(
@@ -60,22 +40,19 @@ TABLE = TableSpec(
     primary_key=("id",),
     fields=(
         Field("id", "integer", "Generated identifier.", nullable=False, generated=True),
-        Field("email", "string", "E-mail address.", max_length=255, unique=True, checks=(_email,)),
+        Field("email", "string", "E-mail address.", max_length=255, unique=True, checks=(EMAIL,)),
         Field("crm_id", "string", "CRM identifier; the usual secondary key.", max_length=64, unique=True),
         Field("first_name", "string", max_length=64),
         Field("last_name", "string", max_length=64),
-        Field("birth_date", "date", checks=(_birth_date,)),
-        Field("gender", "string", "M, F or U.", max_length=1, checks=(lambda: _one_of("M", "F", "U"),)),
-        Field(
-            "email_format", "string", "text, html or undefined.", max_length=9,
-            checks=(lambda: _one_of("text", "html", "undefined"),),
-        ),
-        Field("phone", "string", max_length=32, checks=(_phone,)),
-        Field("mobile_phone", "string", max_length=32, checks=(_phone,)),
+        Field("birth_date", "date", checks=(BIRTH_DATE,)),
+        Field("gender", "string", "M, F or U.", max_length=1, checks=(GENDER,)),
+        Field("email_format", "string", "text, html or undefined.", max_length=9, checks=(EMAIL_FORMAT,)),
+        Field("phone", "string", max_length=32, checks=(PHONE,)),
+        Field("mobile_phone", "string", max_length=32, checks=(PHONE,)),
         Field("address", "string", max_length=255),
         Field("postal_code", "string", "Kept as text: leading zeros matter.", max_length=16),
         Field("city", "string", max_length=64),
-        Field("country_code", "string", "ISO 3166-1 alpha-2; XX when unknown.", max_length=2, checks=(_country,)),
+        Field("country_code", "string", "ISO 3166-1 alpha-2; XX when unknown.", max_length=2, checks=(COUNTRY,)),
         Field("denylisted", "boolean", "Denylisted on all channels.", nullable=False, default=False),
         Field("email_denylisted", "boolean", "Denylisted for e-mail.", nullable=False, default=False),
         Field("folder", "string", max_length=64),

@@ -8,7 +8,6 @@ reconciliation key, or its secondary key when the key is empty.
 from __future__ import annotations
 
 import polars as pl
-from pandera.errors import SchemaErrors
 
 from campaign_pipelines.importing.read import LINE, TEXT
 from campaign_pipelines.importing.rejects import RejectWriter
@@ -26,6 +25,8 @@ class Validator:
         self.by_target = {m.target: m for m in template.columns}
 
     def _failures(self, frame: pl.DataFrame) -> pl.DataFrame | None:
+        from pandera.errors import SchemaErrors  # loaded by the validate step only
+
         try:
             self.schema.validate(frame, lazy=True)
             return None
