@@ -91,9 +91,6 @@ def _copy_frames(conn: sa.Connection, query: sa.Select, template: ExportTemplate
         strings_can_be_null=True, quoted_strings_can_be_null=False,
     )
 
-    # The ORDER BY sorts the whole result: in memory, not in temporary files.
-    conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
-
     def produce(out: queue.Queue) -> None:
         try:
             cursor = conn.connection.driver_connection.cursor()

@@ -87,10 +87,6 @@ class Reconciler:
     # -- staging ---------------------------------------------------------------------
 
     def stage_rows(self, frames: Iterable[pl.DataFrame]) -> int:
-        if self.dialect == "postgresql":
-            # The decisions sort the staged rows (duplicates, unique values): in memory,
-            # not in temporary files. SET LOCAL ends with the transaction.
-            self.conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         self.stage.create(self.conn)
         names = ["line", KEY_KIND, *self.columns]
         staged = 0
