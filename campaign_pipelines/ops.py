@@ -1,10 +1,9 @@
-"""The import ops: thin Dagster wrappers around `importing.steps`.
+"""The ops: thin Dagster wrappers around `importing.steps` and `exporting.steps`.
 
-Defined once and shared by every import job; each job's config mapping hands the first
-op its template (as JSON) and the launch overrides. Any error ends the run with one
-sentence, the run tag `campaign/status=failed`, and nothing written to the database.
+Defined once and shared by every job; each job's config mapping hands the first op its
+template (as JSON) and the launch overrides. Any error ends the run with one sentence,
+the run tag `campaign/status=failed`, and nothing written to the database.
 """
-
 
 import datetime as dt
 import functools
@@ -120,7 +119,7 @@ def validate_rows(context: dg.OpExecutionContext, state: steps.ImportState, file
     failure = steps.early_failure(state)
     if failure:
         rejects = read_rejects(list(state.reject_files))
-        path, _ = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
+        path = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
         context.log_event(rejects_materialization(state.template, context.run_id, rejects, path))
         raise CampaignError(f"{state.file}: {failure}")
     return state

@@ -54,8 +54,7 @@ class ImportOutcome:
     counts: dict[str, int]
     ignored_by_cause: dict[str, int]
     rejects: pa.Table
-    rejects_path: Path | None
-    reasons_path: Path | None
+    rejects_path: Path | None  # the reasons are beside it, in <run_id>.reasons.csv
     status: str
     table_rows: int
     rows_read: int = 0
@@ -163,10 +162,10 @@ def reject_policy_failure(policy: ErrorPolicy, rows_read: int, watch_line: int |
 
 
 def _texts_for(path: Path | None, lines: list[int]) -> dict[int, str]:
-    wanted = pa.array(lines, pa.int64())
+    """The original text of lines the merge rejected (few), from the validated rows."""
     found: dict[int, str] = {}
     for frame in read_frames(path):
-        hit = frame.filter(pl.col(LINE).is_in(wanted.to_pylist()))
+        hit = frame.filter(pl.col(LINE).is_in(lines))
         found.update(zip(hit[LINE].to_list(), hit[TEXT].to_list()))
     return found
 
@@ -183,8 +182,7 @@ def reconcile_step(
     result = None
     table_rows = 0
     rejects = read_rejects(list(state.reject_files))
-    conn = engine.connect()
-    try:
+    with engine.connect() as conn:
         with conn.begin() as transaction:
             reconciler = Reconciler(conn, template, now)
             reconciler.stage_rows(
@@ -207,8 +205,6 @@ def reconcile_step(
             else:
                 _record_rejects(conn, template.name, run_id, rejects, now)
                 table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
-    finally:
-        conn.close()
     assert result is not None
     counts = dict(result.counts)
     counts["rows_ignored"] = sum(result.ignored_by_cause.values())
@@ -216,7 +212,7 @@ def reconcile_step(
     accounted = sum(counts.get(k, 0) for k in COUNT_KEYS)
     if accounted != state.rows_read and not failure:
         raise RuntimeError(f"line accounting broke: {accounted} lines accounted for, {state.rows_read} read ({counts})")
-    rejects_path, reasons_path = write_rejects(state, run_id, rejects_dir, rejects)
+    rejects_path = write_rejects(state, run_id, rejects_dir, rejects)
     status = "failed" if failure else ("finished_with_errors" if rejects.num_rows else "finished")
     return ImportOutcome(
         template=template,
@@ -224,7 +220,6 @@ def reconcile_step(
         ignored_by_cause=result.ignored_by_cause,
         rejects=rejects,
         rejects_path=rejects_path,
-        reasons_path=reasons_path,
         status=status,
         table_rows=table_rows,
         rows_read=state.rows_read,
@@ -233,10 +228,10 @@ def reconcile_step(
     )
 
 
-def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: pa.Table | None = None) -> tuple[Path | None, Path | None]:
-    rejects = rejects if rejects is not None else read_rejects(list(state.reject_files))
+def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: pa.Table) -> Path | None:
+    """The rejects file in the input's format, and its reasons beside it; None if no reject."""
     if not rejects.num_rows:
-        return None, None
+        return None
     name = state.file.name
     for compressed in (".gz", ".zip"):
         name = name.removesuffix(compressed)
@@ -244,7 +239,7 @@ def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: p
     lines_path = rejects_dir / f"{run_id}{extension}"
     reasons_path = rejects_dir / f"{run_id}.reasons.csv"
     write_reject_files(rejects, list(state.prefix_lines), state.template.source.encoding, lines_path, reasons_path)
-    return lines_path, reasons_path
+    return lines_path
 
 
 def _record_rejects(conn: sa.Connection, template: str, run_id: str, rejects: pa.Table, now: dt.datetime) -> None:
