@@ -11,8 +11,6 @@ from campaign_pipelines.ops import export_file, map_columns, read_file, reconcil
 from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Template
 
 ON_ERROR = dg.Enum("OnError", [dg.EnumValue("reject_line"), dg.EnumValue("stop")])
-# The steps of one import or export run one after the other and hand each other files on
-# disk: one process per op would only add seconds of start-up to every run.
 
 
 def launch_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
@@ -34,26 +32,9 @@ def launch_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
 
 
 def build_import_job(template: ImportTemplate) -> dg.JobDefinition:
-    template_json = template.model_dump_json(by_alias=True, exclude_unset=True)
-
-    @dg.config_mapping(config_schema=launch_config_schema(template))
-    def flat_launch_config(launch: dict[str, Any]) -> dict[str, Any]:
-        return {"ops": {"read_file": {"config": {"template": template_json, "overrides": launch}}}}
-
-    @dg.job(
-        name=template.name,
-        description=_description(template),
-        config=flat_launch_config,
-        executor_def=dg.in_process_executor,
-        tags={
-            "campaign/template": template.name,
-            "campaign/kind": "import",
-            "campaign/table": template.target.table,
-        },
-    )
+    @dg.job(**_job_options(template, launch_config_schema(template), first_op="read_file", table=template.target.table))
     def import_job() -> None:
-        state = read_file()
-        report(reconcile(validate_rows(map_columns(state))))
+        report(reconcile(validate_rows(map_columns(read_file()))))
 
     return import_job
 
@@ -71,19 +52,7 @@ def export_config_schema(template: ExportTemplate) -> dict[str, dg.Field]:
 
 
 def build_export_job(template: ExportTemplate) -> dg.JobDefinition:
-    template_json = template.model_dump_json(by_alias=True, exclude_unset=True)
-
-    @dg.config_mapping(config_schema=export_config_schema(template))
-    def flat_launch_config(launch: dict[str, Any]) -> dict[str, Any]:
-        return {"ops": {"export_file": {"config": {"template": template_json, "overrides": launch}}}}
-
-    @dg.job(
-        name=template.name,
-        description=_description(template),
-        config=flat_launch_config,
-        executor_def=dg.in_process_executor,
-        tags={"campaign/template": template.name, "campaign/kind": "export", "campaign/table": template.source.table},
-    )
+    @dg.job(**_job_options(template, export_config_schema(template), first_op="export_file", table=template.source.table))
     def export_job() -> None:
         report_export(export_file())
 
@@ -96,5 +65,21 @@ def build_job(template: Template) -> dg.JobDefinition:
     return build_import_job(template)
 
 
-def _description(template: Template) -> str:
-    return template.display_label + (f"\n\n{template.description}" if template.description else "")
+def _job_options(template: Template, launch_schema: dict[str, dg.Field], first_op: str, table: str) -> dict[str, Any]:
+    """What every template's job shares: name, label and description, the flat launch
+    config handed to its first op (with the template as JSON), executor and tags."""
+    template_json = template.model_dump_json(by_alias=True, exclude_unset=True)
+
+    @dg.config_mapping(config_schema=launch_schema)
+    def flat_launch_config(launch: dict[str, Any]) -> dict[str, Any]:
+        return {"ops": {first_op: {"config": {"template": template_json, "overrides": launch}}}}
+
+    return {
+        "name": template.name,
+        "description": template.display_label + (f"\n\n{template.description}" if template.description else ""),
+        "config": flat_launch_config,
+        # The steps run one after the other and hand each other files on disk: a process
+        # per op would only add seconds of start-up to every run.
+        "executor_def": dg.in_process_executor,
+        "tags": {"campaign/template": template.name, "campaign/kind": template.kind, "campaign/table": table},
+    }

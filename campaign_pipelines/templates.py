@@ -12,13 +12,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Self, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.errors import TemplateError
+from campaign_pipelines.text import scalar_text
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 BUILTIN_PACKAGE = "campaign_pipelines.job_templates"
@@ -120,7 +121,7 @@ class ColumnMapping(Model):
     def _remap_as_text(cls, v: Any) -> Any:
         # YAML reads `Yes: Y` keys as booleans; the file holds text.
         if isinstance(v, dict):
-            return {_yaml_text(k): _yaml_text(val) for k, val in v.items()}
+            return {scalar_text(k): scalar_text(val) for k, val in v.items()}
         return v
 
     @model_validator(mode="after")
@@ -139,12 +140,6 @@ class ColumnMapping(Model):
     @property
     def is_constant(self) -> bool:
         return self.source is None
-
-
-def _yaml_text(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
 
 
 class ListTarget(Model):
@@ -204,7 +199,51 @@ class Partitions(Model):
     daily: DailyPartitions
 
 
-class ImportTemplate(Model):
+# Flat launch config key -> (template section, key): what the Launchpad and `--set` take.
+LAUNCH_KEYS: dict[str, tuple[str, str]] = {
+    "file": ("source", "path"),
+    "delimiter": ("source", "delimiter"),
+    "quote": ("source", "quote"),
+    "encoding": ("source", "encoding"),
+    "skip_lines": ("source", "skip_lines"),
+    "limit": ("source", "limit"),
+    "operation": ("target", "operation"),
+    "on_error": ("errors", "on_error"),
+    "max_rejects": ("errors", "max_rejects"),
+}
+EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
+    "output": ("destination", "path"),
+    "delimiter": ("destination", "delimiter"),
+    "quote": ("destination", "quote"),
+    "encoding": ("destination", "encoding"),
+    "header": ("destination", "header"),
+    "limit": ("source", "limit"),
+}
+# Keys where null means something (no limit); elsewhere null means "as the template says".
+NULLABLE_LAUNCH_KEYS = ("limit", "max_rejects")
+
+
+class Launchable(Model):
+    """A template a launch can override with flat keys."""
+
+    launch_keys: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Self:
+        """The template as launched: flat launch keys applied to their template keys."""
+        data = self.model_dump(by_alias=True, exclude_unset=True)
+        for key, value in overrides.items():
+            if value is None and key not in NULLABLE_LAUNCH_KEYS:
+                continue
+            section, name = self.launch_keys[key]
+            data.setdefault(section, {})[name] = value
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            raise TemplateError(f"launch config for {self.name}: {format_validation_error(exc)}") from None
+
+
+class ImportTemplate(Launchable):
+    launch_keys: ClassVar[dict[str, tuple[str, str]]] = LAUNCH_KEYS
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
     kind: Literal["import"]
     label: str | None = None
@@ -271,32 +310,7 @@ class ImportTemplate(Model):
     def display_label(self) -> str:
         return self.label or self.name.replace("_", " ").capitalize()
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "ImportTemplate":
-        """The template as launched: flat launch keys applied to their template keys."""
-        data = self.model_dump(by_alias=True, exclude_unset=True)
-        for key, value in overrides.items():
-            if value is None and key not in ("max_rejects", "limit"):
-                continue
-            section, name = LAUNCH_KEYS[key]
-            data.setdefault(section, {})[name] = value
-        try:
-            return ImportTemplate.model_validate(data)
-        except ValidationError as exc:
-            raise TemplateError(f"launch config for {self.name}: {format_validation_error(exc)}") from None
 
-
-# Flat launch config key -> (template section, key). `file` is the source path.
-LAUNCH_KEYS: dict[str, tuple[str, str]] = {
-    "file": ("source", "path"),
-    "delimiter": ("source", "delimiter"),
-    "quote": ("source", "quote"),
-    "encoding": ("source", "encoding"),
-    "skip_lines": ("source", "skip_lines"),
-    "limit": ("source", "limit"),
-    "operation": ("target", "operation"),
-    "on_error": ("errors", "on_error"),
-    "max_rejects": ("errors", "max_rejects"),
-}
 
 
 # -- export templates -----------------------------------------------------------------
@@ -388,7 +402,8 @@ class Destination(Model):
     _check_encoding = field_validator("encoding")(lambda v: _encoding(v))
 
 
-class ExportTemplate(Model):
+class ExportTemplate(Launchable):
+    launch_keys: ClassVar[dict[str, tuple[str, str]]] = EXPORT_LAUNCH_KEYS
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
     kind: Literal["export"]
     label: str | None = None
@@ -453,27 +468,7 @@ class ExportTemplate(Model):
     def display_label(self) -> str:
         return self.label or self.name.replace("_", " ").capitalize()
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "ExportTemplate":
-        data = self.model_dump(by_alias=True, exclude_unset=True)
-        for key, value in overrides.items():
-            if value is None and key != "limit":
-                continue
-            section, name = EXPORT_LAUNCH_KEYS[key]
-            data.setdefault(section, {})[name] = value
-        try:
-            return ExportTemplate.model_validate(data)
-        except ValidationError as exc:
-            raise TemplateError(f"launch config for {self.name}: {format_validation_error(exc)}") from None
 
-
-EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
-    "output": ("destination", "path"),
-    "delimiter": ("destination", "delimiter"),
-    "quote": ("destination", "quote"),
-    "encoding": ("destination", "encoding"),
-    "header": ("destination", "header"),
-    "limit": ("source", "limit"),
-}
 
 
 Template = Union[ImportTemplate, ExportTemplate]

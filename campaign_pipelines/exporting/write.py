@@ -18,27 +18,10 @@ import polars as pl
 
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.templates import Destination, ExportColumn, ExportTemplate, NumberFormat
+from campaign_pipelines.text import cased, scalar_text
 
 FORMULA_START = r"^[=+\-@\t\r]"
 DEFAULT_FORMATS = {"date": "%Y-%m-%d", "timestamp": "%Y-%m-%d %H:%M:%S"}
-
-
-def _constant_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _cased(value: pl.Expr, case: str) -> pl.Expr:
-    if case == "lower":
-        return value.str.to_lowercase()
-    if case == "upper":
-        return value.str.to_uppercase()
-    if case == "capitalize":
-        return value.str.slice(0, 1).str.to_uppercase() + value.str.slice(1).str.to_lowercase()
-    return value
 
 
 def _grouped(number: int | None, fmt: NumberFormat) -> str | None:
@@ -50,7 +33,7 @@ def _grouped(number: int | None, fmt: NumberFormat) -> str | None:
 def column_text(column: ExportColumn, template: ExportTemplate) -> pl.Expr:
     """One output column as text, named by its title."""
     if column.column is None:
-        text = pl.lit(_constant_text(column.value), dtype=pl.Utf8)
+        text = pl.lit(scalar_text(column.value), dtype=pl.Utf8)
         is_text = True
     else:
         f = template.table.field(column.column)
@@ -66,7 +49,7 @@ def column_text(column: ExportColumn, template: ExportTemplate) -> pl.Expr:
             text = pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
         else:
             text = value.cast(pl.Utf8)
-    text = _cased(text, column.case)
+    text = cased(text, column.case)
     if is_text and template.destination.neutralize_formulas:
         # A spreadsheet would run these as formulas; a leading ' makes them text.
         text = pl.when(text.str.contains(FORMULA_START)).then(pl.lit("'") + text).otherwise(text)

@@ -7,7 +7,6 @@ ignore the value (empty: the field is left as is), or use the column's default.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import polars as pl
@@ -16,6 +15,7 @@ from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.read import LINE, TEXT
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.templates import ColumnMapping, ImportTemplate, NumberFormat
+from campaign_pipelines.text import cased, scalar_text
 from schemas.base import Field
 
 TRUE_WORDS = ("true", "1", "yes", "y", "t", "oui")
@@ -34,20 +34,12 @@ def constant(value: Any, f: Field, where: str) -> Any:
     """A template value (constant or default) converted to the column's type."""
     if value is None:
         return None
-    frame = pl.DataFrame({"v": [value if isinstance(value, str) else _yaml_scalar(value)]})
+    frame = pl.DataFrame({"v": [value if isinstance(value, str) else scalar_text(value)]})
     converted, bad = _convert(pl.col("v"), f, None)
     result = frame.select(converted.alias("v"), bad.alias("bad"))
     if result["bad"][0]:
         raise CampaignError(f"{where}: {value!r} is not a valid {f.kind} for {f.name}.")
     return result["v"][0]
-
-
-def _yaml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return str(value)
 
 
 def _convert(text: pl.Expr, f: Field, fmt: str | NumberFormat | None) -> tuple[pl.Expr, pl.Expr]:
@@ -81,16 +73,6 @@ def _expected(f: Field, fmt: str | NumberFormat | None) -> str:
     if f.kind == "integer":
         return "is not a whole number"
     return f"is not a yes/no value ({', '.join(TRUE_WORDS)} / {', '.join(FALSE_WORDS)})"
-
-
-def _cased(value: pl.Expr, case: str) -> pl.Expr:
-    if case == "lower":
-        return value.str.to_lowercase()
-    if case == "upper":
-        return value.str.to_uppercase()
-    if case == "capitalize":
-        return value.str.slice(0, 1).str.to_uppercase() + value.str.slice(1).str.to_lowercase()
-    return value
 
 
 class Mapper:
@@ -127,7 +109,7 @@ class Mapper:
                 continue
             raw = pl.col(str(m.source))
             text = raw.str.strip_chars() if m.trim else raw
-            text = _cased(text, m.case)
+            text = cased(text, m.case)
             text = pl.when(text.str.strip_chars() == "").then(None).otherwise(text)
             if m.remap is not None:
                 known = text.is_in(list(m.remap))
@@ -138,7 +120,7 @@ class Mapper:
                     failures.append((m, unmapped, reason))
                     text = mapped
                 elif m.on_unmapped == "default":
-                    text = pl.when(unmapped).then(pl.lit(_yaml_scalar(m.default))).otherwise(mapped)
+                    text = pl.when(unmapped).then(pl.lit(scalar_text(m.default))).otherwise(mapped)
                 else:
                     text = pl.when(unmapped).then(text).otherwise(mapped)
             typed, bad = _convert(text, f, m.format)
