@@ -18,7 +18,7 @@ def test_insert_or_update_inserts_then_reimport_changes_nothing(campaign):
     campaign.file("inbox/people.csv", BASE)
     first = campaign.run("people")
     assert first.status == "finished"
-    assert first.counts | {} == first.counts and first.counts["rows_inserted"] == 3
+    assert first.counts["rows_inserted"] == 3
     before = campaign.rows("recipient")
     again = campaign.run("people")
     assert again.counts["rows_inserted"] == 0
