@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -58,17 +58,15 @@ class ImportOutcome:
     status: str
     table_rows: int
     rows_read: int = 0
-    blank_lines: int = 0
     failure: str | None = None
 
     def summary(self) -> dict[str, int]:
         return {"rows_read": self.rows_read, **{k: self.counts.get(k, 0) for k in COUNT_KEYS}}
 
 
-def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame], schema: pa.Schema | None = None) -> int:
-    """Stream batches to an Arrow IPC file; returns the row count."""
+def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame]) -> None:
+    """Stream batches to an Arrow IPC file (none at all when there is no batch)."""
     writer = None
-    rows = 0
     try:
         for batch in batches:
             if isinstance(batch, pl.DataFrame):
@@ -76,13 +74,9 @@ def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame],
             if writer is None:
                 writer = ipc.new_file(path, batch.schema)
             writer.write(batch)
-            rows += batch.num_rows
-        if writer is None and schema is not None:
-            writer = ipc.new_file(path, schema)
     finally:
         if writer is not None:
             writer.close()
-    return rows
 
 
 def read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
@@ -223,7 +217,6 @@ def reconcile_step(
         status=status,
         table_rows=table_rows,
         rows_read=state.rows_read,
-        blank_lines=state.blank_lines,
         failure=failure,
     )
 
