@@ -1,5 +1,6 @@
-"""The code location: one job per valid job template, the Campaign tables and each
-import's rejects as assets, and the resources."""
+"""The code location: one job per valid job template with its schedule and file
+collector, the run status sensors, the Campaign tables and each import's rejects as
+assets, and the resources."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import dagster as dg
 
 import schemas
 from campaign_pipelines.jobs import build_job
+from campaign_pipelines.schedules import build_schedule
+from campaign_pipelines.sensors import build_collector, cancelled_runs, failed_runs
 from campaign_pipelines.settings import Settings
 from campaign_pipelines.templates import Catalog, load_catalog
 from resources import CampaignDatabase, FileStore
@@ -55,8 +58,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     catalog = load_catalog(settings.templates_dir)
     for error in catalog.errors:
         log.warning("job template skipped: %s", error)
+    jobs = {name: build_job(t) for name, t in catalog.templates.items()}
     return dg.Definitions(
-        jobs=[build_job(t) for t in catalog.templates.values()],
+        jobs=list(jobs.values()),
+        schedules=[build_schedule(t, jobs[name]) for name, t in catalog.templates.items() if t.schedule],
+        sensors=[
+            *(build_collector(t, jobs[name]) for name, t in catalog.templates.items() if t.kind == "import" and t.collector),
+            cancelled_runs,
+            failed_runs,
+        ],
         assets=asset_specs(catalog),
         resources={
             "campaign_db": campaign_database(settings),

@@ -8,8 +8,11 @@ from typing import Any
 import dagster as dg
 
 from campaign_pipelines.ops import export_file, map_columns, read_file, reconcile, report, report_export, validate_rows
+from campaign_pipelines.partitions import partition_launch, partitions_def
 from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Template
 
+# Runs that write the same table wait for each other (the instance's tag_concurrency_limits).
+TABLE_TAG = "campaign/table"
 ON_ERROR = dg.Enum("OnError", [dg.EnumValue("reject_line"), dg.EnumValue("stop")])
 
 
@@ -32,7 +35,7 @@ def launch_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
 
 
 def build_import_job(template: ImportTemplate) -> dg.JobDefinition:
-    @dg.job(**_job_options(template, launch_config_schema(template), first_op="read_file", table=template.target.table))
+    @dg.job(**_job_options(template, launch_config_schema(template)), tags={**_tags(template), TABLE_TAG: template.target.table})
     def import_job() -> None:
         report(reconcile(validate_rows(map_columns(read_file()))))
 
@@ -52,7 +55,8 @@ def export_config_schema(template: ExportTemplate) -> dict[str, dg.Field]:
 
 
 def build_export_job(template: ExportTemplate) -> dg.JobDefinition:
-    @dg.job(**_job_options(template, export_config_schema(template), first_op="export_file", table=template.source.table))
+    # An export only reads its table: it does not take the table's write slot.
+    @dg.job(**_job_options(template, export_config_schema(template)), tags={**_tags(template), "campaign/source": template.source.table})
     def export_job() -> None:
         report_export(export_file())
 
@@ -65,21 +69,47 @@ def build_job(template: Template) -> dg.JobDefinition:
     return build_import_job(template)
 
 
-def _job_options(template: Template, launch_schema: dict[str, dg.Field], first_op: str, table: str) -> dict[str, Any]:
-    """What every template's job shares: name, label and description, the flat launch
-    config handed to its first op (with the template as JSON), executor and tags."""
+def first_op_config(template: Template, launch: dict[str, Any]) -> dict[str, Any]:
+    """The first op's config: the template as JSON, and the launch keys."""
+    first_op = "export_file" if isinstance(template, ExportTemplate) else "read_file"
     template_json = template.model_dump_json(by_alias=True, exclude_unset=True)
+    return {"ops": {first_op: {"config": {"template": template_json, "overrides": launch}}}}
 
-    @dg.config_mapping(config_schema=launch_schema)
-    def flat_launch_config(launch: dict[str, Any]) -> dict[str, Any]:
-        return {"ops": {first_op: {"config": {"template": template_json, "overrides": launch}}}}
 
+def run_config(template: Template, launch: dict[str, Any]) -> dict[str, Any]:
+    """A run's config from flat launch keys, shaped as the template's job takes it."""
+    if template.partitions is None:
+        return dict(launch)
+    return first_op_config(template, launch)
+
+
+def _tags(template: Template) -> dict[str, str]:
+    return {"campaign/template": template.name, "campaign/kind": template.kind}
+
+
+def _job_options(template: Template, launch_schema: dict[str, dg.Field]) -> dict[str, Any]:
+    """What every template's job shares: name, label and description, executor, and its
+    launch config: flat (a config mapping), or per day for a partitioned template."""
+    partitions = partitions_def(template)
+    if partitions is None:
+
+        @dg.config_mapping(config_schema=launch_schema)
+        def config(launch: dict[str, Any]) -> dict[str, Any]:
+            return first_op_config(template, launch)
+
+    else:
+        # Dagster does not combine a config mapping with partitions: a partitioned job's
+        # Launchpad shows its first op's config (the template and the launch keys),
+        # filled in for the chosen day.
+        config = dg.PartitionedConfig(
+            partitions_def=partitions,
+            run_config_for_partition_key_fn=lambda key: first_op_config(template, partition_launch(template, key)),
+        )
     return {
         "name": template.name,
         "description": template.display_label + (f"\n\n{template.description}" if template.description else ""),
-        "config": flat_launch_config,
+        "config": config,
         # The steps run one after the other and hand each other files on disk: a process
         # per op would only add seconds of start-up to every run.
         "executor_def": dg.in_process_executor,
-        "tags": {"campaign/template": template.name, "campaign/kind": template.kind, "campaign/table": table},
     }

@@ -20,6 +20,7 @@ from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.rejects import read_rejects
+from campaign_pipelines.partitions import partition_day
 from campaign_pipelines.templates import ExportTemplate, ImportTemplate
 from resources import CampaignDatabase, FileStore
 
@@ -96,7 +97,9 @@ def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.Im
     template = ImportTemplate.model_validate(json.loads(config["template"])).with_overrides(config["overrides"])
     if not template.source.path:
         raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
-    file = file_store.resolve(template.source.path, what="file")
+    # {date:...} in the path: the partition's day, else today's.
+    day = partition_day(context.partition_key) if context.has_partition_key else dt.date.today()
+    file = file_store.resolve(template.source.path.format(date=day), what="file")
     context.log.info(f"reading {file}")
     state = steps.read_step(template, file, file_store.work_dir(context.run_id))
     context.add_output_metadata({"file": dg.MetadataValue.path(str(file)), "rows_read": state.rows_read, "blank_lines": state.blank_lines})
@@ -173,9 +176,12 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome) -> dict
 def export_file(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
     config = context.op_config
     template = ExportTemplate.model_validate(json.loads(config["template"])).with_overrides(config["overrides"])
-    path = file_store.resolve(output_path(template, context.run_id, dt.datetime.now()), what="output")
+    # A daily partition exports the rows its day changed, to a file named after that day.
+    window = context.partition_time_window if context.has_partition_key else None
+    when = window.start if window else dt.datetime.now()
+    path = file_store.resolve(output_path(template, context.run_id, when), what="output")
     context.log.info(f"exporting {template.source.table} to {path}")
-    return run_export(template, campaign_db.engine, path, context.run_id)
+    return run_export(template, campaign_db.engine, path, context.run_id, window=window)
 
 
 @dg.op(

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import string
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal, Self, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -175,24 +177,83 @@ class ErrorPolicy(Model):
     stop_if_first_lines_rejected: Annotated[int, Field(ge=1)] | None = None
 
 
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}; use an IANA name such as Europe/Paris") from None
+    return value
+
+
+def _inside_data_dir(value: str) -> str:
+    """A folder or glob relative to CAMPAIGN_DATA_DIR; checked again when resolved."""
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r} must be a relative path under CAMPAIGN_DATA_DIR (no '..', not absolute)")
+    return value
+
+
+def has_date_field(pattern: str) -> bool:
+    return any(name == "date" for _, name, _, _ in string.Formatter().parse(pattern) if name is not None)
+
+
 class Schedule(Model):
     cron: str
     timezone: str = "UTC"
     default_status: Literal["running", "stopped"] = "stopped"
 
+    _check_timezone = field_validator("timezone")(lambda v: _timezone(v))
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str) -> str:
+        # Dagster's own check (what it accepts, it schedules); imported here because
+        # loading dagster costs a second that `templates list` need not pay.
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(v):
+            raise ValueError(f"{v!r} is not a valid cron expression (five fields, such as '0 2 * * *')")
+        return v
+
 
 class Collector(Model):
-    watch: str
-    archive: str = "archive"
+    watch: str  # a glob under CAMPAIGN_DATA_DIR
+    archive: str = "archive"  # imported files go here, with the run id in their name
+    error: str = "error"  # files whose run failed go here
     interval_seconds: Annotated[int, Field(ge=1)] = 30
+    # A file is complete when `<file><ready_marker>` exists (say `.done`); without a
+    # marker, when its size and mtime did not change between two ticks.
     ready_marker: str | None = None
+    default_status: Literal["running", "stopped"] = "stopped"
+
+    _check_paths = field_validator("watch", "archive", "error")(lambda v: _inside_data_dir(v))
+
+    @field_validator("ready_marker")
+    @classmethod
+    def _suffix(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v):
+            raise ValueError("ready_marker is a suffix added to the file's name, such as .done")
+        return v
 
 
 class DailyPartitions(Model):
     start: dt.date
-    end: dt.date | None = None
+    end: dt.date | None = None  # exclusive: the last partition is the day before
     timezone: str = "UTC"
+    # Imports: the day's file, with {date:...} (default: source.path).
     path: str | None = None
+    # Exports: the timestamp column whose day picks the rows (default: source.differential).
+    column: str | None = None
+
+    _check_timezone = field_validator("timezone")(lambda v: _timezone(v))
+
+    @model_validator(mode="after")
+    def _range(self) -> "DailyPartitions":
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must come after start ({self.start})")
+        if self.path is not None and not has_date_field(self.path):
+            raise ValueError("path must hold the partition's date, such as inbox/crm/recipients_{date:%Y%m%d}.csv")
+        return self
 
 
 class Partitions(Model):
@@ -252,8 +313,7 @@ class ImportTemplate(Launchable):
     target: ImportTarget
     columns: list[ColumnMapping] = Field(min_length=1)
     errors: ErrorPolicy = ErrorPolicy()
-    # Recurring runs (schedules, collector, partitions) are parsed here and wired by the
-    # scheduling layer.
+    # Recurring runs: wired by campaign_pipelines.schedules and .sensors.
     schedule: Schedule | None = None
     collector: Collector | None = None
     partitions: Partitions | None = None
@@ -300,7 +360,22 @@ class ImportTemplate(Launchable):
             )
         if (self.target.recipient_list or self.target.service) and self.target.operation == "delete":
             raise ValueError("target.list/target.service: cannot add deleted records to a list or service")
+        if self.partitions:
+            daily = self.partitions.daily
+            if daily.column is not None:
+                raise ValueError("partitions.daily.column: only for exports; an import partition reads its day's file")
+            if daily.path is None and not (self.source.path and has_date_field(self.source.path)):
+                raise ValueError(
+                    "partitions.daily.path: required (a file pattern with {date:...}) unless source.path holds {date:...}"
+                )
         return self
+
+    @property
+    def partition_path(self) -> str | None:
+        """The file a daily partition reads, with {date:...} still to fill."""
+        if self.partitions is None:
+            return None
+        return self.partitions.daily.path or self.source.path
 
     @property
     def table(self) -> schemas.TableSpec:
@@ -458,7 +533,24 @@ class ExportTemplate(Launchable):
         if len(set(titles)) != len(titles):
             dup = next(t for t in titles if titles.count(t) > 1)
             raise ValueError(f"source.columns: the title {dup!r} is used twice; give a label")
+        if self.partitions:
+            daily = self.partitions.daily
+            if daily.path is not None:
+                raise ValueError("partitions.daily.path: only for imports; an export partition fills destination.path's {date:...}")
+            column = self.partition_column
+            if column is None:
+                raise ValueError("partitions.daily.column: required (the timestamp that dates a row) unless source.differential is set")
+            if column not in spec.field_names or spec.field(column).kind not in ("timestamp", "date"):
+                raise ValueError(f"partitions.daily.column: {column!r} must be a timestamp or date column of {spec.name}")
         return self
+
+    @property
+    def partition_column(self) -> str | None:
+        """The column whose day selects a partition's rows."""
+        if self.partitions is None:
+            return None
+        differential = self.source.differential.column if self.source.differential else None
+        return self.partitions.daily.column or differential
 
     @property
     def table(self) -> schemas.TableSpec:

@@ -20,7 +20,9 @@ import sqlalchemy as sa
 
 from campaign_pipelines.definitions import build_definitions
 from campaign_pipelines.importing.steps import COUNT_KEYS
+from campaign_pipelines.jobs import run_config
 from campaign_pipelines.settings import Settings
+from campaign_pipelines.templates import load_catalog
 from resources.campaign_db import get_engine
 
 PG_URL = os.environ.get("CAMPAIGN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -113,10 +115,27 @@ class Campaign:
         path.write_bytes(content)
         return path
 
-    def run(self, name: str, **launch: Any) -> RunResult:
+    def run(self, name: str, partition_key: str | None = None, **launch: Any) -> RunResult:
+        """Run a template's job with flat launch keys (one day of a partitioned job)."""
+        template = load_catalog(self.settings.templates_dir).get(name)
+        if partition_key is not None and not launch:
+            config = None  # the partition's own config
+        else:
+            config = run_config(template, launch)
+        return self.execute(name, config, partition_key=partition_key)
+
+    def run_request(self, name: str, request: dg.RunRequest) -> RunResult:
+        """Do what the daemon does with a schedule's or sensor's run request."""
+        return self.execute(name, request.run_config, tags=request.tags, partition_key=request.partition_key)
+
+    def execute(
+        self, name: str, config: Any, tags: dict[str, str] | None = None, partition_key: str | None = None
+    ) -> RunResult:
         defs = build_definitions(self.settings)
         job = defs.resolve_job_def(name)
-        result = job.execute_in_process(run_config=launch, instance=self.instance, raise_on_error=False)
+        result = job.execute_in_process(
+            run_config=config, instance=self.instance, raise_on_error=False, tags=tags, partition_key=partition_key
+        )
         status = self.instance.get_run_by_id(result.run_id).tags.get("campaign/status")
         # Intermediate files go with the run, whatever its end.
         assert not (self.data_dir / ".work" / result.run_id).exists()
@@ -158,3 +177,32 @@ def sqlite_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """For tests about templates and the CLI, where the database does not matter."""
     with dg.instance_for_test() as instance:
         yield Campaign(tmp_path, f"sqlite:///{tmp_path / 'campaign.db'}", instance, monkeypatch)
+
+
+@pytest.fixture
+def postgres_instance_url() -> Any:
+    """A fresh PostgreSQL database for a Dagster instance's runs, events and schedules."""
+    admin = postgres_admin_engine()
+    name = f"dagster_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    # psycopg2, as deploy/dagster.yaml says: dagster-postgres's NOTIFY fails on psycopg 3,
+    # which SQLAlchemy 2.1 picks for a plain postgresql:// URL.
+    yield sa.make_url(PG_URL).set(drivername="postgresql+psycopg2", database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A Campaign deployment whose Dagster instance and Campaign database are both
+    embedded (SQLite), or both on PostgreSQL as in production."""
+    if request.param == "sqlite":
+        with dg.instance_for_test() as instance:
+            yield Campaign(tmp_path, f"sqlite:///{tmp_path / 'campaign.db'}", instance, monkeypatch)
+        return
+    db_url = request.getfixturevalue("postgres_url")
+    storage = {"storage": {"postgres": {"postgres_url": request.getfixturevalue("postgres_instance_url")}}}
+    with dg.instance_for_test(overrides=storage) as instance:
+        yield Campaign(tmp_path, db_url, instance, monkeypatch)

@@ -25,7 +25,9 @@ PEOPLE = {
 def people_template(
     *, source: dict | None = None, target: dict | None = None, errors: dict | None = None,
     columns: list[dict] | None = None, extra_columns: list[dict] | None = None, name: str = "people",
+    **top_level: Any,
 ) -> str:
+    """The people import, changed where told; `top_level` adds keys such as collector."""
     data: dict[str, Any] = copy.deepcopy(PEOPLE)
     data["name"] = name
     data["source"].update(source or {})
@@ -35,6 +37,7 @@ def people_template(
     if columns is not None:
         data["columns"] = columns
     data["columns"] += extra_columns or []
+    data.update(top_level)
     return yaml.safe_dump(data, sort_keys=False)
 
 

@@ -3,6 +3,7 @@ parameters (never SQL text), empty values sort last on every database."""
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
 from typing import Any
 
@@ -31,7 +32,18 @@ def exported_columns(template: ExportTemplate) -> list[str]:
     return list(dict.fromkeys(c.column for c in template.source.columns if c.column is not None))
 
 
-def build_select(template: ExportTemplate, since: Any = None, limit: int | None = None) -> sa.Select:
+def day_window(template: ExportTemplate, window: Any) -> sa.ColumnElement[bool]:
+    """Rows whose partition column falls in [window.start, window.end): a partition's day,
+    in the partition's timezone. Timestamps are stored in UTC; dates compare as dates."""
+    name = template.partition_column
+    assert name is not None
+    column = template.table.table.c[name]
+    if template.table.field(name).kind == "date":
+        return sa.and_(column >= window.start.date(), column < window.end.date())
+    return sa.and_(column >= window.start.astimezone(dt.UTC), column < window.end.astimezone(dt.UTC))
+
+
+def build_select(template: ExportTemplate, since: Any = None, limit: int | None = None, window: Any = None) -> sa.Select:
     spec = template.table
     table = spec.table
     source = template.source
@@ -46,6 +58,8 @@ def build_select(template: ExportTemplate, since: Any = None, limit: int | None 
             query = query.where(condition(table.c[name], op, filter_value(spec.field(name), op, raw)))
     if differential and since is not None:
         query = query.where(table.c[differential] > since)
+    if window is not None:
+        query = query.where(day_window(template, window))
     if source.distinct:
         query = query.distinct()
     order = [table.c[n].asc().nulls_last() for n in source.order_by]

@@ -125,15 +125,23 @@ def _copy_frames(conn: sa.Connection, query: sa.Select, template: ExportTemplate
 
 
 def run_export(
-    template: ExportTemplate, engine: sa.Engine, path: Path, run_id: str, now: dt.datetime | None = None
+    template: ExportTemplate,
+    engine: sa.Engine,
+    path: Path,
+    run_id: str,
+    now: dt.datetime | None = None,
+    window: Any = None,
 ) -> ExportOutcome:
+    """Write the export's file. With a partition's time `window`, the rows that day
+    changed, and the differential watermark is neither read nor moved: a backfilled day
+    does not disturb the nightly differential."""
     now = now or dt.datetime.now(dt.UTC)
-    differential = template.source.differential.column if template.source.differential else None
+    differential = template.source.differential.column if template.source.differential and window is None else None
     newest = None
     with engine.connect() as conn:
         since = read_watermark(conn, template) if differential else None
         with ExportWriter(template, path, run_id) as writer:
-            for frame in _frames(conn, build_select(template, since), template):
+            for frame in _frames(conn, build_select(template, since, window=window), template):
                 if differential and frame.height:
                     chunk_max = frame[differential].max()
                     newest = chunk_max if newest is None or chunk_max > newest else newest

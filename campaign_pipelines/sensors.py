@@ -1,0 +1,236 @@
+"""Sensors: the file collector of each template with a `collector`, and the run status
+sensors that give killed or cancelled runs their Campaign status.
+
+The collector is safe to re-run at any moment. Each tick it lists the files its glob
+matches, in name order, and for each one:
+  - not complete yet (marker missing, or size or mtime changed since the last tick): waits;
+  - complete, with no run yet: requests one; the run key (path, size, mtime, SHA-256)
+    names this content, so the same file is never imported twice, and the same name with
+    new content is a new file;
+  - its run has ended: moves it to `archive` (success, run id in the name) or `error`.
+What a tick decides rests on the files and on the runs in the instance, not on memory:
+a crash between a run's end and the move only delays the move to the next tick. The
+cursor (durable in the instance) only remembers what the last tick saw and the hashes
+already computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from campaign_pipelines.jobs import run_config
+from campaign_pipelines.ops import STATUS_TAG
+from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.settings import resolve_data_path
+from campaign_pipelines.templates import Collector, ImportTemplate
+from resources import FileStore
+
+FILE_TAG = "campaign/file"  # the collected file, relative to CAMPAIGN_DATA_DIR
+FILE_KEY_TAG = "campaign/file_key"  # its run key: path, size, mtime and content hash
+SETTLED = {dg.DagsterRunStatus.SUCCESS: "archive", dg.DagsterRunStatus.FAILURE: "error", dg.DagsterRunStatus.CANCELED: "error"}
+
+
+def collector_name(template: ImportTemplate) -> str:
+    return f"{template.name}_collector"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A file as one tick saw it."""
+
+    path: Path
+    name: str  # relative to the data dir, with /
+    size: int
+    mtime_ns: int
+
+    @property
+    def identity(self) -> list[Any]:
+        return [self.size, self.mtime_ns]
+
+
+def file_key(seen: Seen, digest: str) -> str:
+    return f"{seen.name}|{seen.size}|{seen.mtime_ns}|{digest}"
+
+
+def sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def archived_name(name: str, run_id: str) -> str:
+    """recipients.csv -> recipients.<run_id>.csv (recipients.csv.gz -> recipients.<run_id>.csv.gz)."""
+    path = Path(name)
+    suffixes = path.suffixes[-2:] if path.suffix in (".gz", ".zip") else path.suffixes[-1:]
+    suffix = "".join(suffixes)
+    return f"{name[: len(name) - len(suffix)]}.{run_id}{suffix}"
+
+
+class CollectorTick:
+    """One evaluation of a collector: what to request, what to move, what to remember."""
+
+    def __init__(self, template: ImportTemplate, data_dir: Path, cursor: str | None, log: Any):
+        assert template.collector is not None
+        self.template = template
+        self.collector: Collector = template.collector
+        self.root = data_dir.resolve()
+        self.log = log
+        state = json.loads(cursor) if cursor else {}
+        self.seen_before: dict[str, list[Any]] = state.get("seen", {})
+        self.digests_before: dict[str, list[Any]] = state.get("digests", {})
+        self.skipped_before: dict[str, list[Any]] = state.get("skipped", {})
+        self.seen: dict[str, list[Any]] = {}
+        self.digests: dict[str, list[Any]] = {}
+        self.skipped: dict[str, list[Any]] = {}
+
+    @property
+    def cursor(self) -> str:
+        return json.dumps({"seen": self.seen, "digests": self.digests, "skipped": self.skipped}, sort_keys=True)
+
+    def _skip(self, name: str, identity: list[Any], reason: str) -> None:
+        """Set a file aside with a reason, logged once per version of the file (no hot loop)."""
+        self.skipped[name] = identity
+        if self.skipped_before.get(name) != identity:
+            self.log.warning(f"{self.template.name}: skipped {name}: {reason}")
+
+    def candidates(self) -> list[Seen]:
+        marker = self.collector.ready_marker
+        found = []
+        for path in sorted(self.root.glob(self.collector.watch)):
+            name = path.relative_to(self.root).as_posix()
+            # Hidden names are files being uploaded (.name.part) and markers are signals.
+            if path.name.startswith(".") or (marker and path.name.endswith(marker)):
+                continue
+            try:
+                info = path.stat()
+                resolve_data_path(self.root, path, what="collected file")
+            except FileNotFoundError:
+                continue  # gone since the listing
+            except (OSError, CampaignError) as exc:
+                self._skip(name, [0, 0], str(exc))
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                if not stat.S_ISDIR(info.st_mode):
+                    self._skip(name, [info.st_size, info.st_mtime_ns], "not a regular file")
+                continue
+            found.append(Seen(path, name, info.st_size, info.st_mtime_ns))
+        return found
+
+    def is_complete(self, seen: Seen) -> bool:
+        marker = self.collector.ready_marker
+        if marker:
+            try:
+                # A marker older than the file belongs to an earlier version of it.
+                return Path(f"{seen.path}{marker}").stat().st_mtime_ns >= seen.mtime_ns
+            except FileNotFoundError:
+                return False
+        return self.seen_before.get(seen.name) == seen.identity
+
+    def digest(self, seen: Seen) -> str | None:
+        cached = self.digests_before.get(seen.name)
+        if cached and cached[:2] == seen.identity:
+            digest = cached[2]
+        else:
+            try:
+                digest = sha256(seen.path)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                self._skip(seen.name, seen.identity, f"unreadable ({exc.strerror})")
+                return None
+        self.digests[seen.name] = [*seen.identity, digest]
+        return digest
+
+    def settle(self, seen: Seen, run: dg.DagsterRun) -> None:
+        """The file's run has ended: archive it (success) or set it aside in error/."""
+        folder = self.collector.archive if run.status == dg.DagsterRunStatus.SUCCESS else self.collector.error
+        target = resolve_data_path(self.root, folder, what=f"collector.{SETTLED[run.status]}")
+        target.mkdir(parents=True, exist_ok=True)
+        destination = target / archived_name(seen.path.name, run.run_id)
+        os.replace(seen.path, destination)
+        marker = self.collector.ready_marker
+        if marker and Path(f"{seen.path}{marker}").exists():
+            os.replace(f"{seen.path}{marker}", f"{destination}{marker}")
+        self.log.info(f"{self.template.name}: run {run.run_id} {run.status.value.lower()}; moved {seen.name} to {destination.relative_to(self.root)}")
+
+    def evaluate(self, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
+        complete: list[tuple[Seen, str]] = []
+        for seen in self.candidates():
+            self.seen[seen.name] = seen.identity
+            if self.is_complete(seen) and (digest := self.digest(seen)) is not None:
+                complete.append((seen, file_key(seen, digest)))
+        runs = {}
+        if complete:
+            filters = dg.RunsFilter(tags={FILE_KEY_TAG: [key for _, key in complete]})
+            for run in instance.get_runs(filters=filters):
+                runs.setdefault(run.tags[FILE_KEY_TAG], run)  # newest first
+        requests = []
+        for seen, key in complete:
+            run = runs.get(key)
+            if run is None:
+                requests.append(
+                    dg.RunRequest(
+                        run_key=key,
+                        run_config=run_config(self.template, {"file": seen.name}),
+                        tags={FILE_TAG: seen.name, FILE_KEY_TAG: key},
+                    )
+                )
+            elif run.status in SETTLED:
+                self.settle(seen, run)
+                del self.seen[seen.name]
+                self.digests.pop(seen.name, None)
+        return requests
+
+
+def build_collector(template: ImportTemplate, job: dg.JobDefinition) -> dg.SensorDefinition:
+    collector = template.collector
+    assert collector is not None
+    status = dg.DefaultSensorStatus.RUNNING if collector.default_status == "running" else dg.DefaultSensorStatus.STOPPED
+
+    @dg.sensor(
+        name=collector_name(template),
+        job=job,
+        minimum_interval_seconds=collector.interval_seconds,
+        default_status=status,
+        description=f"Imports each complete file matching {collector.watch} with {template.name}, in name order, "
+        f"then moves it to {collector.archive} (or {collector.error} when its run failed).",
+    )
+    def collect(context: dg.SensorEvaluationContext, file_store: FileStore) -> dg.SensorResult:
+        tick = CollectorTick(template, file_store.root, context.cursor, context.log)
+        requests = tick.evaluate(context.instance)
+        return dg.SensorResult(run_requests=requests, cursor=tick.cursor)
+
+    return collect
+
+
+def _campaign_run(run: dg.DagsterRun) -> bool:
+    return "campaign/template" in run.tags
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    name="campaign_cancelled_runs",
+    description="Tags cancelled template runs campaign/status=cancelled (their transaction was rolled back).",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def cancelled_runs(context: dg.RunStatusSensorContext) -> None:
+    if _campaign_run(context.dagster_run):
+        context.instance.add_run_tags(context.dagster_run.run_id, {STATUS_TAG: "cancelled"})
+
+
+@dg.run_failure_sensor(
+    name="campaign_failed_runs",
+    description="Tags template runs that died without a status (killed, out of memory) campaign/status=failed.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def failed_runs(context: dg.RunFailureSensorContext) -> None:
+    run = context.dagster_run
+    if _campaign_run(run) and STATUS_TAG not in run.tags:
+        context.instance.add_run_tags(run.run_id, {STATUS_TAG: "failed"})
