@@ -46,3 +46,16 @@ HEADER = "email;crm_id;first_name;last_name\n"
 
 def people_file(*lines: str) -> str:
     return HEADER + "".join(line + "\n" for line in lines)
+
+
+def export_template(name="out", columns=None, **changes) -> str:
+    """An export of recipients' e-mails; each keyword updates (or adds) a section."""
+    data = {
+        "name": name,
+        "kind": "export",
+        "source": {"schema": "recipient", "columns": columns or [{"column": "email"}], "order_by": ["email"]},
+        "destination": {"path": f"outbox/{name}.csv"},
+    }
+    for section, values in changes.items():
+        data.setdefault(section, {}).update(values)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -4,7 +4,6 @@ on an embedded and on a PostgreSQL-backed Dagster instance."""
 from __future__ import annotations
 
 import os
-import time
 
 import dagster as dg
 import pytest

@@ -9,9 +9,8 @@ import hashlib
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from tests.helpers import people_template
+from tests.helpers import export_template, people_template
 
 SEED_HEADER = "email;crm_id;first_name;last_name;birth_date;postal_code;city;country;address\n"
 SEED = SEED_HEADER + (
@@ -39,18 +38,6 @@ def seeded(campaign):
     campaign.file("inbox/seed.csv", SEED)
     assert campaign.run("seed").counts["rows_inserted"] == 4
     return campaign
-
-
-def export_template(name="out", columns=None, **changes) -> str:
-    data = {
-        "name": name,
-        "kind": "export",
-        "source": {"schema": "recipient", "columns": columns or [{"column": "email"}], "order_by": ["email"]},
-        "destination": {"path": f"outbox/{name}.csv"},
-    }
-    for section, values in changes.items():
-        data[section].update(values)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def read_out(campaign, relative, encoding="utf-8") -> str:
