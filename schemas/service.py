@@ -5,6 +5,7 @@ from schemas.base import Field, TableSpec
 TABLE = TableSpec(
     name="service",
     description="Subscription services.",
+    importable=True,
     primary_key=("id",),
     fields=(
         Field("id", "integer", nullable=False, generated=True),

@@ -260,3 +260,27 @@ def test_builtin_import_recipients_on_the_sample(campaign):
     assert rows["CRM-0003"]["email"] is None  # reconciled on crm_id
     assert str(rows["CRM-0004"]["birth_date"]) == "1969-04-08"
     assert rows["CRM-0001"]["origin"] == "import_recipients"
+
+
+SERVICES = """\
+    name: import_services
+    kind: import
+    source: {path: inbox/services.csv, delimiter: ";"}
+    target: {schema: service, keys: [name]}
+    columns:
+      - {source: name, target: name}
+      - {source: label, target: label}
+      - {source: channel, target: channel}
+"""
+
+
+def test_services_are_importable_too(campaign):
+    campaign.template(SERVICES)
+    campaign.file("inbox/services.csv", "name;label;channel\nnews;Newsletter;email\nsms;SMS offers;sms\nnews;Weekly news;email\n")
+    result = campaign.run("import_services")
+    assert (result.counts["rows_inserted"], result.counts["rows_ignored"]) == (2, 1)  # the later 'news' line wins
+    assert campaign.rows("service", "name", "label", "channel") == [
+        {"name": "news", "label": "Weekly news", "channel": "email"},
+        {"name": "sms", "label": "SMS offers", "channel": "sms"},
+    ]
+    assert campaign.run("import_services").counts["rows_unchanged"] == 2

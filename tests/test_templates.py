@@ -45,6 +45,8 @@ def test_builtins_load(tmp_path):
         ({"columns": [{"source": "e", "target": "email", "on_error": "default"}]}, "a default value is required"),
         ({"columns": [{"source": "e", "target": "email", "format": "%d"}]}, "columns[0].format: a date format needs a date column"),
         ({"columns": [{"source": 2, "target": "email"}]}, "columns[0].source: with header: true, give the column's title"),
+        ({"target": {"schema": "service", "keys": ["name"], "secondary_keys": [], "service": "news"},
+          "columns": [{"source": "n", "target": "name"}]}, "target.list/target.service: lists and services hold recipients"),
     ],
 )
 def test_errors_point_at_the_key(change, message):
