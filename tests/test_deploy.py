@@ -1,0 +1,153 @@
+"""The production instance of deploy/dagster.yaml, for real: runs, event logs and
+schedules in PostgreSQL, queued runs worked off by a real `dagster-daemon`, and jobs
+launched and backfilled with Dagster's own CLI, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from resources.campaign_db import get_engine
+from tests.helpers import export_template, people_file, people_template
+from tests.test_import_operations import SERVICES
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DAILY = {"daily": {"start": "2025-01-01", "path": "inbox/crm/people_{date:%Y%m%d}.csv"}}
+
+
+class Production:
+    def __init__(self, root: Path, env: dict[str, str], db_url: str):
+        self.root, self.env, self.db_url = root, env, db_url
+        self.log = root / "daemon.log"
+        self.instance = dg.DagsterInstance.get()  # DAGSTER_HOME is set: deploy/dagster.yaml
+
+    def write(self, relative: str, text: str) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def dagster(self, *args: str) -> str:
+        """Dagster's CLI on this deployment's workspace."""
+        done = subprocess.run(
+            [str(BIN / "dagster"), *args, "-w", str(REPO / "workspace.yaml")],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def runs(self, job: str) -> list[dg.DagsterRun]:
+        return sorted(self.instance.get_runs(dg.RunsFilter(job_name=job)), key=lambda r: r.tags.get("dagster/partition", ""))
+
+    def wait_for(self, what: str, condition: Callable[[], bool], timeout: float = 150) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"timed out waiting for {what}; daemon log:\n{self.log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def production(tmp_path, postgres_url, postgres_instance_url, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    pg = sa.make_url(postgres_instance_url)
+    env = {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": pg.host or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(pg.port or 5432),
+        "DAGSTER_PG_USER": pg.username or "postgres",
+        "DAGSTER_PG_PASSWORD": pg.password or "",
+        "DAGSTER_PG_DB": pg.database,
+        "CAMPAIGN_DB_URL": postgres_url,
+        "CAMPAIGN_DATA_DIR": str(tmp_path / "data"),
+        "CAMPAIGN_TEMPLATES_DIR": str(tmp_path / "templates"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    deployment = Production(tmp_path, {**os.environ, **env}, postgres_url)
+    with deployment.log.open("w") as log:
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+            cwd=REPO, env=deployment.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield deployment
+        finally:
+            # Let started runs end before the databases go.
+            deployment.wait_for("runs to end", lambda: all(r.is_finished for r in deployment.instance.get_runs()))
+            daemon.terminate()
+            daemon.wait(timeout=60)
+            deployment.instance.dispose()
+
+
+def test_queued_runs_wait_for_their_table_and_a_backfill_loads_days_in_order(production):
+    production.write("templates/people.yaml", people_template(partitions=DAILY))
+    production.write("templates/import_services.yaml", SERVICES.replace("\n    ", "\n").strip() + "\n")
+    production.write("templates/out.yaml", export_template())
+    production.write("data/inbox/crm/people_20250101.csv", people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray"))
+    production.write("data/inbox/crm/people_20250102.csv", people_file("ann@x.org;C1;Ann;Lee-Smith"))
+    production.write("data/inbox/services.csv", "name;label;channel\nnews;Newsletter;email\n")
+
+    engine = get_engine(production.db_url)  # creates the Campaign tables
+    with engine.connect() as blocker:
+        with blocker.begin():
+            # Writers of recipient wait on this lock; readers do not.
+            blocker.execute(sa.text("LOCK TABLE recipient IN SHARE MODE"))
+            production.dagster("job", "backfill", "-j", "people", "--partitions", "2025-01-01,2025-01-02", "--noprompt")
+            production.dagster("job", "launch", "-j", "import_services")
+            production.dagster("job", "launch", "-j", "out")
+
+            def day_one_blocked_while_others_ran() -> bool:
+                days = production.runs("people")
+                others = production.runs("import_services") + production.runs("out")
+                return (
+                    len(days) == 2 and days[0].status == dg.DagsterRunStatus.STARTED
+                    and len(others) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in others)
+                )
+
+            production.wait_for("the first day's run to block on its table while the others finish", day_one_blocked_while_others_ran)
+            # Another table's import and an export of the same table ran; the second day
+            # writes the same table as the first, so it waits in the queue.
+            assert production.runs("people")[1].status == dg.DagsterRunStatus.QUEUED
+            time.sleep(3)  # several daemon iterations
+            assert production.runs("people")[1].status == dg.DagsterRunStatus.QUEUED
+
+    production.wait_for("both days to load", lambda: all(r.status == dg.DagsterRunStatus.SUCCESS for r in production.runs("people")))
+    day_one, day_two = production.runs("people")
+    assert [r.tags["dagster/partition"] for r in (day_one, day_two)] == ["2025-01-01", "2025-01-02"]
+    assert day_one.tags.get("dagster/backfill") and day_one.tags["dagster/backfill"] == day_two.tags["dagster/backfill"]
+    records = {r.dagster_run.run_id: r for r in production.instance.get_run_records(dg.RunsFilter(job_name="people"))}
+    assert records[day_two.run_id].start_time >= records[day_one.run_id].end_time  # one after the other, in date order
+    assert [r.tags["campaign/status"] for r in (day_one, day_two)] == ["finished", "finished"]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT email, last_name FROM recipient ORDER BY email")).all()
+    assert [tuple(r) for r in rows] == [("ann@x.org", "Lee-Smith"), ("bob@x.org", "Ray")]
+
+
+def test_the_daemon_runs_a_collector_that_imports_and_archives(production):
+    collector = {"watch": "inbox/crm/people_*.csv", "archive": "archive/crm", "interval_seconds": 1, "default_status": "running"}
+    production.write("templates/people.yaml", people_template(collector=collector))
+    production.write("data/inbox/crm/people_1.csv", people_file("ann@x.org;C1;Ann;Lee"))
+
+    archive = production.root / "data" / "archive" / "crm"
+    production.wait_for("the file to be imported and archived", lambda: archive.exists() and any(archive.iterdir()))
+    (run,) = production.runs("people")
+    assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/sensor_name"] == "people_collector"
+    assert [p.name for p in archive.iterdir()] == [f"people_1.{run.run_id}.csv"]
+    state = next(s for s in production.instance.all_instigator_state() if s.name == "people_collector")
+    ticks = production.instance.get_ticks(state.instigator_origin_id, state.selector_id)
+    assert ticks and ticks[0].cursor  # the cursor lives in the instance's PostgreSQL storage
+    time.sleep(3)  # more ticks: nothing more to import
+    assert len(production.runs("people")) == 1
