@@ -125,3 +125,13 @@ def test_export_template_errors(old, new, message):
 def test_export_distinct_orders_by_exported_columns_only():
     text = EXPORT.replace("order_by: [email]", "order_by: [last_name]\n  distinct: true")
     assert "source.order_by: with distinct, 'last_name' must be an exported column" in error_of(text)
+
+
+def test_example_templates_load():
+    from pathlib import Path
+
+    folder = Path(__file__).parents[1] / "examples" / "crm_to_warehouse" / "job_templates"
+    catalog = load_catalog(folder)
+    assert catalog.errors == []
+    assert {"crm_nightly_recipients", "warehouse_recipients_export"} <= set(catalog.templates)
+    assert catalog.get("crm_nightly_recipients").collector.default_status == "running"
