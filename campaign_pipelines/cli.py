@@ -149,6 +149,8 @@ def _failure_message(result: Any) -> str:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from campaign_pipelines.definitions import build_definitions
+    from campaign_pipelines.jobs import run_config
+    from campaign_pipelines.partitions import partition_launch
 
     catalog = _catalog(settings)
     template = catalog.get(args.name)
@@ -163,8 +165,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.output:
         launch["output"] = args.output
     job = build_definitions(settings).resolve_job_def(template.name)
+    if args.partition is not None:
+        if job.partitions_def is None or not job.partitions_def.has_partition_key(args.partition):
+            raise UsageError(f"--partition {args.partition!r}: {template.name} has no such daily partition.")
+        # The day's own config (its file), with any --file/--set on top.
+        config = run_config(template, {**partition_launch(template, args.partition), **launch}) if launch else None
+    else:
+        config = run_config(template, launch)
     instance = dagster_instance()
-    result = job.execute_in_process(run_config=launch, instance=instance, raise_on_error=False)
+    result = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False, partition_key=args.partition)
     run = instance.get_run_by_id(result.run_id)
     status = run.tags.get("campaign/status", "finished" if result.success else "failed")
     payload: dict[str, Any] = {"run_id": result.run_id, "template": template.name, "status": status}
@@ -282,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file")
     p.add_argument("--output")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--partition", metavar="YYYY-MM-DD", help="run one day of a template with partitions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_run)
 

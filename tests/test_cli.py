@@ -145,3 +145,16 @@ def test_run_export_json(home, capsys):
     assert (home.data_dir / "outbox" / "all.csv").read_text().count("\n") == 5
     code, _, err = run_cli(capsys, "run", "new_text_export", "--file", "x.csv")
     assert code == 2 and "--file is for import templates" in err
+
+
+def test_run_a_partition_or_a_given_file_of_a_partitioned_template(home, capsys):
+    daily = {"daily": {"start": "2025-01-01", "path": "inbox/people_{date:%Y%m%d}.csv"}}
+    home.template(people_template(partitions=daily))
+    home.file("inbox/people_20250102.csv", people_file("ann@x.org;C1;Ann;Lee"))
+    home.file("inbox/late.csv", people_file("bob@x.org;C2;Bob;Ray"))
+    code, out, _ = run_cli(capsys, "run", "people", "--partition", "2025-01-02", "--json")
+    assert code == 0 and json.loads(out)["rows_inserted"] == 1
+    code, out, _ = run_cli(capsys, "run", "people", "--file", "inbox/late.csv", "--json")
+    assert code == 0 and json.loads(out)["rows_inserted"] == 1
+    code, _, err = run_cli(capsys, "run", "people", "--partition", "2024-12-31")
+    assert code == 2 and "--partition '2024-12-31': people has no such daily partition" in err
