@@ -168,7 +168,8 @@ class CollectorTick:
                 complete.append((seen, file_key(seen, digest)))
         runs = {}
         if complete:
-            filters = dg.RunsFilter(tags={FILE_KEY_TAG: [key for _, key in complete]})
+            keys = [key for _, key in complete]
+            filters = dg.RunsFilter(tags={"campaign/template": self.template.name, FILE_KEY_TAG: keys})
             for run in instance.get_runs(filters=filters):
                 runs.setdefault(run.tags[FILE_KEY_TAG], run)  # newest first
         requests = []

@@ -362,6 +362,12 @@ class ImportTemplate(Launchable):
             raise ValueError("target.list/target.service: lists and services hold recipients; the target is " + self.target.table)
         if (self.target.recipient_list or self.target.service) and self.target.operation == "delete":
             raise ValueError("target.list/target.service: cannot add deleted records to a list or service")
+        for key, path in (("source.path", self.source.path), ("partitions.daily.path", self.partitions and self.partitions.daily.path)):
+            if path:
+                try:
+                    path.format(date=dt.date(2000, 1, 1))
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise ValueError(f"{key}: only {{date:…}} can be filled in ({exc})") from None
         if self.partitions:
             daily = self.partitions.daily
             if daily.column is not None:
