@@ -184,7 +184,13 @@ class CollectorTick:
                     )
                 )
             elif run.status in SETTLED:
-                self.settle(seen, run)
+                try:
+                    self.settle(seen, run)
+                except FileNotFoundError:
+                    pass  # moved by someone else since the listing
+                except (OSError, CampaignError) as exc:  # tried again next tick
+                    self.log.warning(f"{self.template.name}: could not move {seen.name} after run {run.run_id}: {exc}")
+                    continue
                 del self.seen[seen.name]
                 self.digests.pop(seen.name, None)
         return requests
