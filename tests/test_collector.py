@@ -50,6 +50,12 @@ def archived(deployment, folder: str = "archive/crm") -> list[str]:
     return sorted(p.name for p in path.iterdir()) if path.exists() else []
 
 
+def request_run(deployment) -> str:
+    """The id of the only run so far."""
+    (run,) = deployment.instance.get_runs()
+    return run.run_id
+
+
 def test_complete_files_are_imported_in_name_order_once_then_archived(deployment):
     deployment.template(people_template(collector=COLLECTOR))
     collector = Collector(deployment)
@@ -101,11 +107,6 @@ def test_ready_marker_decides_when_a_file_is_complete(deployment):
     collector.tick()
     assert archived(deployment) == sorted([f"people_1.{request_run(deployment)}.csv", f"people_1.{request_run(deployment)}.csv.done"])
     assert list((deployment.data_dir / "inbox/crm").iterdir()) == []
-
-
-def request_run(deployment) -> str:
-    (run,) = deployment.instance.get_runs()
-    return run.run_id
 
 
 def test_exactly_once_across_a_restart_and_a_crash_before_the_move(deployment):
