@@ -1,8 +1,10 @@
 """End-to-end UI tests: a real dagster-webserver on the project's workspace, driven by
-Debian's Chromium through Playwright (spec section 5: jobs, Launchpad, runs).
+Debian's Chromium through Playwright (spec section 5: jobs, Launchpad, runs, schedules
+and collectors).
 
 One webserver per module (per xdist worker), on a free port, with its own DAGSTER_HOME,
-data dir, templates dir and working directory (where the embedded SQLite database goes).
+data dir, templates dir (one user template, with a schedule and a collector) and working
+directory (where the embedded SQLite database goes).
 Without Chromium or Playwright the tests are skipped, except under CI=true where they fail.
 """
 
@@ -22,9 +24,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 
 from campaign_pipelines.templates import load_catalog
+from tests.helpers import people_template
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,6 +47,7 @@ STARTUP_TIMEOUT = 90  # seconds for the webserver and its code server to answer
 RUN_TIMEOUT = 180  # seconds for the import run to end
 UI_TIMEOUT = 30_000  # milliseconds for any element to show up
 SCREENSHOT = Path("/tmp/ui_run.png")
+USER_TEMPLATE = "crm_people"  # in the templates dir: its job, schedule and collector
 
 
 def unavailable(reason: str) -> None:
@@ -70,6 +76,7 @@ def free_port() -> int:
 class Webserver:
     root: Path  # the webserver's working directory
     data_dir: Path
+    home: Path  # DAGSTER_HOME
     port: int
     log: Path
 
@@ -88,6 +95,15 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
     (data_dir / "inbox").mkdir(parents=True)
     templates_dir.mkdir()
     home.mkdir()
+    # Both stopped by default: the UI tests turn them on.
+    (templates_dir / f"{USER_TEMPLATE}.yaml").write_text(
+        people_template(
+            name=USER_TEMPLATE,
+            schedule={"cron": "0 2 * * *", "timezone": "Europe/Paris"},
+            collector={"watch": "inbox/crm/people_*.csv", "archive": "archive/crm"},
+        ),
+        encoding="utf-8",
+    )
     shutil.copy(REPO / "examples" / "recipients.csv", data_dir / "inbox" / "recipients.csv")
     # Without the daemon, the default QueuedRunCoordinator would leave runs QUEUED forever.
     (home / "dagster.yaml").write_text(
@@ -98,7 +114,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_", "DAGSTER_"))}
     env.update(CAMPAIGN_DATA_DIR=str(data_dir), CAMPAIGN_TEMPLATES_DIR=str(templates_dir), DAGSTER_HOME=str(home))
 
-    server = Webserver(root=root, data_dir=data_dir, port=free_port(), log=root / "webserver.log")
+    server = Webserver(root=root, data_dir=data_dir, home=home, port=free_port(), log=root / "webserver.log")
     binary = Path(sys.executable).parent / "dagster-webserver"
     command = [str(binary), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(server.port)]
     with server.log.open("wb") as log:
@@ -175,8 +191,29 @@ def builtin_job_names() -> set[str]:
     return set(load_catalog(Path("/nonexistent-templates-dir")).templates)
 
 
+def detail(page: Page, label: str):
+    """The row of a schedule's or sensor's details table whose first cell is `label`."""
+    return page.get_by_role("row").filter(has=page.get_by_role("cell", name=label, exact=True))
+
+
+def flip_running_switch(page: Page, mutation: str) -> None:
+    """Click the Running switch and wait for the server's answer to `mutation` (a GraphQL
+    field): the switch alone may show the new state before the instance has it."""
+    with page.expect_response(lambda r: "/graphql" in r.url and f"{mutation}(" in (r.request.post_data or "")):
+        # Its <input> is visually hidden: a user clicks the switch drawn in its label.
+        detail(page, "Running").locator("label").click()
+
+
+def instigator_status(webserver: Webserver, name: str, kind: InstigatorType) -> InstigatorStatus | None:
+    """What the webserver's instance stored for a schedule or sensor (None: never switched)."""
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        states = [s for s in instance.all_instigator_state() if s.name == name and s.instigator_type == kind]
+    assert len(states) <= 1, states
+    return states[0].status if states else None
+
+
 def test_jobs_page_lists_one_job_per_template(page: Page) -> None:
-    expected = builtin_job_names()
+    expected = builtin_job_names() | {USER_TEMPLATE}
     assert {"import_recipients", "import_denylist", "new_text_import"} <= expected
     page.goto("/jobs")
     job_links = page.locator(f"a[href^='/locations/{LOCATION}/jobs/']")
@@ -244,3 +281,50 @@ def test_run_page_shows_status_tag_and_rejects_asset(page: Page, webserver: Webs
     expect(rejected.locator("td:nth-child(2)")).to_have_text(["3", "3"])
     expect(page.get_by_text("RUN_SUCCESS", exact=True)).to_have_count(0)  # the filter is applied
     page.screenshot(path=str(SCREENSHOT))
+
+
+def test_schedule_shows_its_cron_and_switches_on_and_off(page: Page, webserver: Webserver) -> None:
+    name = f"{USER_TEMPLATE}_schedule"
+    assert instigator_status(webserver, name, InstigatorType.SCHEDULE) is None  # stopped by default
+    page.goto("/automation")
+    page.get_by_role("link", name=re.compile(rf"\b{name}\b")).click()
+    expect(page).to_have_url(re.compile(rf"/locations/{LOCATION}/schedules/{name}$"))
+    expect(detail(page, "Schedule").get_by_text("(0 2 * * *)", exact=True)).to_be_visible()
+    expect(detail(page, "Execution timezone")).to_contain_text("Europe/Paris")
+    expect(detail(page, "Target").get_by_role("link", name=USER_TEMPLATE, exact=True)).to_be_visible()
+    running = detail(page, "Running").get_by_role("checkbox")
+    expect(running).not_to_be_checked()
+
+    flip_running_switch(page, "startSchedule")
+    expect(running).to_be_checked()
+    assert instigator_status(webserver, name, InstigatorType.SCHEDULE) == InstigatorStatus.RUNNING
+
+    flip_running_switch(page, "stopRunningSchedule")
+    expect(running).not_to_be_checked()
+    assert instigator_status(webserver, name, InstigatorType.SCHEDULE) == InstigatorStatus.STOPPED
+
+
+def test_collector_is_listed_on_its_job_and_switches_on_and_off(page: Page, webserver: Webserver) -> None:
+    name = f"{USER_TEMPLATE}_collector"
+    assert instigator_status(webserver, name, InstigatorType.SENSOR) is None  # stopped by default
+    # The job's page counts the schedules and sensors that start it and lists them in a dialog.
+    page.goto(f"/locations/{LOCATION}/jobs/{USER_TEMPLATE}")
+    page.get_by_role("button", name="2 schedules/sensors").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("link", name=f"{USER_TEMPLATE}_schedule", exact=True)).to_be_visible()
+    dialog.get_by_role("link", name=name, exact=True).click()
+    expect(page).to_have_url(re.compile(rf"/locations/{LOCATION}/sensors/{name}$"))
+    # What it watches and where it archives, from the template's collector.
+    description = detail(page, "Description")
+    expect(description).to_contain_text(f"matching inbox/crm/people_*.csv with {USER_TEMPLATE}")
+    expect(description).to_contain_text("moves it to archive/crm")
+    running = detail(page, "Running").get_by_role("checkbox")
+    expect(running).not_to_be_checked()
+
+    flip_running_switch(page, "startSensor")
+    expect(running).to_be_checked()
+    assert instigator_status(webserver, name, InstigatorType.SENSOR) == InstigatorStatus.RUNNING
+
+    flip_running_switch(page, "stopSensor")
+    expect(running).not_to_be_checked()
+    assert instigator_status(webserver, name, InstigatorType.SENSOR) == InstigatorStatus.STOPPED
