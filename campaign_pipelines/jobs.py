@@ -1,5 +1,5 @@
 """Job factory: one Dagster job per job template, with a flat Launchpad config pre-filled
-from the template."""
+from the template (a partitioned template's is filled in per day)."""
 
 from __future__ import annotations
 
