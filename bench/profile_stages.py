@@ -121,13 +121,7 @@ PATCHES = [
     (reconcile.Reconciler, "stage_rows", "stage/stage_rows (create, COPY, ANALYZE)", False),
     (reconcile.Reconciler, "_copy", "stage/_copy (CSV encode + COPY)", False),
     (reconcile.Reconciler, "merge", "merge", False),
-    (reconcile.Reconciler, "_match", "merge/_match (UPDATE stage ← table by key; also after inserts)", False),
-    (reconcile.Reconciler, "_reject_ambiguous_keys", "merge/_reject_ambiguous_keys", False),
-    (reconcile.Reconciler, "_settle_duplicates", "merge/_settle_duplicates (window + UPDATE)", False),
-    (reconcile.Reconciler, "_choose_actions", "merge/_choose_actions (UPDATE every line)", False),
-    (reconcile.Reconciler, "_reject_unique_conflicts", "merge/_reject_unique_conflicts (window + 2 UPDATEs)", False),
-    (reconcile.Reconciler, "_mark_unchanged", "merge/_mark_unchanged (UPDATE … IS DISTINCT FROM)", False),
-    (reconcile.Reconciler, "_apply", "merge/_apply (UPDATE, DELETE, INSERT … SELECT, then _match)", False),
+    (reconcile.Reconciler, "_apply", "merge/_apply (UPDATE, DELETE, INSERT … SELECT from the stage)", False),
     (reconcile.Reconciler, "_link_list_and_service", "merge/_link_list_and_service", False),
     (reconcile.Reconciler, "_result", "merge/_result (counts, reject rows)", False),
     (steps, "read_rejects", "rejects/read_rejects (group + join reasons)", False),
@@ -223,7 +217,7 @@ def markdown(rows: int, results: dict, cprofile_text: str, dagster_walls: dict) 
             st = run["steps"]
             cells = " | ".join(f"{st.get(k, 0):.1f}" for k in ("read_file", "map_columns", "validate_rows", "reconcile", "report"))
             lines.append(f"| {load} | {run['seconds']:.1f} | {cells} | {run['seconds'] - sum(st.values()):.1f} |")
-    lines += ["", "Pieces (cumulative seconds; a piece may run inside another, e.g. `_match` inside `_apply`, "
+    lines += ["", "Pieces (cumulative seconds; a piece may run inside another, e.g. "
               "`read_frames` inside map/validate/reconcile):", "",
               "| piece | first load s | calls | re-import s |", "|---|---:|---:|---:|"]
     tf, tr = results["first"]["times"], results["reimport"]["times"]
