@@ -59,3 +59,16 @@ def export_template(name="out", columns=None, **changes) -> str:
     for section, values in changes.items():
         data.setdefault(section, {}).update(values)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+# An import into another table than recipient: the service catalogue.
+SERVICES = """\
+name: import_services
+kind: import
+source: {path: inbox/services.csv, delimiter: ";"}
+target: {schema: service, keys: [name]}
+columns:
+  - {source: name, target: name}
+  - {source: label, target: label}
+  - {source: channel, target: channel}
+"""

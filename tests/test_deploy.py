@@ -17,8 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources.campaign_db import get_engine
-from tests.helpers import export_template, people_file, people_template
-from tests.test_import_operations import SERVICES
+from tests.helpers import SERVICES, export_template, people_file, people_template
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -94,7 +93,7 @@ def production(tmp_path, postgres_url, postgres_instance_url, monkeypatch):
 
 def test_queued_runs_wait_for_their_table_and_a_backfill_loads_days_in_order(production):
     production.write("templates/people.yaml", people_template(partitions=DAILY))
-    production.write("templates/import_services.yaml", SERVICES.replace("\n    ", "\n").strip() + "\n")
+    production.write("templates/import_services.yaml", SERVICES)
     production.write("templates/out.yaml", export_template())
     production.write("data/inbox/crm/people_20250101.csv", people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray"))
     production.write("data/inbox/crm/people_20250102.csv", people_file("ann@x.org;C1;Ann;Lee-Smith"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import people_file, people_template
+from tests.helpers import SERVICES, people_file, people_template
 
 BASE = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray", "cid@x.org;C3;Cid;Moe")
 
@@ -260,18 +260,6 @@ def test_builtin_import_recipients_on_the_sample(campaign):
     assert rows["CRM-0003"]["email"] is None  # reconciled on crm_id
     assert str(rows["CRM-0004"]["birth_date"]) == "1969-04-08"
     assert rows["CRM-0001"]["origin"] == "import_recipients"
-
-
-SERVICES = """\
-    name: import_services
-    kind: import
-    source: {path: inbox/services.csv, delimiter: ";"}
-    target: {schema: service, keys: [name]}
-    columns:
-      - {source: name, target: name}
-      - {source: label, target: label}
-      - {source: channel, target: channel}
-"""
 
 
 def test_services_are_importable_too(campaign):
