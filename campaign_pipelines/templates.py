@@ -193,6 +193,15 @@ def _inside_data_dir(value: str) -> str:
     return value
 
 
+def check_pattern(key: str, pattern: str, **fields: Any) -> None:
+    """A path pattern may fill in only `fields` (such as {date:%Y%m%d})."""
+    try:
+        pattern.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        names = " and ".join("{date:…}" if name == "date" else f"{{{name}}}" for name in fields)
+        raise ValueError(f"{key}: only {names} can be filled in ({exc})") from None
+
+
 def has_date_field(pattern: str) -> bool:
     return any(name == "date" for _, name, _, _ in string.Formatter().parse(pattern) if name is not None)
 
@@ -364,10 +373,7 @@ class ImportTemplate(Launchable):
             raise ValueError("target.list/target.service: cannot add deleted records to a list or service")
         for key, path in (("source.path", self.source.path), ("partitions.daily.path", self.partitions and self.partitions.daily.path)):
             if path:
-                try:
-                    path.format(date=dt.date(2000, 1, 1))
-                except (KeyError, IndexError, ValueError) as exc:
-                    raise ValueError(f"{key}: only {{date:…}} can be filled in ({exc})") from None
+                check_pattern(key, path, date=dt.date(2000, 1, 1))
         if self.partitions:
             daily = self.partitions.daily
             if daily.column is not None:
@@ -533,10 +539,7 @@ class ExportTemplate(Launchable):
             for name in self.source.order_by:
                 if name not in exported:
                     raise ValueError(f"source.order_by: with distinct, {name!r} must be an exported column")
-        try:
-            self.destination.path.format(date=dt.datetime(2000, 1, 1), run_id="run")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"destination.path: only {{date:…}} and {{run_id}} can be filled in ({exc})") from None
+        check_pattern("destination.path", self.destination.path, date=dt.datetime(2000, 1, 1), run_id="run")
         titles = [c.title for c in self.source.columns]
         if len(set(titles)) != len(titles):
             dup = next(t for t in titles if titles.count(t) > 1)
