@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,9 @@ class Production:
         self.root, self.env, self.db_url = root, env, db_url
         self.log = root / "daemon.log"
         self.instance = dg.DagsterInstance.get()  # DAGSTER_HOME is set: deploy/dagster.yaml
+        # Dagster's CLI leaves its code server behind when it exits: each command runs in
+        # a session of its own, ended with the test.
+        self.sessions: list[int] = []
 
     def write(self, relative: str, text: str) -> None:
         path = self.root / relative
@@ -37,12 +41,21 @@ class Production:
 
     def dagster(self, *args: str) -> str:
         """Dagster's CLI on this deployment's workspace."""
-        done = subprocess.run(
+        command = subprocess.Popen(
             [str(BIN / "dagster"), *args, "-w", str(REPO / "workspace.yaml")],
-            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120,
+            cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+        self.sessions.append(command.pid)
+        out, err = command.communicate(timeout=120)
+        assert command.returncode == 0, out + err
+        return out
+
+    def end_sessions(self) -> None:
+        for session in self.sessions:
+            try:
+                os.killpg(session, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def runs(self, job: str) -> list[dg.DagsterRun]:
         return sorted(self.instance.get_runs(dg.RunsFilter(job_name=job)), key=lambda r: r.tags.get("dagster/partition", ""))
@@ -79,8 +92,9 @@ def production(tmp_path, postgres_url, postgres_instance_url, monkeypatch):
     with deployment.log.open("w") as log:
         daemon = subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-            cwd=REPO, env=deployment.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO, env=deployment.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        deployment.sessions.append(daemon.pid)
         try:
             yield deployment
         finally:
@@ -88,6 +102,7 @@ def production(tmp_path, postgres_url, postgres_instance_url, monkeypatch):
             deployment.wait_for("runs to end", lambda: all(r.is_finished for r in deployment.instance.get_runs()))
             daemon.terminate()
             daemon.wait(timeout=60)
+            deployment.end_sessions()  # the code servers and run workers, too
             deployment.instance.dispose()
 
 

@@ -1,10 +1,10 @@
 """End-to-end UI tests: a real dagster-webserver on the project's workspace, driven by
-Debian's Chromium through Playwright (spec section 5: jobs, Launchpad, runs, schedules
-and collectors).
+Debian's Chromium through Playwright (spec section 5: jobs, Launchpad, runs, schedules,
+collectors and backfills).
 
 One webserver per module (per xdist worker), on a free port, with its own DAGSTER_HOME,
-data dir, templates dir (one user template, with a schedule and a collector) and working
-directory (where the embedded SQLite database goes).
+data dir, templates dir (two user templates: one with a schedule and a collector, one with
+daily partitions) and working directory (where the embedded SQLite database goes).
 Without Chromium or Playwright the tests are skipped, except under CI=true where they fail.
 """
 
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 
 from campaign_pipelines.templates import load_catalog
@@ -48,6 +49,7 @@ RUN_TIMEOUT = 180  # seconds for the import run to end
 UI_TIMEOUT = 30_000  # milliseconds for any element to show up
 SCREENSHOT = Path("/tmp/ui_run.png")
 USER_TEMPLATE = "crm_people"  # in the templates dir: its job, schedule and collector
+DAILY_TEMPLATE = "crm_daily"  # in the templates dir too: daily partitions, 2025-01-01 to 2025-01-10
 
 
 def unavailable(reason: str) -> None:
@@ -101,6 +103,15 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
             name=USER_TEMPLATE,
             schedule={"cron": "0 2 * * *", "timezone": "Europe/Paris"},
             collector={"watch": "inbox/crm/people_*.csv", "archive": "archive/crm"},
+        ),
+        encoding="utf-8",
+    )
+    # `end` is exclusive: ten days, so a backfill picks a range inside them.
+    (templates_dir / f"{DAILY_TEMPLATE}.yaml").write_text(
+        people_template(
+            name=DAILY_TEMPLATE,
+            partitions={"daily": {"start": "2025-01-01", "end": "2025-01-11", "timezone": "Europe/Paris",
+                                  "path": "inbox/crm/people_{date:%Y%m%d}.csv"}},
         ),
         encoding="utf-8",
     )
@@ -213,7 +224,7 @@ def instigator_status(webserver: Webserver, name: str, kind: InstigatorType) -> 
 
 
 def test_jobs_page_lists_one_job_per_template(page: Page) -> None:
-    expected = builtin_job_names() | {USER_TEMPLATE}
+    expected = builtin_job_names() | {USER_TEMPLATE, DAILY_TEMPLATE}
     assert {"import_recipients", "import_denylist", "new_text_import"} <= expected
     page.goto("/jobs")
     job_links = page.locator(f"a[href^='/locations/{LOCATION}/jobs/']")
@@ -328,3 +339,44 @@ def test_collector_is_listed_on_its_job_and_switches_on_and_off(page: Page, webs
     flip_running_switch(page, "stopSensor")
     expect(running).not_to_be_checked()
     assert instigator_status(webserver, name, InstigatorType.SENSOR) == InstigatorStatus.STOPPED
+
+
+def test_backfill_of_a_date_range_is_launched_from_the_partitions_tab(page: Page, webserver: Webserver) -> None:
+    """Three days of a daily template, typed as a range in the backfill dialog: the instance
+    records one backfill of exactly those days (without a daemon, none of its runs start)."""
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        assert instance.get_backfills() == []
+    page.goto(f"/locations/{LOCATION}/jobs/{DAILY_TEMPLATE}/partitions")
+    page.get_by_role("button", name="Launch backfill…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text(f"Launch {DAILY_TEMPLATE} backfill", exact=True)).to_be_visible()
+    # Its buttons' names start with their icon's (a ligature such as open_in_new).
+    expect(dialog.get_by_role("button", name=re.compile(r"\bSelect partitions to submit$"))).to_be_disabled()
+    # The box's example spans the template's days: `end` (2025-01-11) is exclusive.
+    days = dialog.get_by_placeholder("ex: 2025-01-01, 2025-01-02, [2025-01-03...2025-01-10]", exact=True)
+    days.fill("[2025-01-02...2025-01-04]")
+    days.press("Enter")  # the box applies what was typed on Enter (or on blur)
+    # All three days are missing, and the missing ones are selected by default.
+    expect(dialog.get_by_role("checkbox", name="Missing (3)", exact=True)).to_be_checked()
+    submit = dialog.get_by_role("button", name=re.compile(r"\bSubmit 3 runs$"))
+    expect(submit).to_be_enabled()
+    with page.expect_response(
+        lambda r: "/graphql" in r.url and "launchPartitionBackfill(" in (r.request.post_data or "")
+    ) as response:
+        submit.click()
+    launched = response.value.json()["data"]["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+    expect(dialog).to_have_count(0)
+    # The tab's backfill history lists it, with its three days.
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=backfill_id, exact=True))
+    expect(row).to_contain_text("3 partitions")
+
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        backfills = instance.get_backfills()
+        runs = instance.get_runs(dg.RunsFilter(job_name=DAILY_TEMPLATE))
+    assert [(b.backfill_id, b.job_name, b.partition_names, b.status) for b in backfills] == [
+        (backfill_id, DAILY_TEMPLATE, ["2025-01-02", "2025-01-03", "2025-01-04"], BulkActionStatus.REQUESTED)
+    ]
+    # The UI records the backfill rather than launching runs: the daemon submits them.
+    assert runs == []
