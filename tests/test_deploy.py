@@ -51,11 +51,24 @@ class Production:
         return out
 
     def end_sessions(self) -> None:
-        for session in self.sessions:
-            try:
-                os.killpg(session, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        """SIGTERM each session; SIGKILL what is left after a grace period (a code server
+        was seen here to outlive SIGTERM by minutes)."""
+
+        def signal_all(sig: int) -> list[int]:
+            alive = []
+            for session in self.sessions:
+                try:
+                    os.killpg(session, sig)
+                    alive.append(session)
+                except ProcessLookupError:
+                    pass
+            return alive
+
+        signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while signal_all(0) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        signal_all(signal.SIGKILL)
 
     def runs(self, job: str) -> list[dg.DagsterRun]:
         return sorted(self.instance.get_runs(dg.RunsFilter(job_name=job)), key=lambda r: r.tags.get("dagster/partition", ""))
