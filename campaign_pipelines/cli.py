@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import os
 import shutil
@@ -213,9 +214,10 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
         from campaign_pipelines.settings import resolve_data_path
 
         template = template.with_overrides({"file": args.file, "limit": args.rows})
-        if not template.source.path:
+        file = template.file_for(dt.date.today())  # as a run today would read it
+        if not file:
             raise UsageError(f"{template.name}: give the file to preview with --file.")
-        path = resolve_data_path(settings.data_dir, template.source.path, what="file")
+        path = resolve_data_path(settings.data_dir, file, what="file")
         with tempfile.TemporaryDirectory() as work:
             state = steps.validate_step(steps.map_step(steps.read_step(template, path, Path(work))))
             mapped = pl.concat(list(steps.read_frames(state.data))) if state.data else pl.DataFrame()

@@ -95,11 +95,12 @@ def rejects_materialization(
 def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.ImportState:
     config = context.op_config
     template = ImportTemplate.model_validate(json.loads(config["template"])).with_overrides(config["overrides"])
-    if not template.source.path:
-        raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
     # {date:...} in the path: the partition's day, else today's.
     day = partition_day(context.partition_key) if context.has_partition_key else dt.date.today()
-    file = file_store.resolve(template.source.path.format(date=day), what="file")
+    path = template.file_for(day)
+    if not path:
+        raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
+    file = file_store.resolve(path, what="file")
     context.log.info(f"reading {file}")
     state = steps.read_step(template, file, file_store.work_dir(context.run_id))
     context.add_output_metadata({"file": dg.MetadataValue.path(str(file)), "rows_read": state.rows_read, "blank_lines": state.blank_lines})

@@ -384,6 +384,10 @@ class ImportTemplate(Launchable):
                 )
         return self
 
+    def file_for(self, day: dt.date) -> str | None:
+        """The file to import: source.path with {date:...} filled in with `day`."""
+        return self.source.path.format(date=day) if self.source.path else None
+
     @property
     def partition_path(self) -> str | None:
         """The file a daily partition reads, with {date:...} still to fill."""

@@ -158,3 +158,14 @@ def test_run_a_partition_or_a_given_file_of_a_partitioned_template(home, capsys)
     assert code == 0 and json.loads(out)["rows_inserted"] == 1
     code, _, err = run_cli(capsys, "run", "people", "--partition", "2024-12-31")
     assert code == 2 and "--partition '2024-12-31': people has no such daily partition" in err
+
+
+def test_a_dated_source_path_reads_todays_file_in_runs_and_previews(home, capsys):
+    import datetime as dt
+
+    home.template(people_template(source={"path": "inbox/people_{date:%Y%m%d}.csv"}))
+    home.file(f"inbox/people_{dt.date.today():%Y%m%d}.csv", people_file("ann@x.org;C1;Ann;Lee"))
+    code, out, _ = run_cli(capsys, "templates", "preview", "people")
+    assert code == 0 and out.startswith("1 line(s) read, 1 valid, 0 rejected")
+    code, out, _ = run_cli(capsys, "run", "people", "--json")
+    assert code == 0 and json.loads(out)["rows_inserted"] == 1
