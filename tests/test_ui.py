@@ -223,6 +223,19 @@ def instigator_status(webserver: Webserver, name: str, kind: InstigatorType) -> 
     return states[0].status if states else None
 
 
+def switches_on_and_off(page: Page, webserver: Webserver, name: str, kind: InstigatorType, start: str, stop: str) -> None:
+    """On a schedule's or sensor's page: stopped, then the Running switch turns it on and
+    off, in the UI and in the instance."""
+    running = detail(page, "Running").get_by_role("checkbox")
+    expect(running).not_to_be_checked()
+    flip_running_switch(page, start)
+    expect(running).to_be_checked()
+    assert instigator_status(webserver, name, kind) == InstigatorStatus.RUNNING
+    flip_running_switch(page, stop)
+    expect(running).not_to_be_checked()
+    assert instigator_status(webserver, name, kind) == InstigatorStatus.STOPPED
+
+
 def test_jobs_page_lists_one_job_per_template(page: Page) -> None:
     expected = builtin_job_names() | {USER_TEMPLATE, DAILY_TEMPLATE}
     assert {"import_recipients", "import_denylist", "new_text_import"} <= expected
@@ -303,16 +316,7 @@ def test_schedule_shows_its_cron_and_switches_on_and_off(page: Page, webserver: 
     expect(detail(page, "Schedule").get_by_text("(0 2 * * *)", exact=True)).to_be_visible()
     expect(detail(page, "Execution timezone")).to_contain_text("Europe/Paris")
     expect(detail(page, "Target").get_by_role("link", name=USER_TEMPLATE, exact=True)).to_be_visible()
-    running = detail(page, "Running").get_by_role("checkbox")
-    expect(running).not_to_be_checked()
-
-    flip_running_switch(page, "startSchedule")
-    expect(running).to_be_checked()
-    assert instigator_status(webserver, name, InstigatorType.SCHEDULE) == InstigatorStatus.RUNNING
-
-    flip_running_switch(page, "stopRunningSchedule")
-    expect(running).not_to_be_checked()
-    assert instigator_status(webserver, name, InstigatorType.SCHEDULE) == InstigatorStatus.STOPPED
+    switches_on_and_off(page, webserver, name, InstigatorType.SCHEDULE, "startSchedule", "stopRunningSchedule")
 
 
 def test_collector_is_listed_on_its_job_and_switches_on_and_off(page: Page, webserver: Webserver) -> None:
@@ -329,16 +333,7 @@ def test_collector_is_listed_on_its_job_and_switches_on_and_off(page: Page, webs
     description = detail(page, "Description")
     expect(description).to_contain_text(f"matching inbox/crm/people_*.csv with {USER_TEMPLATE}")
     expect(description).to_contain_text("moves it to archive/crm")
-    running = detail(page, "Running").get_by_role("checkbox")
-    expect(running).not_to_be_checked()
-
-    flip_running_switch(page, "startSensor")
-    expect(running).to_be_checked()
-    assert instigator_status(webserver, name, InstigatorType.SENSOR) == InstigatorStatus.RUNNING
-
-    flip_running_switch(page, "stopSensor")
-    expect(running).not_to_be_checked()
-    assert instigator_status(webserver, name, InstigatorType.SENSOR) == InstigatorStatus.STOPPED
+    switches_on_and_off(page, webserver, name, InstigatorType.SENSOR, "startSensor", "stopSensor")
 
 
 def test_backfill_of_a_date_range_is_launched_from_the_partitions_tab(page: Page, webserver: Webserver) -> None:
