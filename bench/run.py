@@ -172,13 +172,19 @@ def fresh_sqlite(path: Path) -> str:
 # -- the cases -----------------------------------------------------------------------
 
 
-def run_floor_pg(args, csv: Path, work: Path, load: str) -> dict:
-    schema = "bench_floor"
+def prepare_pg(args: argparse.Namespace, schema: str, load: str) -> None:
+    """An empty recipient table for a first load, the loaded one for a re-import; then a
+    checkpoint, so no case pays for the previous one's dirty pages."""
     if load == "first":
         fresh_pg_schema(args, schema, campaign_tables=True)
     else:
         between_loads_pg(args, schema, "recipient")
     psql(args, "CHECKPOINT")
+
+
+def run_floor_pg(args, csv: Path, work: Path, load: str) -> dict:
+    schema = "bench_floor"
+    prepare_pg(args, schema, load)
     script = work / "floor_pg.sql"
     script.write_text(floors.pg_script(csv))
     env = {**os.environ, "PGOPTIONS": f"-csearch_path={schema}"}
@@ -228,11 +234,7 @@ def step_durations(stderr: Path) -> dict[str, float]:
 def run_ours(args, csv: Path, work: Path, load: str, db: str) -> dict:
     if db == "pg":
         schema = "bench_ours"
-        if load == "first":
-            fresh_pg_schema(args, schema, campaign_tables=True)
-        else:
-            between_loads_pg(args, schema, "recipient")
-        psql(args, "CHECKPOINT")
+        prepare_pg(args, schema, load)
         url = pg_url(args, schema)
     else:
         path = work / "sqlite" / "ours.db"

@@ -56,6 +56,15 @@ def request_run(deployment) -> str:
     return run.run_id
 
 
+def ann_requested(deployment) -> tuple[Collector, list[dg.RunRequest]]:
+    """The people collector with one file in its inbox, ticked until it asks for a run."""
+    deployment.template(people_template(collector=COLLECTOR))
+    collector = Collector(deployment)
+    inbox(deployment, "people_1.csv", "ann@x.org;C1;Ann;Lee")
+    collector.tick()
+    return collector, collector.tick()
+
+
 def test_complete_files_are_imported_in_name_order_once_then_archived(deployment):
     deployment.template(people_template(collector=COLLECTOR))
     collector = Collector(deployment)
@@ -110,11 +119,7 @@ def test_ready_marker_decides_when_a_file_is_complete(deployment):
 
 
 def test_exactly_once_across_a_restart_and_a_crash_before_the_move(deployment):
-    deployment.template(people_template(collector=COLLECTOR))
-    collector = Collector(deployment)
-    inbox(deployment, "people_1.csv", "ann@x.org;C1;Ann;Lee")
-    collector.tick()
-    requests = collector.tick()
+    collector, requests = ann_requested(deployment)
     # The daemon may evaluate a tick again before the run exists: the same run key.
     again = Collector(deployment)
     again.cursor = collector.cursor
@@ -131,11 +136,7 @@ def test_exactly_once_across_a_restart_and_a_crash_before_the_move(deployment):
 
 
 def test_the_same_name_with_new_content_is_a_new_file(deployment):
-    deployment.template(people_template(collector=COLLECTOR))
-    collector = Collector(deployment)
-    inbox(deployment, "people_1.csv", "ann@x.org;C1;Ann;Lee")
-    collector.tick()
-    first = collector.tick()
+    collector, first = ann_requested(deployment)
     collector.run(first)
     collector.tick()  # archived
     inbox(deployment, "people_1.csv", "ann@x.org;C1;Ann;Lee-Smith")

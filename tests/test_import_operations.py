@@ -9,14 +9,19 @@ from tests.helpers import SERVICES, people_file, people_template
 BASE = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray", "cid@x.org;C3;Cid;Moe")
 
 
+def load_base(campaign, **changes):
+    """The people template (with `changes`) run once on BASE: three recipients loaded."""
+    campaign.template(people_template(**changes))
+    campaign.file("inbox/people.csv", BASE)
+    return campaign.run("people")
+
+
 def names(campaign) -> dict[str, str]:
     return {r["email"]: r["first_name"] for r in campaign.rows("recipient", "email", "first_name")}
 
 
 def test_insert_or_update_inserts_then_reimport_changes_nothing(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    first = campaign.run("people")
+    first = load_base(campaign)
     assert first.status == "finished"
     assert first.counts["rows_inserted"] == 3
     before = campaign.rows("recipient")
@@ -29,9 +34,7 @@ def test_insert_or_update_inserts_then_reimport_changes_nothing(campaign):
 
 
 def test_update_rewrites_only_changed_rows(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign)
     before = {r["email"]: r for r in campaign.rows("recipient")}
     campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Annie;Lee", "bob@x.org;C2;Bob;Ray", "cid@x.org;C3;Cid;Moe"))
     result = campaign.run("people")
@@ -44,9 +47,7 @@ def test_update_rewrites_only_changed_rows(campaign):
 
 
 def test_insert_operation_ignores_existing_keys(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign)
     campaign.template(people_template(name="people_insert", target={"operation": "insert"}))
     campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Changed;Lee", "dan@x.org;C4;Dan;Fox"))
     result = campaign.run("people_insert")
@@ -56,9 +57,7 @@ def test_insert_operation_ignores_existing_keys(campaign):
 
 
 def test_update_operation_ignores_unknown_keys(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign)
     campaign.template(people_template(name="people_update", target={"operation": "update"}))
     campaign.file("inbox/people.csv", people_file("bob@x.org;C2;Robert;Ray", "new@x.org;C9;New;One"))
     result = campaign.run("people_update")
@@ -67,9 +66,7 @@ def test_update_operation_ignores_unknown_keys(campaign):
 
 
 def test_reconcile_only_changes_no_field_and_feeds_the_list(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign)
     before = campaign.rows("recipient")
     campaign.template(people_template(name="people_pick", target={"operation": "reconcile_only", "list": {"name": "picked"}}))
     campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Other;Name", "zed@x.org;C8;Zed;Zed"))
@@ -82,9 +79,7 @@ def test_reconcile_only_changes_no_field_and_feeds_the_list(campaign):
 
 
 def test_delete_operation_removes_matches_and_their_links(campaign):
-    campaign.template(people_template(target={"list": {"name": "all"}, "service": "news"}))
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign, target={"list": {"name": "all"}, "service": "news"})
     campaign.template(people_template(name="people_delete", target={"operation": "delete"}))
     campaign.file("inbox/people.csv", people_file("bob@x.org;;;", "ghost@x.org;;;"))
     result = campaign.run("people_delete")
@@ -95,9 +90,7 @@ def test_delete_operation_removes_matches_and_their_links(campaign):
 
 
 def test_secondary_key_reconciles_lines_without_key(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign)
     campaign.file("inbox/people.csv", people_file(";C2;Bobby;", ";C7;Eve;New"))
     result = campaign.run("people")
     assert (result.counts["rows_updated"], result.counts["rows_inserted"]) == (1, 1)
@@ -133,9 +126,7 @@ def test_duplicates_in_file(campaign, rule, first_name, ignored, rejected):
 
 
 def test_existing_records_ignore_leaves_matches_alone(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign)
     campaign.template(people_template(name="people_new_only", target={"existing_records": "ignore"}))
     campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Changed;X", "dan@x.org;C4;Dan;Fox"))
     result = campaign.run("people_new_only")
@@ -145,9 +136,7 @@ def test_existing_records_ignore_leaves_matches_alone(campaign):
 
 @pytest.mark.parametrize(("rule", "expected"), [("keep", "Lee"), ("overwrite", None)])
 def test_empty_values(campaign, rule, expected):
-    campaign.template(people_template(target={"empty_values": rule}))
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign, target={"empty_values": rule})
     campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;"))
     result = campaign.run("people")
     row = next(r for r in campaign.rows("recipient") if r["email"] == "ann@x.org")
@@ -175,9 +164,7 @@ def test_list_append_then_replace(campaign):
 
 
 def test_service_subscription_once_per_recipient(campaign):
-    campaign.template(people_template(target={"service": "newsletter"}))
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign, target={"service": "newsletter"})
     campaign.run("people")
     (service,) = campaign.rows("service")
     assert service["name"] == "newsletter"
@@ -187,9 +174,7 @@ def test_service_subscription_once_per_recipient(campaign):
 
 
 def test_unique_value_of_another_record_is_rejected(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign)
     # dan takes ann's crm_id; eve and fay share a new crm_id within the file.
     campaign.file(
         "inbox/people.csv",
@@ -227,9 +212,7 @@ def test_key_matching_several_records_is_rejected(campaign):
 
 
 def test_builtin_denylist_touches_only_the_flag(campaign):
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    campaign.run("people")
+    load_base(campaign)
     before = {r["email"]: r for r in campaign.rows("recipient")}
     campaign.file("inbox/denylist.csv", "email\nBOB@x.org\nnew@x.org\nbob@x.org\n")
     result = campaign.run("import_denylist")
