@@ -109,7 +109,8 @@ def _job_options(template: Template, launch_schema: dict[str, dg.Field]) -> dict
         "name": template.name,
         "description": template.display_label + (f"\n\n{template.description}" if template.description else ""),
         "config": config,
-        # The steps run one after the other and hand each other files on disk: a process
-        # per op would only add seconds of start-up to every run.
+        # The steps run one after the other and hand each other files on disk, and an
+        # import's validation and merge share one database session (its staged rows): a
+        # process per op would break that and add seconds of start-up to every run.
         "executor_def": dg.in_process_executor,
     }

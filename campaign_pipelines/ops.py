@@ -118,8 +118,10 @@ def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> ste
 
 @dg.op(description="Validate every row with the target table's pandera checks; set failing rows aside.")
 @fails_clearly
-def validate_rows(context: dg.OpExecutionContext, state: steps.ImportState, file_store: FileStore) -> steps.ImportState:
-    state = steps.validate_step(state)
+def validate_rows(
+    context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
+) -> steps.ImportState:
+    state = steps.validate_step(state, campaign_db.session())
     failure = steps.early_failure(state)
     if failure:
         rejects = read_rejects(list(state.reject_files))
@@ -134,7 +136,7 @@ def validate_rows(context: dg.OpExecutionContext, state: steps.ImportState, file
 def reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportOutcome:
-    outcome = steps.reconcile_step(state, campaign_db.engine, context.run_id, file_store.rejects_dir(state.template.name))
+    outcome = steps.reconcile_step(state, campaign_db.session(), context.run_id, file_store.rejects_dir(state.template.name))
     remove_work_dir(context)
     if outcome.failure:
         context.log_event(rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path))

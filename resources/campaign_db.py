@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
 
 import schemas
@@ -63,6 +64,25 @@ class CampaignDatabase(dg.ConfigurableResource):
     which may hold a password, is never shown); empty means the embedded SQLite file."""
 
     url: str | None = None
+    _session: sa.Connection | None = PrivateAttr(default=None)
+
+    def session(self) -> sa.Connection:
+        """The run's own connection, opened on first use and closed when the run ends.
+        An import copies its valid rows into a temporary table while it validates them
+        and merges them later in one transaction: both need the same connection."""
+        if self._session is None:
+            self._session = self.engine.connect()
+        return self._session
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._session is None:
+            return
+        if self._session.dialect.name == "postgresql":
+            # Not back to the pool: a pooled PostgreSQL connection would keep the run's
+            # temporary tables (a failed or cancelled run's staged rows) for its next user.
+            self._session.invalidate()
+        self._session.close()
+        self._session = None
 
     @property
     def resolved_url(self) -> str:

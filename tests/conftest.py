@@ -173,6 +173,14 @@ def campaign(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> An
 
 
 @pytest.fixture
+def postgres_campaign(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """For what only the PostgreSQL path does (staging by COPY while validating)."""
+    with dg.instance_for_test() as instance:
+        yield Campaign(tmp_path, postgres_url, instance, monkeypatch)
+    get_engine(postgres_url).dispose()
+
+
+@pytest.fixture
 def sqlite_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """For tests about templates and the CLI, where the database does not matter."""
     with dg.instance_for_test() as instance:

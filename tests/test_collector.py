@@ -28,11 +28,12 @@ class Collector:
         name = f"{self.name}_collector"
         repository = defs.get_repository_def()
         sensor = repository.get_sensor_def(name)
-        # As the daemon does: the code location's resources, the cursor of the last tick.
-        context = dg.build_sensor_context(
+        # As the daemon does: the code location's resources (opened for the tick and
+        # closed after it), the cursor of the last tick.
+        with dg.build_sensor_context(
             instance=self.deployment.instance, cursor=self.cursor, resources=repository.get_top_level_resources()
-        )
-        data = sensor.evaluate_tick(context)
+        ) as context:
+            data = sensor.evaluate_tick(context)
         self.cursor = data.cursor
         return list(data.run_requests or [])
 

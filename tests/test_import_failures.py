@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 
 import dagster as dg
 import pytest
 
+import sqlalchemy as sa
+
+from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.reconcile import Reconciler
+from resources import CampaignDatabase
 from tests.helpers import people_file, people_template
 
 GOOD = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray")
@@ -119,6 +124,53 @@ def test_a_crash_in_the_merge_leaves_every_table_unchanged(loaded, monkeypatch):
     loaded.file("inbox/people.csv", people_file("ann@x.org;C1;Annie;Lee", "cid@x.org;C3;Cid;Moe"))
     result = loaded.run("people")
     assert_failed_cleanly(loaded, result, before, "unexpected error in reconcile: RuntimeError: disk on fire")
+
+
+def test_staged_rows_go_with_the_run_session(postgres_campaign, monkeypatch):
+    """PostgreSQL: the validate step copies the valid rows into a temporary table on the
+    run's session, the merge reads them there, and the session ends with the run: a run
+    that failed after staging leaves no staged rows behind on a pooled connection."""
+    campaign = postgres_campaign
+    campaign.template(people_template())
+    sessions: dict[sa.Connection, int] = {}  # each run's session -> its backend pid
+    staged: list[int] = []  # rows in the stage table when each validation ended
+    validate_step, session = steps.validate_step, CampaignDatabase.session
+
+    def spy_session(self):
+        conn = session(self)
+        if conn not in sessions:
+            sessions[conn] = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            conn.commit()
+        return conn
+
+    def spy_validate(state, conn=None):
+        state = validate_step(state, conn)
+        staged.append(conn.exec_driver_sql(f'SELECT count(*) FROM "{state.staged}"').scalar_one())
+        conn.commit()
+        return state
+
+    monkeypatch.setattr(CampaignDatabase, "session", spy_session)
+    monkeypatch.setattr(steps, "validate_step", spy_validate)
+
+    def backend_alive(pid: int) -> bool:
+        with campaign.engine.connect() as conn:
+            query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+            for _ in range(50):  # a closed connection's backend exits a moment later
+                if not conn.execute(query, {"pid": pid}).scalar_one():
+                    return False
+                time.sleep(0.1)
+        return True
+
+    campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee", "oops;C2;X;Y", "bob@x.org;C3;Bob;Ray"))
+    ok = campaign.run("people")
+    assert ok.counts["rows_inserted"] == 2
+    before = campaign.snapshot()
+    # Staged, then failed by the reject policy after the merge: rolled back.
+    campaign.file("inbox/people.csv", people_file("cid@x.org;C1;Cid;Moe", "oops;C4;X;Y", "dan@x.org;C5;Dan;Fox"))
+    failed = campaign.run("people", max_rejects=1)
+    assert_failed_cleanly(campaign, failed, before, "2 lines rejected, more than errors.max_rejects (1)")
+    assert staged == [2, 2]
+    assert len(sessions) == 2 and not any(backend_alive(pid) for pid in sessions.values())
 
 
 def test_missing_file(loaded):

@@ -1,6 +1,7 @@
 """Reconcile valid rows with the target table, set-based, inside the caller's transaction.
 
-Rows go to a temporary staging table (COPY on PostgreSQL). One INSERT ... SELECT then
+Rows go to a temporary staging table: on PostgreSQL by one COPY, usually while the
+import validates them (`copy_to_stage`, called by the validate step). One INSERT ... SELECT then
 decides every line's outcome into a second, narrow temporary table (line, keys, unique
 values, match, outcome), in layers of CTEs:
 
@@ -23,14 +24,16 @@ from __future__ import annotations
 import datetime as dt
 import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 import schemas
+from campaign_pipelines.importing.read import LINE
 from campaign_pipelines.importing.validate import KEY_KIND
 from campaign_pipelines.templates import ImportTemplate
 
@@ -56,13 +59,67 @@ class MergeResult:
 
 
 def _temporary_table(name: str, columns: list[sa.Column]) -> sa.Table:
-    return sa.Table(
-        f"{name}_{uuid.uuid4().hex[:12]}", sa.MetaData(), *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP"
+    # Dropped by the merge; a failed run's go with its session (CampaignDatabase.session).
+    return sa.Table(f"{name}_{uuid.uuid4().hex[:12]}", sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+
+
+def stage_table(template: ImportTemplate, name: str | None = None) -> sa.Table:
+    """The temporary table of a template's valid rows: line number, key kind and the
+    mapped columns with their types. `name`: one already created and filled."""
+    columns = [
+        sa.Column("line", sa.BigInteger),
+        sa.Column(KEY_KIND, sa.String(1)),
+        *[sa.Column(m.target, template.table.field(m.target).sql_type()) for m in template.columns],
+    ]
+    if name:
+        return sa.Table(name, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+    return _temporary_table("stage", columns)
+
+
+CSV_ROWS = pacsv.WriteOptions(include_header=False, quoting_style="needed")  # null: empty; "": quoted
+
+
+def _copy_statement(table: sa.Table, names: list[str]) -> object:
+    from psycopg import sql
+
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
     )
 
 
+def _csv(rows: pa.Table) -> memoryview:
+    buffer = io.BytesIO()
+    pacsv.write_csv(rows, buffer, CSV_ROWS)
+    return buffer.getbuffer()
+
+
+def copy_rows(conn: sa.Connection, table: sa.Table, rows: pa.Table) -> None:
+    """PostgreSQL: COPY an Arrow table's rows into the table (columns by name)."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(_copy_statement(table, rows.column_names)) as copy:
+        copy.write(_csv(rows))
+
+
+def copy_to_stage(conn: sa.Connection, stage: sa.Table, frames: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """PostgreSQL: create the stage and COPY each frame into it as it passes through, then
+    ANALYZE it. One COPY for all the frames, sent by psycopg's queued writer from its own
+    thread: the server parses one chunk on the other core while Python validates the next
+    (1M lines: the staging's 1.8 s overlap the validation instead of following it)."""
+    from psycopg.copy import QueuedLibpqWriter
+
+    stage.create(conn)
+    names = [c.name for c in stage.columns]
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(_copy_statement(stage, names), writer=QueuedLibpqWriter(cursor)) as copy:
+        for frame in frames:
+            copy.write(_csv(frame.rename({LINE: "line"}).select(names).to_arrow()))
+            yield frame
+    conn.exec_driver_sql(f'ANALYZE "{stage.name}"')
+
+
 class Reconciler:
-    def __init__(self, conn: sa.Connection, template: ImportTemplate, now: dt.datetime):
+    def __init__(self, conn: sa.Connection, template: ImportTemplate, now: dt.datetime, staged: str | None = None):
+        """`staged`: the stage table the validation already filled on this connection."""
         self.conn = conn
         self.template = template
         self.spec = template.table
@@ -72,14 +129,14 @@ class Reconciler:
         self.keys = template.target.keys
         self.secondary = template.target.secondary_keys
         self.dialect = conn.dialect.name
-        data = [sa.Column(c, self.spec.field(c).sql_type()) for c in self.columns]
+        self.stage = stage_table(template, staged)
+        data = [c for c in self.stage.columns if c.name in self.columns]
         # The decisions carry only what deciding needs (keys and unique values); the other
         # values stay in the stage until an update or insert reads them. Sorting and
         # writing a million narrow rows instead of wide ones is most of a re-import's merge.
         unique = [f.name for f in self.spec.unique_fields if f.name in self.columns]
         self.carried = list(dict.fromkeys([*self.keys, *self.secondary, *unique]))
         # No indexes: nothing looks a line up; each table is written once and scanned.
-        self.stage = _temporary_table("stage", [sa.Column("line", sa.BigInteger), sa.Column(KEY_KIND, sa.String(1)), *data])
         self.decided = _temporary_table(
             "decided",
             [
@@ -94,36 +151,16 @@ class Reconciler:
 
     # -- staging ---------------------------------------------------------------------
 
-    def stage_rows(self, frames: Iterable[pl.DataFrame]) -> int:
+    def stage_rows(self, frames: Iterable[pl.DataFrame]) -> None:
+        """Stage the rows here, when the validation did not (SQLite, or no run session)."""
         if self.dialect == "postgresql":
-            # A few statements, each over every line: JIT compiling them costs ~0.3 s each
-            # and saves nothing (1M-line re-import: decide 2.9 s -> 2.6 s without it).
-            self.conn.exec_driver_sql("SET LOCAL jit = off")
+            for _ in copy_to_stage(self.conn, self.stage, frames):
+                pass
+            return
         self.stage.create(self.conn)
-        names = ["line", KEY_KIND, *self.columns]
-        staged = 0
+        names = [c.name for c in self.stage.columns]
         for frame in frames:
-            frame = frame.rename({"__line": "line"}).select(names)
-            staged += frame.height
-            if self.dialect == "postgresql":
-                self._copy(frame, names)
-            else:
-                self._insert_many(frame, names)
-        if self.dialect == "postgresql":
-            self.conn.exec_driver_sql(f'ANALYZE "{self.stage.name}"')
-        return staged
-
-    def _copy(self, frame: pl.DataFrame, names: list[str]) -> None:
-        from psycopg import sql
-
-        buffer = io.BytesIO()
-        pacsv.write_csv(frame.to_arrow(), buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-            sql.Identifier(self.stage.name), sql.SQL(", ").join(map(sql.Identifier, names))
-        )
-        raw = self.conn.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.write(buffer.getbuffer())
+            self._insert_many(frame.rename({LINE: "line"}).select(names), names)
 
     def _insert_many(self, frame: pl.DataFrame, names: list[str]) -> None:
         # SQLite stores dates as ISO text and booleans as 0/1, as SQLAlchemy does.
@@ -137,15 +174,18 @@ class Reconciler:
     # -- merge -----------------------------------------------------------------------
 
     def merge(self) -> MergeResult:
+        if self.dialect == "postgresql":
+            # A few statements, each over every line: JIT compiling them costs ~0.3 s each
+            # and saves nothing (1M-line re-import: decide 2.9 s -> 2.6 s without it).
+            self.conn.exec_driver_sql("SET LOCAL jit = off")
         self.decided.create(self.conn)
         names = [c.name for c in self.decided.columns]
         self.conn.execute(sa.insert(self.decided).from_select(names, self._decisions()))
         self._apply()
         self._link_list_and_service()
         result = self._result()
-        if self.dialect != "postgresql":  # PostgreSQL drops them at commit
-            self.decided.drop(self.conn)
-            self.stage.drop(self.conn)
+        self.decided.drop(self.conn)
+        self.stage.drop(self.conn)
         return result
 
     def _unique_key(self, key: list[str]) -> bool:

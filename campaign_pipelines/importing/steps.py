@@ -22,10 +22,10 @@ import sqlalchemy as sa
 
 import schemas
 from campaign_pipelines.importing.read import LINE, TEXT, SourceReader
-from campaign_pipelines.importing.reconcile import Reconciler
+from campaign_pipelines.importing.reconcile import Reconciler, copy_rows, copy_to_stage, stage_table
 from campaign_pipelines.importing.rejects import RejectWriter, read_rejects, write_reject_files
 from campaign_pipelines.importing.transform import Mapper
-from campaign_pipelines.importing.validate import KEY_KIND, Validator
+from campaign_pipelines.importing.validate import Validator
 from campaign_pipelines.templates import ErrorPolicy, ImportTemplate
 
 COUNT_KEYS = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted", "rows_ignored", "rows_rejected")
@@ -43,6 +43,7 @@ class ImportState:
     prefix_lines: tuple[str, ...] = ()
     data: Path | None = None  # the latest step's rows
     reject_files: tuple[Path, ...] = ()
+    staged: str | None = None  # the run session's temporary table holding the valid rows
 
     def next(self, **changes: object) -> "ImportState":
         return dataclasses.replace(self, **changes)
@@ -119,13 +120,24 @@ def map_step(state: ImportState) -> ImportState:
     return state.next(data=out, reject_files=(*state.reject_files, rejects_path))
 
 
-def validate_step(state: ImportState) -> ImportState:
+def validate_step(state: ImportState, session: sa.Connection | None = None) -> ImportState:
+    """Validate every row. Given the run's PostgreSQL session, also stage the valid rows
+    as they come (the server parses them while Python validates); nothing reaches the
+    target tables before the reconcile step."""
     validator = Validator(state.template, Mapper(state.template))
     rejects_path = state.work_dir / "rejects_validate.arrow"
     out = state.work_dir / "valid.arrow"
+    staged = None
     with RejectWriter(rejects_path) as rejects:
-        _write_batches(out, (validator.validate_batch(f, rejects) for f in read_frames(state.data)))
-    return state.next(data=out, reject_files=(*state.reject_files, rejects_path))
+        valid = (validator.validate_batch(f, rejects) for f in read_frames(state.data))
+        if session is not None and session.dialect.name == "postgresql":
+            stage = stage_table(state.template)
+            with session.begin():
+                _write_batches(out, copy_to_stage(session, stage, valid))
+            staged = stage.name
+        else:
+            _write_batches(out, valid)
+    return state.next(data=out, reject_files=(*state.reject_files, rejects_path), staged=staged)
 
 
 def early_failure(state: ImportState) -> str | None:
@@ -165,10 +177,11 @@ def _texts_for(path: Path | None, lines: list[int]) -> dict[int, str]:
 
 
 def reconcile_step(
-    state: ImportState, engine: sa.Engine, run_id: str, rejects_dir: Path, now: dt.datetime | None = None
+    state: ImportState, conn: sa.Connection, run_id: str, rejects_dir: Path, now: dt.datetime | None = None
 ) -> ImportOutcome:
-    """Stage, merge and record rejects in one transaction; the reject policy decides,
-    after the merge, whether to commit. Reject files are written either way."""
+    """Merge (staging first, unless the validation did) and record rejects in one
+    transaction on `conn`, the run's session; the reject policy decides, after the merge,
+    whether to commit. Reject files are written either way."""
     template = state.template
     now = now or dt.datetime.now(dt.UTC)
     merge_rejects_path = state.work_dir / "rejects_merge.arrow"
@@ -176,29 +189,27 @@ def reconcile_step(
     result = None
     table_rows = 0
     rejects = read_rejects(list(state.reject_files))
-    with engine.connect() as conn:
-        with conn.begin() as transaction:
-            reconciler = Reconciler(conn, template, now)
-            reconciler.stage_rows(
-                f.select(LINE, KEY_KIND, *[m.target for m in template.columns]) for f in read_frames(state.data)
-            )
-            result = reconciler.merge()
-            if result.rejects:
-                texts = _texts_for(state.data, [r[0] for r in result.rejects])
-                with RejectWriter(merge_rejects_path) as writer:
-                    writer.add(
-                        pa.array([r[0] for r in result.rejects], pa.int64()),
-                        pa.array([texts.get(r[0]) for r in result.rejects], pa.string()),
-                        pa.array([r[1] for r in result.rejects], pa.string()),
-                        pa.array([r[2] for r in result.rejects], pa.string()),
-                    )
-                rejects = read_rejects([*state.reject_files, merge_rejects_path])
-            failure = reject_policy_failure(template.errors, state.rows_read, state.watch_line, rejects)
-            if failure:
-                transaction.rollback()
-            else:
-                _record_rejects(conn, template.name, run_id, rejects, now)
-                table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
+    with conn.begin() as transaction:
+        reconciler = Reconciler(conn, template, now, staged=state.staged)
+        if not state.staged:
+            reconciler.stage_rows(read_frames(state.data))
+        result = reconciler.merge()
+        if result.rejects:
+            texts = _texts_for(state.data, [r[0] for r in result.rejects])
+            with RejectWriter(merge_rejects_path) as writer:
+                writer.add(
+                    pa.array([r[0] for r in result.rejects], pa.int64()),
+                    pa.array([texts.get(r[0]) for r in result.rejects], pa.string()),
+                    pa.array([r[1] for r in result.rejects], pa.string()),
+                    pa.array([r[2] for r in result.rejects], pa.string()),
+                )
+            rejects = read_rejects([*state.reject_files, merge_rejects_path])
+        failure = reject_policy_failure(template.errors, state.rows_read, state.watch_line, rejects)
+        if failure:
+            transaction.rollback()
+        else:
+            _record_rejects(conn, template.name, run_id, rejects, now)
+            table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
     assert result is not None
     counts = dict(result.counts)
     counts["rows_ignored"] = sum(result.ignored_by_cause.values())
@@ -239,10 +250,19 @@ def _record_rejects(conn: sa.Connection, template: str, run_id: str, rejects: pa
     if not rejects.num_rows:
         return
     table = schemas.TABLES["import_reject"].table
-    rows = [
-        {"run_id": run_id, "template": template, "line_number": r["line"], "line": r["text"],
-         "column_name": r["column"], "reason": r["reason"], "created_at": now}
-        for r in rejects.to_pylist()
-    ]
-    for start in range(0, len(rows), 10_000):
-        conn.execute(sa.insert(table), rows[start : start + 10_000])
+    n = rejects.num_rows
+    rows = pa.table({
+        "run_id": pa.array([run_id] * n, pa.string()),
+        "template": pa.array([template] * n, pa.string()),
+        "line_number": rejects["line"],
+        "line": rejects["text"],
+        "column_name": rejects["column"],
+        "reason": rejects["reason"],
+        "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+    })
+    if conn.dialect.name == "postgresql":
+        copy_rows(conn, table, rows)
+        return
+    listed = rows.to_pylist()
+    for start in range(0, n, 10_000):
+        conn.execute(sa.insert(table), listed[start : start + 10_000])
