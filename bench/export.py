@@ -5,12 +5,14 @@ untimed). Then, side by side:
 - the floor: `psql \\copy (SELECT <columns> FROM recipient WHERE <filter> ORDER BY ...) TO
   file (FORMAT csv, HEADER, DELIMITER ';')`, with the same columns, date format, filter
   and order as the template;
-- ours: `campaign-pipelines run bench_export --output ... --json`, the real Dagster job.
-Wall seconds, peak RSS of the process tree and the ratio to the floor are printed and
+- ours: `campaign-pipelines run bench_export --output ... --json`, the real Dagster job;
+- ours on an empty table (same tables, no row): the run's fixed cost.
+Each round runs the three once (default 3 rounds, median reported). Wall seconds, peak
+RSS of the process tree and the ratio to the floor are printed and
 saved to bench/results/export.json and bench/results/export.md (included in RESULTS.md).
 The two files must hold the same rows: the bench fails loudly if they differ.
 
-    .venv/bin/python bench/export.py --rows 1000000 2000000
+    .venv/bin/python bench/export.py --rows 1000000 2000000 [--repeat 3]
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import sys
 from pathlib import Path
 
 from run import BENCH, RESULTS_DIR, TEMPLATES_DIR, VENV_BIN, fresh_pg_schema, machine, measure, pg_url, psql, write_results_md
+
+EMPTY = "bench_export_empty"  # the same tables, no row: a run's fixed cost
 
 TEMPLATE = "bench_export"
 COLUMNS = "email, first_name, last_name, to_char(birth_date, 'DD/MM/YYYY') AS birth_date, postal_code, country_code"
@@ -47,18 +51,16 @@ def populate(args: argparse.Namespace, schema: str, rows: int) -> int:
     return int(psql(args, f"SELECT count(*) FROM recipient WHERE {FILTER}", schema))
 
 
+def median(values: list[float]) -> float:
+    return sorted(values)[(len(values) - 1) // 2]
+
+
 def run_case(args: argparse.Namespace, rows: int, work: Path) -> dict:
     schema = f"bench_export_{rows}"
     expected = populate(args, schema, rows)
     data_dir = work / "data"
     (data_dir / "outbox").mkdir(parents=True, exist_ok=True)
     floor_file = work / f"floor_{rows}.csv"
-    floor = measure(
-        ["psql", "-h", args.pg_host, "-p", str(args.pg_port), "-U", args.pg_user, "-d", args.pg_db, "-X", "-q", "-c",
-         f"\\copy (SELECT {COLUMNS} FROM {schema}.recipient WHERE {FILTER} ORDER BY {ORDER}) "
-         f"TO '{floor_file}' WITH (FORMAT csv, HEADER, DELIMITER ';')"],
-        dict(os.environ), work / f"floor_{rows}",
-    )
     env = {
         **os.environ,
         "CAMPAIGN_DB_URL": pg_url(args, schema),
@@ -67,28 +69,44 @@ def run_case(args: argparse.Namespace, rows: int, work: Path) -> dict:
         "DAGSTER_HOME": str(work / "dagster_home"),
     }
     (work / "dagster_home").mkdir(exist_ok=True)
-    ours = measure(
-        [str(VENV_BIN / "campaign-pipelines"), "run", TEMPLATE, "--output", f"outbox/ours_{rows}.csv", "--json"],
-        env, work / f"ours_{rows}",
-    )
-    if ours["returncode"] or floor["returncode"]:
-        raise SystemExit(f"a case failed: see {ours['stderr']} and {floor['stderr']}")
-    payload = json.loads(Path(ours["stdout"]).read_text())
-    ours_file = Path(payload["output_path"])
-    # Same rows, same order; only the floor's header differs (psql names expressions).
-    with open(ours_file) as a, open(floor_file) as b:
-        next(a), next(b)
-        if any(x != y for x, y in zip(a, b, strict=True)):
-            raise SystemExit(f"the exported files differ: {ours_file} vs {floor_file}")
-    if payload["rows_exported"] != expected:
-        raise SystemExit(f"rows_exported {payload['rows_exported']} != {expected} rows matching the filter")
-    psql(args, f"DROP SCHEMA {schema} CASCADE")
-    return {
-        "rows": rows,
-        "exported": expected,
-        "floor": {"seconds": floor["seconds"], "peak_rss": floor["peak_rss"]},
-        "ours": {"seconds": ours["seconds"], "peak_rss": ours["peak_rss"], "bytes": payload["bytes"]},
+    ours_cmd = [str(VENV_BIN / "campaign-pipelines"), "run", TEMPLATE, "--json", "--output"]
+    fresh_pg_schema(args, EMPTY, campaign_tables=True)
+    empty_env = {**env, "CAMPAIGN_DB_URL": pg_url(args, EMPTY)}
+    rounds: dict[str, list[dict]] = {"floor": [], "ours": [], "empty": []}
+    for _ in range(args.repeat):  # interleaved, so a slow spell weighs on both alike
+        floor = measure(
+            ["psql", "-h", args.pg_host, "-p", str(args.pg_port), "-U", args.pg_user, "-d", args.pg_db, "-X", "-q", "-c",
+             f"\\copy (SELECT {COLUMNS} FROM {schema}.recipient WHERE {FILTER} ORDER BY {ORDER}) "
+             f"TO '{floor_file}' WITH (FORMAT csv, HEADER, DELIMITER ';')"],
+            dict(os.environ), work / f"floor_{rows}",
+        )
+        ours = measure([*ours_cmd, f"outbox/ours_{rows}.csv"], env, work / f"ours_{rows}")
+        # The same job on an empty table: what every run pays whatever its rows
+        # (interpreter, imports, definitions, Dagster instance and run bookkeeping).
+        empty = measure([*ours_cmd, f"outbox/empty_{rows}.csv"], empty_env, work / f"empty_{rows}")
+        if ours["returncode"] or floor["returncode"] or empty["returncode"]:
+            raise SystemExit(f"a case failed: see {ours['stderr']}, {empty['stderr']} and {floor['stderr']}")
+        payload = json.loads(Path(ours["stdout"]).read_text())
+        ours_file = Path(payload["output_path"])
+        # Same rows, same order; only the floor's header differs (psql names expressions).
+        with open(ours_file) as a, open(floor_file) as b:
+            next(a), next(b)
+            if any(x != y for x, y in zip(a, b, strict=True)):
+                raise SystemExit(f"the exported files differ: {ours_file} vs {floor_file}")
+        if payload["rows_exported"] != expected:
+            raise SystemExit(f"rows_exported {payload['rows_exported']} != {expected} rows matching the filter")
+        for name, m in (("floor", floor), ("ours", ours), ("empty", empty)):
+            rounds[name].append(m)
+        print(f"{rows:,} rows: floor {floor['seconds']:.2f} s, ours {ours['seconds']:.2f} s, "
+              f"ours on an empty table {empty['seconds']:.2f} s", flush=True)
+    psql(args, f"DROP SCHEMA {schema} CASCADE; DROP SCHEMA {EMPTY} CASCADE")
+    summary = {
+        name: {"seconds": median([m["seconds"] for m in ms]), "rounds": [m["seconds"] for m in ms],
+               "peak_rss": max(m["peak_rss"] for m in ms)}
+        for name, ms in rounds.items()
     }
+    summary["ours"]["bytes"] = payload["bytes"]
+    return {"rows": rows, "exported": expected, **summary}
 
 
 def render(data: dict) -> str:
@@ -98,16 +116,28 @@ def render(data: dict) -> str:
         f"Run of {data['when']}, project commit {data['machine'].get('commit', 'unknown')}, load average at the end "
         f"{data['machine'].get('loadavg_at_end', 'unknown')}. Command: `{data['command']}`. Template "
         "`bench/templates/bench_export.yaml`: six columns (a date reformatted), a two-condition filter, ordered by "
-        "e-mail; both files hold the same rows in the same order (checked).",
+        "e-mail; both files hold the same rows in the same order (checked). Seconds are the median of the rounds "
+        "(range in brackets). *Empty* is the same job on the same tables holding no row: what every run pays "
+        "whatever its rows (interpreter, imports, definitions, Dagster instance, run bookkeeping); *ours − empty* "
+        "is what the rows themselves cost.",
         "",
-        "| table rows | exported | floor s | ours s | × floor | floor peak RSS MiB | ours peak RSS MiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| table rows | exported | floor s | ours s | × floor | empty s | ours − empty s | × floor | "
+        "floor peak RSS MiB | ours peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def cell(case: dict) -> str:
+        rounds = case.get("rounds") or [case["seconds"]]
+        return f"{case['seconds']:.2f}" + (f" ({min(rounds):.2f}–{max(rounds):.2f})" if len(rounds) > 1 else "")
+
     for c in data["cases"]:
+        floor, ours = c["floor"]["seconds"], c["ours"]["seconds"]
+        empty = c.get("empty")
+        rows_only = ours - empty["seconds"] if empty else None
         lines.append(
-            f"| {c['rows']:,} | {c['exported']:,} | {c['floor']['seconds']:.1f} | {c['ours']['seconds']:.1f} | "
-            f"{c['ours']['seconds'] / c['floor']['seconds']:.2f} | {c['floor']['peak_rss'] / 2**20:,.0f} | "
-            f"{c['ours']['peak_rss'] / 2**20:,.0f} |"
+            f"| {c['rows']:,} | {c['exported']:,} | {cell(c['floor'])} | {cell(c['ours'])} | {ours / floor:.2f} | "
+            + (f"{cell(empty)} | {rows_only:.2f} | {rows_only / floor:.2f} | " if empty else "— | — | — | ")
+            + f"{c['floor']['peak_rss'] / 2**20:,.0f} | {c['ours']['peak_rss'] / 2**20:,.0f} |"
         )
     lines += ["", "Target (issue 4): ≤ 1.5 × the floor, peak RSS flat in the row count.", ""]
     return "\n".join(lines)
@@ -121,6 +151,7 @@ def main() -> int:
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-user", default="postgres")
     parser.add_argument("--pg-db", default="test")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per row count; the median is reported")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cases = [run_case(args, rows, args.work) for rows in args.rows]
@@ -130,7 +161,7 @@ def main() -> int:
     info["loadavg_at_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     data = {
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": ".venv/bin/python bench/export.py --rows " + " ".join(map(str, args.rows)),
+        "command": ".venv/bin/python bench/export.py --rows " + " ".join(map(str, args.rows)) + f" --repeat {args.repeat}",
         "machine": info,
         "cases": cases,
     }

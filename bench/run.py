@@ -1,7 +1,7 @@
 """The import benchmark (issue 3): our Dagster import vs the SQL floor vs dlt.
 
     .venv/bin/pip install -e ".[bench]"
-    .venv/bin/python bench/run.py --rows 1000000              # floor, ours, dlt (+ SQLite)
+    .venv/bin/python bench/run.py --rows 1000000 --repeat 3   # floor, ours, dlt (+ SQLite), median of 3 rounds
     .venv/bin/python bench/run.py --rows 10000000 --only ours # ours alone at 10M
 
 Each case is one child process (psql, sqlite3, `campaign-pipelines run … --json`, or
@@ -9,6 +9,9 @@ bench/dlt_load.py), timed wall clock from spawn to exit; its peak RSS is the lar
 the child tree's ru_maxrss (wait4) and the sum of the tree's RSS polled every 50 ms.
 Every PostgreSQL case loads into its own fresh schema on the same server; SQLite cases
 into their own file. A first load (empty table) then a re-import of the same file.
+With --repeat N, N rounds of every case in the same order; each case reports its median
+round, and the range of its rounds (this machine's wall times drift by a third between
+minutes; the rounds spread such a drift over every system alike).
 
 Every line is accounted for: the generator reports its defective lines; our import must
 report rows_read = N, rows_rejected = the defects, and loaded + rejected + ignored = N;
@@ -350,6 +353,16 @@ def machine(args: argparse.Namespace) -> dict:
 LABEL = {"floor": "floor", "ours": "ours (Dagster job)", "dlt": "dlt merge"}
 
 
+def median_round(rounds: list[dict]) -> dict:
+    """The case's median round (the whole measurement: its counts and step times go with
+    its seconds), with every round's seconds and the highest peak RSS of all."""
+    ordered = sorted(rounds, key=lambda m: m["seconds"])
+    case = dict(ordered[(len(ordered) - 1) // 2])
+    case["rounds"] = [m["seconds"] for m in rounds]
+    case["peak_rss"] = max(m["peak_rss"] for m in rounds)
+    return case
+
+
 def add_ratios(cases: list[dict]) -> None:
     floor = {(c["db"], c["load"]): c for c in cases if c["system"] == "floor"}
     for c in cases:
@@ -359,7 +372,7 @@ def add_ratios(cases: list[dict]) -> None:
 
 
 def table_lines(cases: list[dict]) -> list[str]:
-    head = "| case | db | load | rows | wall s | rows/s | peak RSS MiB | time × floor | RSS × floor | loaded | rejected | ignored |"
+    head = "| case | db | load | rows | wall s (median; range) | rows/s | peak RSS MiB | time × floor | RSS × floor | loaded | rejected | ignored |"
     lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cases:
         counts = c.get("counts")
@@ -369,8 +382,10 @@ def table_lines(cases: list[dict]) -> list[str]:
             detail = f" ({counts['rows_unchanged']} unchanged, {counts['rows_updated']} updated)"
         rt = f"{c['ratio_time']:.2f}" if c.get("ratio_time") is not None else "—"
         rr = f"{c['ratio_rss']:.1f}" if c.get("ratio_rss") is not None else "—"
+        rounds = c.get("rounds") or [c["seconds"]]
+        spread = f" ({min(rounds):.1f}–{max(rounds):.1f})" if len(rounds) > 1 else ""
         lines.append(
-            f"| {LABEL[c['system']]} | {c['db']} | {c['load']} | {c['rows']:,} | {c['seconds']:.1f} | "
+            f"| {LABEL[c['system']]} | {c['db']} | {c['load']} | {c['rows']:,} | {c['seconds']:.1f}{spread} | "
             f"{c['rows'] / c['seconds']:,.0f} | {c['peak_rss'] / 2**20:,.0f} | {rt} | {rr} | "
             f"{loaded if loaded is not None else '—'}{detail} | "
             f"{counts['rows_rejected'] if counts else '—'} | {counts['rows_ignored'] if counts else '—'} |"
@@ -509,6 +524,8 @@ def main() -> int:
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-user", default="postgres")
     parser.add_argument("--pg-db", default="test")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every case, interleaved; each case reports its median round (default 1)")
     parser.add_argument("--no-save", action="store_true", help="print only; do not write bench/results or RESULTS.md")
     args = parser.parse_args()
 
@@ -547,27 +564,34 @@ def main() -> int:
                     continue
                 plan.append((system, db, load))
 
-    cases, problems = [], []
-    for system, db, load in plan:
-        print(f"{system:>5} {db:<6} {load:<8} ...", end=" ", flush=True)
-        if system == "floor":
-            m = run_floor_pg(args, csv, work, load) if db == "pg" else run_floor_sqlite(args, csv, work, load)
-        elif system == "ours":
-            m = run_ours(args, csv, work, load, db)
-        else:
-            m = run_dlt(args, csv, work, load)
-        m.update(system=system, db=db, load=load, rows=args.rows)
-        if db == "pg":  # untimed: leave autovacuum nothing to do on this table during the next cases
-            psql(args, f'VACUUM (ANALYZE) bench_{system}."recipient"')
-        bad = check_accounting(m, manifest)
-        problems += [f"{system} {db} {load}: {p}" for p in bad]
-        cases.append(m)
-        counts = m.get("counts") or {}
-        print(f"{m['seconds']:.1f} s, {m['peak_rss'] / 2**20:,.0f} MiB"
-              + (f", read {counts['rows_read']:,} inserted {counts['rows_inserted']:,} updated {counts['rows_updated']:,} "
-                 f"unchanged {counts['rows_unchanged']:,} ignored {counts['rows_ignored']:,} rejected {counts['rows_rejected']:,}"
-                 if counts else f", table rows {m.get('table_rows')}")
-              + ("  ACCOUNTING MISMATCH" if bad else ""), flush=True)
+    # Rounds, each running every case once in the same order: a slow spell of the machine
+    # (disk, neighbours) then weighs on every system alike, and the median round is kept.
+    samples: dict[tuple, list[dict]] = {key: [] for key in plan}
+    problems = []
+    for round_number in range(1, args.repeat + 1):
+        if args.repeat > 1:
+            print(f"round {round_number} of {args.repeat}", flush=True)
+        for system, db, load in plan:
+            print(f"{system:>5} {db:<6} {load:<8} ...", end=" ", flush=True)
+            if system == "floor":
+                m = run_floor_pg(args, csv, work, load) if db == "pg" else run_floor_sqlite(args, csv, work, load)
+            elif system == "ours":
+                m = run_ours(args, csv, work, load, db)
+            else:
+                m = run_dlt(args, csv, work, load)
+            m.update(system=system, db=db, load=load, rows=args.rows)
+            if db == "pg":  # untimed: leave autovacuum nothing to do on this table during the next cases
+                psql(args, f'VACUUM (ANALYZE) bench_{system}."recipient"')
+            bad = check_accounting(m, manifest)
+            problems += [f"{system} {db} {load}: {p}" for p in bad]
+            samples[(system, db, load)].append(m)
+            counts = m.get("counts") or {}
+            print(f"{m['seconds']:.1f} s, {m['peak_rss'] / 2**20:,.0f} MiB"
+                  + (f", read {counts['rows_read']:,} inserted {counts['rows_inserted']:,} updated {counts['rows_updated']:,} "
+                     f"unchanged {counts['rows_unchanged']:,} ignored {counts['rows_ignored']:,} rejected {counts['rows_rejected']:,}"
+                     if counts else f", table rows {m.get('table_rows')}")
+                  + ("  ACCOUNTING MISMATCH" if bad else ""), flush=True)
+    cases = [median_round(samples[key]) for key in plan]
 
     add_ratios(cases)
     print()
@@ -584,6 +608,7 @@ def main() -> int:
         RESULTS_DIR.mkdir(exist_ok=True)
         only = "" if args.only == "floor,ours,dlt" else f" --only {args.only}"
         extra = (f" --db {args.db}" if args.db else "") + (f" --loads {args.loads}" if args.loads else "")
+        extra += f" --repeat {args.repeat}" if args.repeat > 1 else ""
         data = {
             "rows": args.rows,
             "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
