@@ -229,8 +229,9 @@ class Reconciler:
         group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "p"), self._bytewise(m[k]))) for k in self.keys]
         group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "s"), self._bytewise(m[k]))) for k in self.secondary]
         last_wins = target.duplicates_in_file == "update"
-        rank = sa.func.row_number().over(partition_by=group, order_by=m.line.desc() if last_wins else m.line.asc())
-        kept = (sa.func.max if last_wins else sa.func.min)(m.line).over(partition_by=group)
+        # The group's kept line; any other line of the group is a duplicate. One window
+        # function, so one pass over the sorted lines (a row_number and a min took two).
+        kept = sa.func.first_value(m.line).over(partition_by=group, order_by=m.line.desc() if last_wins else m.line.asc())
 
         # 3. The operation's action for each line that is not a duplicate.
         on_match, on_new = {
@@ -241,17 +242,18 @@ class Reconciler:
             "delete": ("delete", "not_found"),
         }[target.operation]
         duplicate = {"update": "superseded", "ignore": "duplicate", "reject": "duplicate_reject"}[target.duplicates_in_file]
-        ranked = sa.select(*[c for c in m if c.name != "matches"], rank.label("rank"), kept.label("kept"),
-                           *([m.matches] if ambiguous_keys else [])).cte("ranked")
-        r = ranked.c
+        grouped = sa.select(*[c for c in m if c.name != "matches"], kept.label("kept"),
+                           *([m.matches] if ambiguous_keys else [])).cte("grouped")
+        r = grouped.c
+        is_duplicate = r.line != r.kept
         action = sa.case(
             *([(r.matches > 1, "ambiguous")] if ambiguous_keys else []),
-            (r.rank > 1, duplicate),
+            (is_duplicate, duplicate),
             (r.match_id.is_not(None), on_match),
             else_=on_new,
         )
-        ref_line = sa.case((r.rank > 1, r.kept))
-        base = [c for c in r if c.name not in ("rank", "kept", "matches")]
+        ref_line = sa.case((is_duplicate, r.kept))
+        base = [c for c in r if c.name not in ("kept", "matches")]
         acted = sa.select(*base, action.label("action"), ref_line.label("ref_line")).cte("acted")
 
         # 4. Unique values: taken by an earlier line of the file, or by another record.
@@ -266,16 +268,16 @@ class Reconciler:
             holder = t.alias(f"holder_{f.name}")
             taken = sa.exists().where(holder.c[f.name] == value, sa.or_(a.match_id.is_(None), holder.c.id != a.match_id))
             bucket = sa.case((writing, self._bytewise(value)))
-            earlier = sa.func.row_number().over(partition_by=bucket, order_by=a.line)
-            first = sa.func.min(a.line).over(partition_by=bucket)
+            first = sa.func.first_value(a.line).over(partition_by=bucket, order_by=a.line)
+            earlier = a.line != first
             checked = sa.select(
                 *[c for c in a if c.name not in ("action", "ref_line")],
                 sa.case(
-                    (sa.and_(writing, earlier > 1), f"conflict_file:{f.name}"),
+                    (sa.and_(writing, earlier), f"conflict_file:{f.name}"),
                     (sa.and_(writing, taken), f"conflict:{f.name}"),
                     else_=a.action,
                 ).label("action"),
-                sa.case((sa.and_(writing, earlier > 1), first), else_=a.ref_line).label("ref_line"),
+                sa.case((sa.and_(writing, earlier), first), else_=a.ref_line).label("ref_line"),
             ).cte(f"unique_{f.name}")
             acted = checked
 
