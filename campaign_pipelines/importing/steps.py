@@ -133,7 +133,7 @@ def validate_step(state: ImportState, session: sa.Connection | None = None) -> I
         if session is not None and session.dialect.name == "postgresql":
             stage = stage_table(state.template)
             with session.begin():
-                _write_batches(out, copy_to_stage(session, stage, valid))
+                _write_batches(out, copy_to_stage(session, state.template, stage, valid))
             staged = stage.name
         else:
             _write_batches(out, valid)
