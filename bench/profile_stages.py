@@ -117,7 +117,7 @@ PATCHES = [
     (validate.Validator, "_failures", "validate/pandera schema.validate", False),
     (validate.Validator, "_require_keys", "validate/_require_keys", False),
     (steps, "early_failure", "validate/early_failure (reads the rejects so far)", False),
-    (steps, ("read_frames", "_read_frames"), "io/read Arrow IPC work files (read_frames)", True),
+    (steps, "read_batches", "io/read Arrow IPC work files (read_batches)", True),
     (steps, "reconcile_step", "reconcile", False),
     (reconcile, "_csv", "stage/CSV encode of the valid rows (pyarrow, per frame)", False),
     (QueuedLibpqWriter, "finish", "stage/wait for the COPY to finish (the part not overlapped)", False),
@@ -218,7 +218,7 @@ def markdown(rows: int, results: dict, cprofile_text: str, dagster_walls: dict) 
             cells = " | ".join(f"{st.get(k, 0):.1f}" for k in ("read_file", "map_columns", "validate_rows", "reconcile", "report"))
             lines.append(f"| {load} | {run['seconds']:.1f} | {cells} | {run['seconds'] - sum(st.values()):.1f} |")
     lines += ["", "Pieces (cumulative seconds; a piece may run inside another, e.g. "
-              "`read_frames` inside map/validate/reconcile):", "",
+              "`read_batches` inside map/validate/reconcile):", "",
               "| piece | first load s | calls | re-import s |", "|---|---:|---:|---:|"]
     tf, tr = results["first"]["times"], results["reimport"]["times"]
     for _, _, label, _ in PATCHES:

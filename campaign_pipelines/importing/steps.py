@@ -80,16 +80,21 @@ def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame])
             writer.close()
 
 
-def read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
+def read_batches(path: Path | None) -> Iterator[pa.RecordBatch]:
     if path is None or not path.exists():
         return
     # Plain reads, not a memory map: mapped pages of every step's file would stay
     # resident and grow with the file.
     with pa.OSFile(str(path)) as source, ipc.open_file(source) as reader:
         for i in range(reader.num_record_batches):
-            frame = pl.from_arrow(reader.get_batch(i))
-            assert isinstance(frame, pl.DataFrame)
-            yield frame
+            yield reader.get_batch(i)
+
+
+def read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
+    for batch in read_batches(path):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        yield frame
 
 
 def read_step(template: ImportTemplate, file: Path, work_dir: Path) -> ImportState:
@@ -168,11 +173,13 @@ def reject_policy_failure(policy: ErrorPolicy, rows_read: int, watch_line: int |
 
 
 def _texts_for(path: Path | None, lines: list[int]) -> dict[int, str]:
-    """The original text of lines the merge rejected (few), from the validated rows."""
+    """The original text of lines the merge rejected (few), from the validated rows.
+    In Arrow, without turning every row's text into a polars string (1M lines: 0.3 s)."""
+    wanted = pa.array(lines, pa.int64())
     found: dict[int, str] = {}
-    for frame in read_frames(path):
-        hit = frame.filter(pl.col(LINE).is_in(lines))
-        found.update(zip(hit[LINE].to_list(), hit[TEXT].to_list()))
+    for batch in read_batches(path):
+        hit = batch.select([LINE, TEXT]).filter(pc.is_in(batch[LINE], value_set=wanted))
+        found.update(zip(hit[LINE].to_pylist(), hit[TEXT].to_pylist()))
     return found
 
 
