@@ -1,9 +1,9 @@
 """Reconcile valid rows with the target table, set-based, inside the caller's transaction.
 
-Rows go to a temporary staging table: on PostgreSQL by one COPY, usually while the
-import validates them (`copy_to_stage`, called by the validate step). One INSERT ... SELECT then
-decides every line's outcome into a second, narrow temporary table (line, keys, unique
-values, match, outcome), in layers of CTEs:
+Rows go to a temporary staging table: on PostgreSQL by one COPY, while the import
+validates them (`copy_to_stage`, called by the validate step). One INSERT ... SELECT
+then decides every line's outcome into a second, narrow temporary table (line, keys,
+unique values, match, outcome), in layers of CTEs:
 
 1. match each line to an existing record by its key (or secondary key), and note
    whether the record already holds the line's values;
@@ -114,7 +114,7 @@ def copy_to_stage(
     """PostgreSQL: create the stage and COPY each frame into it as it passes through, then
     ANALYZE it. One COPY for all the frames, sent by psycopg's queued writer from its own
     thread: the server parses one chunk on the other core while Python validates the next
-    (1M lines: the staging's 1.8 s overlap the validation instead of following it)."""
+    (1M lines: validate and stage 2.3-2.8 s, against 3.0-4.0 s one after the other)."""
     from psycopg.copy import QueuedLibpqWriter
 
     stage.create(conn)
