@@ -328,9 +328,12 @@ def machine(args: argparse.Namespace) -> dict:
         dlt_version = dlt.__version__
     except ImportError:
         dlt_version = "not installed"
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "campaign_pipelines/importing", "campaign_pipelines/ops.py",
-                            "campaign_pipelines/jobs.py", "campaign_pipelines/cli.py", "resources", "schemas"],
+    # The last commit of the code measured: commits of the bench or the docs since then
+    # do not make two results incomparable.
+    code = ["campaign_pipelines", "resources", "schemas", "pyproject.toml"]
+    head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", *code],
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *code],
                            capture_output=True, text=True).stdout.strip()
     load = os.getloadavg()
     return {
