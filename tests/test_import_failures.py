@@ -8,7 +8,6 @@ import time
 
 import dagster as dg
 import pytest
-
 import sqlalchemy as sa
 
 from campaign_pipelines.importing import steps
