@@ -38,6 +38,7 @@ import sqlalchemy as sa  # noqa: E402
 from psycopg.copy import QueuedLibpqWriter  # noqa: E402
 
 import generate  # noqa: E402
+from run import code_commit  # noqa: E402
 import schemas  # noqa: E402
 from campaign_pipelines.importing import read, reconcile, steps, transform, validate  # noqa: E402
 from campaign_pipelines.templates import parse_template  # noqa: E402
@@ -144,16 +145,6 @@ def install_patches() -> None:
             print(f"note: {owner.__name__} has no {attrs}; not timed", file=sys.stderr)
 
 
-def commit() -> str:
-    """The project's commit (read-only), and whether its code had local changes."""
-    root = BENCH.parent
-    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "campaign_pipelines/importing", "campaign_pipelines/ops.py",
-                            "campaign_pipelines/jobs.py", "campaign_pipelines/cli.py", "resources", "schemas"],
-                           capture_output=True, text=True).stdout.strip()
-    return (head or "unknown") + (" + local changes" if dirty else "")
-
-
 def psql(sql: str) -> None:
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-X", "-q", "-v", "ON_ERROR_STOP=1",
                     "-c", sql], check=True)
@@ -246,7 +237,7 @@ COMMIT_AT_START = "unknown"
 
 def main() -> int:
     global COMMIT_AT_START
-    COMMIT_AT_START = commit()  # the code this process imported
+    COMMIT_AT_START = code_commit()  # the code this process imported
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/campaign-bench"))

@@ -308,6 +308,17 @@ def check_accounting(case: dict, manifest: dict) -> list[str]:
 # -- machine and report --------------------------------------------------------------
 
 
+def code_commit() -> str:
+    """The last commit of the code measured, and whether it had local changes: commits of
+    the bench or the docs since then do not make two results incomparable."""
+    code = ["campaign_pipelines", "resources", "schemas", "pyproject.toml"]
+    head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", *code],
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *code],
+                           capture_output=True, text=True).stdout.strip()
+    return (head or "unknown") + (" + local changes" if dirty else "")
+
+
 def machine(args: argparse.Namespace) -> dict:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -328,16 +339,9 @@ def machine(args: argparse.Namespace) -> dict:
         dlt_version = dlt.__version__
     except ImportError:
         dlt_version = "not installed"
-    # The last commit of the code measured: commits of the bench or the docs since then
-    # do not make two results incomparable.
-    code = ["campaign_pipelines", "resources", "schemas", "pyproject.toml"]
-    head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", *code],
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *code],
-                           capture_output=True, text=True).stdout.strip()
     load = os.getloadavg()
     return {
-        "commit": (head or "unknown") + (" + local changes" if dirty else ""),
+        "commit": code_commit(),
         "loadavg_at_end": f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
         "nproc": os.cpu_count(),
         "cpu": cpu,
