@@ -72,3 +72,11 @@ columns:
   - {source: label, target: label}
   - {source: channel, target: channel}
 """
+
+
+def campaign_job(name: str) -> Any:
+    """A template's job from the code location the environment describes: what Dagster
+    rebuilds in a new process to re-execute a run (dg.build_reconstructable_job)."""
+    from campaign_pipelines.definitions import build_definitions
+
+    return build_definitions().resolve_job_def(name)

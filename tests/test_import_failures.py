@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from campaign_pipelines.cli import _failure_message
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.reconcile import Reconciler
 from resources import CampaignDatabase
@@ -170,6 +171,53 @@ def test_staged_rows_go_with_the_run_session(postgres_campaign, monkeypatch):
     assert_failed_cleanly(campaign, failed, before, "2 lines rejected, more than errors.max_rejects (1)")
     assert staged == [2, 2]
     assert len(sessions) == 2 and not any(backend_alive(pid) for pid in sessions.values())
+
+
+def test_a_merge_on_another_session_stages_again(postgres_campaign, tmp_path):
+    """A reconcile step re-executed in a new process (after a run was killed, its work
+    files left) does not find the stage of the dead session: it stages from the file."""
+    from campaign_pipelines.templates import parse_template
+
+    template = parse_template(people_template(), "people.yaml")
+    file = postgres_campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray"))
+    work = tmp_path / "work"
+    work.mkdir()
+    engine = postgres_campaign.engine
+    with engine.connect() as validating, engine.connect() as merging:
+        state = steps.validate_step(steps.map_step(steps.read_step(template, file, work)), validating)
+        assert state.staged
+        outcome = steps.reconcile_step(state, merging, "run", tmp_path / "rejects")
+    assert outcome.counts["rows_inserted"] == 2
+    assert [r["email"] for r in postgres_campaign.rows("recipient")] == ["ann@x.org", "bob@x.org"]
+
+
+def test_a_step_re_executed_alone_says_so_and_writes_nothing(loaded, monkeypatch):
+    """Dagster's "re-execute from failure" runs the failed step alone, on the outputs of
+    the steps before it; their work files (and staged rows) went with the failed run. The
+    re-executed merge must not see an empty file: the list's "replace" would empty it."""
+    from campaign_pipelines.jobs import run_config
+    from campaign_pipelines.templates import load_catalog
+
+    before = loaded.snapshot()
+    assert before["recipient_list_member"]
+    loaded.file("inbox/people.csv", people_file("ann@x.org;C1;Annie;Lee", "cid@x.org;C3;Cid;Moe"))
+    job = dg.build_reconstructable_job("tests.helpers", "campaign_job", reconstructable_args=("people",))
+    config = run_config(load_catalog(loaded.templates_dir).get("people"), {})
+
+    def crash(self):
+        raise RuntimeError("disk on fire")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Reconciler, "_link_list_and_service", crash)
+        with dg.execute_job(job, instance=loaded.instance, run_config=config, raise_on_error=False) as failed:
+            assert not failed.success
+    options = dg.ReexecutionOptions.from_failure(failed.run_id, loaded.instance)
+    with dg.execute_job(job, instance=loaded.instance, reexecution_options=options, raise_on_error=False) as again:
+        assert not again.success
+        assert again.get_step_success_events() == []  # the re-executed reconcile failed, report never ran
+        error = _failure_message(again)
+    assert error.endswith("re-execute the whole job, not one of its steps."), error
+    assert loaded.snapshot() == before
 
 
 def test_missing_file(loaded):

@@ -21,6 +21,7 @@ import pyarrow.ipc as ipc
 import sqlalchemy as sa
 
 import schemas
+from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.read import LINE, TEXT, SourceReader
 from campaign_pipelines.importing.reconcile import Reconciler, copy_rows, copy_to_stage, stage_table
 from campaign_pipelines.importing.rejects import RejectWriter, read_rejects, write_reject_files
@@ -97,6 +98,16 @@ def read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
         yield frame
 
 
+def require_work_files(state: ImportState) -> None:
+    """A step reads the files of the steps before it, which go when their run ends: a
+    step re-executed alone (Dagster's "re-execute from failure") must not load nothing."""
+    if not state.work_dir.exists():
+        raise CampaignError(
+            f"{state.file}: the rows of the earlier steps went with their run ({state.work_dir.name}); "
+            "re-execute the whole job, not one of its steps."
+        )
+
+
 def read_step(template: ImportTemplate, file: Path, work_dir: Path) -> ImportState:
     rejects_path = work_dir / "rejects_read.arrow"
     with RejectWriter(rejects_path) as rejects:
@@ -117,6 +128,7 @@ def read_step(template: ImportTemplate, file: Path, work_dir: Path) -> ImportSta
 
 
 def map_step(state: ImportState) -> ImportState:
+    require_work_files(state)
     mapper = Mapper(state.template)
     rejects_path = state.work_dir / "rejects_map.arrow"
     out = state.work_dir / "mapped.arrow"
@@ -129,6 +141,7 @@ def validate_step(state: ImportState, session: sa.Connection | None = None) -> I
     """Validate every row. Given the run's PostgreSQL session, also stage the valid rows
     as they come (the server parses them while Python validates); nothing reaches the
     target tables before the reconcile step."""
+    require_work_files(state)
     validator = Validator(state.template, Mapper(state.template))
     rejects_path = state.work_dir / "rejects_validate.arrow"
     out = state.work_dir / "valid.arrow"
@@ -189,6 +202,7 @@ def reconcile_step(
     """Merge (staging first, unless the validation did) and record rejects in one
     transaction on `conn`, the run's session; the reject policy decides, after the merge,
     whether to commit. Reject files are written either way."""
+    require_work_files(state)
     template = state.template
     now = now or dt.datetime.now(dt.UTC)
     merge_rejects_path = state.work_dir / "rejects_merge.arrow"
@@ -197,8 +211,11 @@ def reconcile_step(
     table_rows = 0
     rejects = read_rejects(list(state.reject_files))
     with conn.begin() as transaction:
-        reconciler = Reconciler(conn, template, now, staged=state.staged)
-        if not state.staged:
+        # The stage lives as long as the session that filled it: a step re-executed in
+        # another process stages again from the validated rows' file.
+        staged = state.staged if state.staged and conn.scalar(sa.func.to_regclass(state.staged)) else None
+        reconciler = Reconciler(conn, template, now, staged=staged)
+        if not staged:
             reconciler.stage_rows(read_frames(state.data))
         result = reconciler.merge()
         if result.rejects:
