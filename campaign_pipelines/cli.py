@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import gc
 import json
 import os
 import shutil
@@ -321,5 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def console() -> None:
+    """The `campaign-pipelines` command: main(), then exit without the interpreter's last
+    garbage collection. Everything is written and closed by then, and that collection
+    walks every object of the ~2,400 modules a run imports: 0.4 s per command."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
