@@ -479,6 +479,9 @@ def write_results_md(path: Path) -> None:
     profile = RESULTS_DIR / "profile_1000000.md"
     if profile.exists():
         lines.append(".venv/bin/python bench/profile_stages.py --rows 1000000   # the per-stage profile below")
+    for tuning, command in (("block_size.md", "bench/block_size.py --rows 1000000"), ("validation.md", "bench/validation.py --rows 1000000")):
+        if (RESULTS_DIR / tuning).exists():
+            lines.append(f".venv/bin/python {command}")
     lines += [
         "```",
         "",
@@ -512,6 +515,9 @@ def write_results_md(path: Path) -> None:
     lines += ["## Targets", ""] + targets(results) + [""]
     if profile.exists():
         lines += [profile.read_text().strip(), ""]
+    for tuning in ("block_size.md", "validation.md"):  # written by bench/block_size.py, bench/validation.py
+        if (RESULTS_DIR / tuning).exists():
+            lines += [(RESULTS_DIR / tuning).read_text().strip(), ""]
     export = RESULTS_DIR / "export.md"
     if export.exists():  # written by bench/export.py
         lines += [export.read_text().strip(), ""]
