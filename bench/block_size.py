@@ -1,6 +1,6 @@
 """Block size: how much of the file the import reads, maps and validates at a time.
 
-    .venv/bin/python bench/block_size.py --rows 1000000 [--sizes 1,4,16,64] [--repeat 3]
+    .venv/bin/python bench/block_size.py --rows 1000000 [--sizes 1,4,8,16,32,64] [--repeat 3]
 
 The reader decodes the file in blocks of `BLOCK_BYTES` (campaign_pipelines/importing/
 read.py); each block becomes one Arrow batch that the map and validate steps then take
@@ -62,7 +62,7 @@ def child(csv: Path, work: Path, block_mib: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--sizes", default="1,4,16,64", help="block sizes in MiB, comma-separated")
+    parser.add_argument("--sizes", default="1,4,8,16,32,64", help="block sizes in MiB, comma-separated")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/campaign-bench"))
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
