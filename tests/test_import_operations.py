@@ -33,6 +33,23 @@ def test_insert_or_update_inserts_then_reimport_changes_nothing(campaign):
     assert campaign.rows("recipient") == before
 
 
+def test_postgresql_keeps_the_tuple_of_every_unchanged_row(postgres_campaign):
+    """Not rewritten, not even with equal values: an unchanged row keeps its tuple (its
+    xmin), so a nightly re-import does not bloat the table; a changed row gets a new one."""
+    campaign = postgres_campaign
+    load_base(campaign)
+
+    def versions() -> dict[str, str]:
+        return {r["email"]: r["version"] for r in campaign.rows("recipient", "email", "xmin::text AS version")}
+
+    before = versions()
+    campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Annie;Lee", "bob@x.org;C2;Bob;Ray", "cid@x.org;C3;Cid;Moe"))
+    result = campaign.run("people")
+    assert (result.counts["rows_updated"], result.counts["rows_unchanged"]) == (1, 2)
+    after = versions()
+    assert {e: after[e] == before[e] for e in before} == {"ann@x.org": False, "bob@x.org": True, "cid@x.org": True}
+
+
 def test_update_rewrites_only_changed_rows(campaign):
     load_base(campaign)
     before = {r["email"]: r for r in campaign.rows("recipient")}
