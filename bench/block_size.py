@@ -30,7 +30,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
 import generate  # noqa: E402
-from run import RESULTS_DIR, code_commit, write_results_md  # noqa: E402
+from run import code_commit, save_section  # noqa: E402
 
 
 def child(csv: Path, work: Path, block_mib: int) -> None:
@@ -112,11 +112,7 @@ def main() -> int:
         mark = " (the import's)" if size == current else ""
         lines.append(f"| {size}{mark} | {median['batches']} | {t['read']:.2f} | {t['map']:.2f} | {t['validate']:.2f} | "
                      f"{median['seconds']:.2f} ({min(sums):.2f}–{max(sums):.2f}) | {peak / 2**20:,.0f} |")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "block_size.json").write_text(json.dumps({"rows": args.rows, "commit": commit, "results": results}, indent=2))
-    (RESULTS_DIR / "block_size.md").write_text("\n".join(lines) + "\n")
-    write_results_md(BENCH / "RESULTS.md")
-    print("\n".join(lines))
+    save_section("block_size", {"rows": args.rows, "commit": commit, "results": results}, "\n".join(lines))
     return 0
 
 

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from run import BENCH, RESULTS_DIR, TEMPLATES_DIR, VENV_BIN, fresh_pg_schema, machine, measure, pg_url, psql, write_results_md
+from run import TEMPLATES_DIR, VENV_BIN, fresh_pg_schema, machine, measure, pg_url, psql, save_section
 
 EMPTY = "bench_export_empty"  # the same tables, no row: a run's fixed cost
 
@@ -165,12 +165,7 @@ def main() -> int:
         "machine": info,
         "cases": cases,
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "export.json").write_text(json.dumps(data, indent=2, default=str))
-    text = render(data)
-    (RESULTS_DIR / "export.md").write_text(text)
-    write_results_md(BENCH / "RESULTS.md")
-    print(text)
+    save_section("export", data, render(data))
     return 0
 
 

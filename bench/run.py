@@ -527,6 +527,15 @@ def write_results_md(path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def save_section(name: str, data: dict, markdown: str) -> None:
+    """A side benchmark's results: bench/results/<name>.json and .md, then RESULTS.md again."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(data, indent=2, default=str))
+    (RESULTS_DIR / f"{name}.md").write_text(markdown.rstrip("\n") + "\n")
+    write_results_md(BENCH / "RESULTS.md")
+    print(markdown)
+
+
 # -- main ----------------------------------------------------------------------------
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import re
 import shutil
 import statistics
@@ -37,7 +36,7 @@ sys.path.insert(0, str(BENCH.parent))
 import polars as pl  # noqa: E402
 
 import generate  # noqa: E402
-from run import RESULTS_DIR, code_commit, write_results_md  # noqa: E402
+from run import code_commit, save_section  # noqa: E402
 from campaign_pipelines.importing import steps  # noqa: E402
 from campaign_pipelines.importing.read import LINE, TEXT  # noqa: E402
 from campaign_pipelines.importing.transform import REJECTED  # noqa: E402
@@ -185,11 +184,7 @@ def main() -> int:
     for r in results:
         lines.append(f"| {r['variant']} | {r['seconds']:.2f} ({r['min']:.2f}–{r['max']:.2f}) | {r['seconds'] / base:.1f} | "
                      f"{r['failures']:,} | {r['rows_failing']:,} | {'yes' if r['same_failures'] else 'NO'} |")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "validation.json").write_text(json.dumps({"rows": args.rows, "commit": commit, "results": results}, indent=2))
-    (RESULTS_DIR / "validation.md").write_text("\n".join(lines) + "\n")
-    write_results_md(BENCH / "RESULTS.md")
-    print("\n".join(lines))
+    save_section("validation", {"rows": args.rows, "commit": commit, "results": results}, "\n".join(lines))
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
