@@ -7,8 +7,10 @@ the run tag `campaign/status=failed`, and nothing written to the database.
 
 import datetime as dt
 import functools
+import itertools
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from campaign_pipelines.importing.rejects import read_rejects
 from campaign_pipelines.partitions import partition_day
 from campaign_pipelines.templates import ExportTemplate, ImportTemplate
 from resources import CampaignDatabase, FileStore
+from resources.campaign_db import transient_error
 
 STATUS_TAG = "campaign/status"
 PREVIEW_ROWS = 20
@@ -47,14 +50,51 @@ def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
             return step(context, *args, **kwargs)
         except CampaignError as exc:
             message = str(exc)
-        except Exception as exc:  # a bug, not the user's input: keep the traceback in the log
-            context.log.exception("unexpected error")
-            message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
+        except Exception as exc:
+            if (what := transient_error(exc)) is None:
+                # A bug, not the user's input: keep the traceback in the log.
+                context.log.exception("unexpected error")
+                message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
+            else:
+                message = f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)}); nothing was written."
         set_status(context, "failed")
         remove_work_dir(context)
         raise dg.Failure(description=message, allow_retries=False) from None
 
     return wrapper
+
+
+def _first_line(exc: BaseException) -> str:
+    """A database error's own message, without SQLAlchemy's statement and links."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def with_retries(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file: Path, attempt: Callable[[Any], Any]) -> Any:
+    """`attempt(session)`, tried again on a new session after a transient database error
+    (a lost connection, a serialization failure, a deadlock), with a doubling wait. The
+    session held only what this step staged, and an attempt starts from the step's input
+    files, so a new try loses nothing and writes nothing twice."""
+    for tries in itertools.count(1):
+        try:
+            return attempt(campaign_db.session())
+        except Exception as exc:
+            what = transient_error(exc)
+            if what is None:
+                raise
+            campaign_db.reset_session()
+            if tries > campaign_db.retries:
+                raise CampaignError(
+                    f"{file}: the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)}), "
+                    f"and on {campaign_db.retries} more tries; nothing was written."
+                ) from None
+            delay = campaign_db.retry_backoff_seconds * 2 ** (tries - 1)
+            context.log.warning(
+                f"{context.op.name}: {what} ({_first_line(exc)}); nothing was written; "
+                f"trying again in {delay:g} s (try {tries + 1} of {campaign_db.retries + 1})."
+            )
+            time.sleep(delay)
 
 
 def rejects_materialization(
@@ -121,7 +161,7 @@ def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> ste
 def validate_rows(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportState:
-    state = steps.validate_step(state, campaign_db.session())
+    state = with_retries(context, campaign_db, state.file, lambda session: steps.validate_step(state, session))
     failure = steps.early_failure(state)
     if failure:
         rejects = read_rejects(list(state.reject_files))
@@ -136,7 +176,10 @@ def validate_rows(
 def reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportOutcome:
-    outcome = steps.reconcile_step(state, campaign_db.session(), context.run_id, file_store.rejects_dir(state.template.name))
+    rejects_dir = file_store.rejects_dir(state.template.name)
+    outcome = with_retries(
+        context, campaign_db, state.file, lambda session: steps.reconcile_step(state, session, context.run_id, rejects_dir)
+    )
     remove_work_dir(context)
     if outcome.failure:
         context.log_event(rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path))

@@ -73,8 +73,14 @@ class Source(Model):
     compression: Literal["auto", "none", "gzip", "zip"] = "auto"
     widths: list[Width] | None = None
     limit: Annotated[int, Field(ge=1)] | None = None
-    # Quoted values may hold line breaks; an unclosed quote then runs to the next quote.
-    multiline: bool = False
+    # Quoted values may hold line breaks (RFC 4180); null: yes wherever a quote is set.
+    # false is the strict mode: a line with an unclosed quote is rejected on its own.
+    multiline: bool | None = None
+    # A quoted value still open after this many lines is an unclosed quote: its first
+    # line is rejected and reading goes on with the next line.
+    max_record_lines: Annotated[int, Field(ge=1)] = 100
+    # NUL bytes (0x00) cannot be stored in a text value: reject the line, or strip them.
+    nul_bytes: Literal["reject", "strip"] = "reject"
 
     _check_delimiter = field_validator("delimiter")(lambda v: _delimiter(v))
     _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
@@ -99,6 +105,13 @@ class Source(Model):
         if self.multiline and (self.quote is None or self.format != "delimited"):
             raise ValueError("multiline needs a delimited format with a quote character")
         return self
+
+    @property
+    def joins_lines(self) -> bool:
+        """Whether a quoted value may run over several lines."""
+        if self.multiline is None:
+            return self.quote is not None and self.format == "delimited"
+        return self.multiline
 
 
 class NumberFormat(Model):
@@ -175,6 +188,8 @@ class ErrorPolicy(Model):
     on_error: Literal["reject_line", "stop"] = "reject_line"
     max_rejects: Annotated[int, Field(ge=0)] | None = None
     stop_if_first_lines_rejected: Annotated[int, Field(ge=1)] | None = None
+    # A file with no data line is an empty delta (finished, nothing written) unless this is set.
+    fail_if_empty: bool = False
 
 
 def _timezone(value: str) -> str:

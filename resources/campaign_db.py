@@ -58,12 +58,48 @@ def _postgres_session(engine: sa.Engine) -> None:
         dbapi_connection.commit()
 
 
+# SQLSTATEs worth another try: the transaction lost a race, or the server went away.
+RETRY_SQLSTATES = {
+    "40001": "a serialization failure",
+    "40P01": "a deadlock",
+    "57P01": "the server ended the session",  # pg_terminate_backend, a fast shutdown
+    "57P02": "the server crashed",
+    "57P03": "the server is starting up or shutting down",
+}
+
+
+def transient_error(exc: BaseException) -> str | None:
+    """What went wrong, in a few words, when another try may succeed: the connection was
+    lost or refused (failover, restart, a terminated backend), or the transaction lost a
+    race (serialization failure, deadlock). None for any other error."""
+    import psycopg
+
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return "the connection was lost"
+    if not isinstance(orig, psycopg.Error):
+        return None
+    state = orig.sqlstate or ""
+    if state in RETRY_SQLSTATES:
+        return RETRY_SQLSTATES[state]
+    if state.startswith("08"):
+        return "the connection failed"
+    if orig.__class__ is psycopg.OperationalError and not state:
+        # No SQLSTATE: the client saw the connection go (closed, refused, reset).
+        return "the connection was lost or refused"
+    return None
+
+
 class CampaignDatabase(dg.ConfigurableResource):
     """The database imports load into and exports read from. `url` is a SQLAlchemy URL
     (set it from the CAMPAIGN_DB_URL environment variable with dg.EnvVar so the value,
-    which may hold a password, is never shown); empty means the embedded SQLite file."""
+    which may hold a password, is never shown); empty means the embedded SQLite file.
+    A step that meets a transient error (`transient_error`) is tried again up to
+    `retries` times, after `retry_backoff_seconds`, doubled at each try."""
 
     url: str | None = None
+    retries: int = 3
+    retry_backoff_seconds: float = 1.0
     _session: sa.Connection | None = PrivateAttr(default=None)
 
     def session(self) -> sa.Connection:
@@ -74,15 +110,22 @@ class CampaignDatabase(dg.ConfigurableResource):
             self._session = self.engine.connect()
         return self._session
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+    def reset_session(self) -> None:
+        """Drop the run's connection (and whatever it staged); the next session() opens
+        another. Never back to the pool: a pooled PostgreSQL connection would keep the
+        run's temporary tables (a failed or cancelled run's staged rows) for its next user."""
         if self._session is None:
             return
-        if self._session.dialect.name == "postgresql":
-            # Not back to the pool: a pooled PostgreSQL connection would keep the run's
-            # temporary tables (a failed or cancelled run's staged rows) for its next user.
-            self._session.invalidate()
-        self._session.close()
-        self._session = None
+        session, self._session = self._session, None
+        try:
+            if session.dialect.name == "postgresql":
+                session.invalidate()
+            session.close()
+        except sa.exc.DBAPIError:
+            pass  # a connection already lost: nothing left to close
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.reset_session()
 
     @property
     def resolved_url(self) -> str:

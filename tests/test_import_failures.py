@@ -249,15 +249,23 @@ def test_mapped_column_missing_from_the_header(loaded):
     assert_failed_cleanly(loaded, result, before, "has no column 'crm_id' (columns[1].source)", "its columns are: email, crm,")
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [(b"", "is empty"), (b"email;crm_id;first_name;last_name\n", "has no data lines after its header")],
-)
-def test_empty_and_header_only_files(loaded, content, message):
+def test_an_empty_file_has_no_header_and_fails(loaded):
     before = loaded.snapshot()
-    loaded.file("inbox/people.csv", content)
+    loaded.file("inbox/people.csv", b"")
+    assert_failed_cleanly(loaded, loaded.run("people"), before, "is empty; it has no header line")
+
+
+def test_a_header_only_file_is_an_empty_delta(loaded):
+    """A nightly file with no change: finished, nothing written (the list in replace mode
+    keeps its members), unless errors.fail_if_empty asks for the alarm."""
+    before = loaded.snapshot()
+    loaded.file("inbox/people.csv", b"email;crm_id;first_name;last_name\r\n")
     result = loaded.run("people")
-    assert_failed_cleanly(loaded, result, before, message)
+    assert result.status == "finished"
+    assert result.counts["rows_read"] == 0 and result.counts["rejects_path"] is None
+    assert loaded.snapshot() == before
+    loaded.template(people_template(target={"list": {"name": "vip", "mode": "replace"}}, errors={"fail_if_empty": True}))
+    assert_failed_cleanly(loaded, loaded.run("people"), before, "has no data lines after its header (errors.fail_if_empty)")
 
 
 def test_duplicate_column_titles(loaded):

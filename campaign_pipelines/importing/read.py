@@ -1,37 +1,34 @@
-"""Read an input file into Arrow batches of text, one row per data line.
+"""Read an input file into Arrow batches of text, one row per data line (record).
 
-Lines are split with Arrow kernels so every row keeps its exact line number and
-original text; pyarrow's CSV parser then splits the fields. A line with an odd number of
-quote characters is rejected on its own (pyarrow would let it swallow the following
-lines), and a line with the wrong number of fields is rejected with its line number.
-Every column is read as text: `01000` and `+33 6…` arrive intact.
+Lines come from `lines.iter_line_blocks` (any line break, bounded length); pyarrow's CSV
+parser then splits the fields. Every row keeps its exact line number and original text.
+Quoted values may run over several lines (RFC 4180): a value still open after
+`source.max_record_lines` lines is an unclosed quote, so its first line is rejected and
+reading goes on with the next one; an unclosed quote never swallows the rest of the file.
+In strict mode (`multiline: false`) a line with an odd number of quotes is rejected on
+its own. A line with the wrong number of fields, or a NUL byte in a mapped field, is
+rejected with its line number. Every column is read as text: `01000` and `+33 6…` arrive
+intact.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
-import gzip
-import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing.lines import BLOCK_BYTES, MAX_LINE_CHARS, iter_line_blocks
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.templates import ImportTemplate, Source
 
 LINE = "__line"
 TEXT = "__text"
-# Decoded text per block: large enough to amortise per-block work, small enough that
-# memory stays flat whatever the file size.
-BLOCK_BYTES = 16 << 20
 
 
 @dataclass
@@ -40,97 +37,6 @@ class FileLayout:
 
     prefix_lines: list[str] = field(default_factory=list)  # skipped lines + header, verbatim
     columns: list[str] = field(default_factory=list)
-
-
-def compression_of(path: Path, source: Source) -> str:
-    if source.compression != "auto":
-        return source.compression
-    suffix = path.suffix.lower()
-    return {".gz": "gzip", ".zip": "zip"}.get(suffix, "none")
-
-
-@contextmanager
-def open_binary(path: Path, source: Source) -> Iterator[BinaryIO]:
-    if not path.exists():
-        raise CampaignError(f"file {path} does not exist.")
-    if not path.is_file():
-        raise CampaignError(f"{path} is not a file.")
-    kind = compression_of(path, source)
-    try:
-        if kind == "gzip":
-            with gzip.open(path, "rb") as stream:
-                yield stream
-        elif kind == "zip":
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir()]
-                if len(members) != 1:
-                    raise CampaignError(
-                        f"zip file {path} holds {len(members)} files; an import reads a zip of exactly one file."
-                    )
-                with archive.open(members[0]) as stream:
-                    yield stream
-        else:
-            with open(path, "rb") as stream:
-                yield stream
-    except PermissionError:
-        raise CampaignError(f"file {path} cannot be read (permission denied).") from None
-    except (gzip.BadGzipFile, zipfile.BadZipFile, EOFError) as exc:
-        raise CampaignError(f"file {path} is not a valid {kind} file ({exc}).") from None
-
-
-def _decode_error_line(path: Path, source: Source) -> tuple[int, str]:
-    """Slow path, taken only on failure: find the first line that does not decode."""
-    decoder = codecs.getincrementaldecoder(source.encoding)(errors="strict")
-    newlines = 0
-    with open_binary(path, source) as stream:
-        for raw in stream:
-            try:
-                newlines += decoder.decode(raw).count("\n")
-            except UnicodeDecodeError as exc:
-                return newlines + 1, f"byte 0x{raw[exc.start]:02x}"
-    return newlines + 1, "an incomplete character at the end of the file"
-
-
-def iter_line_blocks(path: Path, source: Source, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, pa.Array]]:
-    """Yield (first line number, lines) blocks; lines have no line terminator."""
-    decoder = codecs.getincrementaldecoder(source.encoding)(errors="strict")
-    carry = ""
-    line_number = 1
-    first = True
-    with open_binary(path, source) as stream:
-        while True:
-            raw = stream.read(block_bytes)
-            final = not raw
-            try:
-                text = decoder.decode(raw, final=final)
-            except UnicodeDecodeError:
-                line, what = _decode_error_line(path, source)
-                raise CampaignError(
-                    f"file {path}: line {line} is not valid {source.encoding} ({what}); "
-                    f"set source.encoding (launch key: encoding) to the file's encoding."
-                ) from None
-            if first and text:
-                text = text.removeprefix("\ufeff")  # a UTF-8 BOM, whatever the declared codec
-                first = False
-            text = carry + text
-            if final:
-                carry = ""
-                if text.endswith("\n"):
-                    text = text[:-1]
-                if not text:
-                    return
-            else:
-                cut = text.rfind("\n")
-                if cut < 0:
-                    carry = text
-                    continue
-                carry, text = text[cut + 1 :], text[:cut]
-            lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
-            lines = pc.utf8_rtrim(pc.cast(lines, pa.string()), characters="\r")
-            yield line_number, lines
-            line_number += len(lines)
-            if final:
-                return
 
 
 def _split_one(line: str, source: Source) -> list[str]:
@@ -171,8 +77,11 @@ class SourceReader:
         self.blank_lines = 0
         # The line number of the N-th data line, N = errors.stop_if_first_lines_rejected.
         self.watch_line: int | None = None
+        self._header = self.source.header and self.source.format == "delimited"
+        self._to_skip = self.source.skip_lines + (1 if self._header else 0)  # lines before the data
         # Multiline mode: the lines of a record whose quoted value is still open.
         self._open_record: tuple[pa.Array, pa.Array] | None = None
+        self._mapped = [str(m.source) for m in template.columns if not m.is_constant]
 
     @property
     def schema(self) -> pa.Schema:
@@ -180,21 +89,20 @@ class SourceReader:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         source = self.source
-        to_skip = source.skip_lines + (1 if source.header and source.format == "delimited" else 0)
         saw_any_line = False
-        for first_line, lines in iter_line_blocks(self.path, source, self.block_bytes):
+        for first_line, lines in iter_line_blocks(self.path, source, self.block_bytes, self._long_line):
             saw_any_line = True
             numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
-            if to_skip:
-                head = lines.slice(0, to_skip).to_pylist()
+            if self._to_skip:
+                head = lines.slice(0, self._to_skip).to_pylist()
                 self.layout.prefix_lines.extend(head)
                 lines, numbers = lines.slice(len(head)), numbers.slice(len(head))
-                to_skip -= len(head)
-                if to_skip:
+                self._to_skip -= len(head)
+                if self._to_skip:
                     continue
-                if source.header and source.format == "delimited":
+                if self._header:
                     self._read_header(self.layout.prefix_lines[-1], len(self.layout.prefix_lines))
-            if source.multiline:
+            if source.joins_lines:
                 lines, numbers = self._records(lines, numbers)
             batch = self._data_batch(lines, numbers)
             if batch is not None and batch.num_rows:
@@ -202,17 +110,31 @@ class SourceReader:
             if source.limit is not None and self.rows_read >= source.limit:
                 break
         else:
-            if self._open_record is not None:
-                self._reject_open_record()
-        if not saw_any_line:
-            raise CampaignError(f"file {self.path} is empty.")
-        if to_skip:
+            yield from self._flush_open_record()
+        fail_if_empty = self.template.errors.fail_if_empty
+        if not saw_any_line and (self._header or fail_if_empty):
+            raise CampaignError(f"file {self.path} is empty" + ("; it has no header line." if self._header else " (errors.fail_if_empty)."))
+        if self._to_skip:
             raise CampaignError(
                 f"file {self.path} ends before its data starts (skip_lines: {source.skip_lines}"
-                f"{', plus a header line' if source.header else ''})."
+                f"{', plus a header line' if self._header else ''})."
             )
-        if self.rows_read == 0:
-            raise CampaignError(f"file {self.path} has no data lines" + (" after its header." if source.header else "."))
+        # A file with no data line is an empty delta (nothing to change), unless told otherwise.
+        if self.rows_read == 0 and fail_if_empty:
+            raise CampaignError(
+                f"file {self.path} has no data lines{' after its header' if self._header else ''} (errors.fail_if_empty)."
+            )
+
+    def _long_line(self, number: int, head: str, length: int) -> None:
+        """A line longer than a line may be: rejected with its first characters."""
+        if self._to_skip:
+            raise CampaignError(
+                f"file {self.path}: line {number} is {length:,} characters long, more than the {MAX_LINE_CHARS:,} "
+                "a line may hold, before the data starts."
+            )
+        self.rows_read += 1
+        reason = f"line is {length:,} characters long, more than the {MAX_LINE_CHARS:,} a line may hold (its first {len(head):,} are kept here)"
+        self.rejects.add(pa.array([number], pa.int64()), pa.array([head], pa.string()), None, reason)
 
     def _data_batch(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch | None:
         """Parse one block of data lines (records, in multiline mode)."""
@@ -235,41 +157,99 @@ class SourceReader:
         if watch is not None and self.watch_line is None and self.rows_read + len(lines) >= watch:
             self.watch_line = numbers[watch - self.rows_read - 1].as_py()
         self.rows_read += len(lines)
-        return self._parse(lines, numbers)
+        batch = self._parse(lines, numbers)
+        if pc.any(pc.match_substring(lines, "\x00")).as_py():
+            batch = self._reject_nul_bytes(batch)
+        return batch
+
+    def _reject_nul_bytes(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """A NUL byte cannot be stored in a text value (PostgreSQL refuses it): the line
+        is rejected, naming the first mapped column that holds one, on every database."""
+        column = pa.nulls(batch.num_rows, pa.string())
+        for name in reversed([c for c in self._mapped if c in batch.schema.names]):
+            column = pc.if_else(pc.match_substring(batch[name], "\x00"), name, column)
+        bad = pc.is_valid(column)
+        if not pc.any(bad).as_py():
+            return batch
+        self.rejects.add(
+            batch[LINE].filter(bad),
+            batch[TEXT].filter(bad),
+            column.filter(bad),
+            "holds a NUL byte (0x00), which a text value cannot store; set source.nul_bytes: strip to drop such bytes",
+        )
+        return batch.filter(pc.invert(bad))
 
     def _records(self, lines: pa.Array, numbers: pa.Array) -> tuple[pa.Array, pa.Array]:
         """Join the lines of quoted values that span lines into records, numbered by their
-        first line; a record still open at the end of the block waits for the next one."""
+        first line; a record still open at the end of the block waits for the next one. A
+        record longer than max_record_lines lines (or MAX_LINE_CHARS characters) is an
+        unclosed quote: its first line is rejected and the lines after it read again."""
         if self._open_record is not None:
             lines = pa.concat_arrays([self._open_record[0], lines])
             numbers = pa.concat_arrays([self._open_record[1], numbers])
             self._open_record = None
-        if not len(lines):
+        quote, max_lines = self.source.quote, self.source.max_record_lines
+        records: list[pa.Array] = []
+        record_numbers: list[pa.Array] = []
+        while len(lines):
+            odd = pc.bit_wise_and(pc.count_substring(lines, quote), 1)
+            if not pc.any(pc.cast(odd, pa.bool_())).as_py():  # the usual block: a record per line
+                records.append(lines)
+                record_numbers.append(numbers)
+                break
+            inside_after = pc.bit_wise_and(pc.cumulative_sum(odd), 1)  # 1: a quote is open after the line
+            inside_before = pc.bit_wise_xor(inside_after, odd)
+            starts = pc.cast(pc.indices_nonzero(pc.equal(inside_before, 0)), pa.int64())
+            ends = pa.concat_arrays([starts.slice(1), pa.array([len(lines)], pa.int64())])
+            sizes = pc.subtract(ends, starts)
+            chars = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(pc.cast(pc.utf8_length(lines), pa.int64()))])
+            record_chars = pc.subtract(pc.take(chars, ends), pc.take(chars, starts))
+            too_long = pc.indices_nonzero(pc.or_(pc.greater(sizes, max_lines), pc.greater(record_chars, MAX_LINE_CHARS)))
+            if len(too_long):
+                bad = too_long[0].as_py()
+                first = starts[bad].as_py()
+                records.append(self._join(lines.slice(0, first), starts.slice(0, bad)))
+                record_numbers.append(numbers.take(starts.slice(0, bad)))
+                self._reject_unclosed(lines[first].as_py(), numbers[first].as_py(), f"is not closed within {max_lines} lines")
+                lines, numbers = lines.slice(first + 1), numbers.slice(first + 1)
+                continue
+            complete = len(lines)
+            if inside_after[-1].as_py():
+                complete = starts[-1].as_py()
+                self._open_record = (lines.slice(complete), numbers.slice(complete))
+                starts = starts.slice(0, len(starts) - 1)
+            records.append(self._join(lines.slice(0, complete), starts))
+            record_numbers.append(numbers.take(starts))
+            break
+        if not records:
             return lines, numbers
-        odd = pc.bit_wise_and(pc.count_substring(lines, self.source.quote), 1)
-        inside_after = pc.bit_wise_and(pc.cumulative_sum(odd), 1)  # 1: a quote is open after the line
-        inside_before = pc.bit_wise_xor(inside_after, odd)
-        starts = pc.indices_nonzero(pc.equal(inside_before, 0))
-        complete = len(lines)
-        if inside_after[-1].as_py():
-            complete = starts[-1].as_py()
-            self._open_record = (lines.slice(complete), numbers.slice(complete))
-            starts = starts.slice(0, len(starts) - 1)
-        offsets = pa.concat_arrays([pc.cast(starts, pa.int32()), pa.array([complete], pa.int32())])
-        records = pc.binary_join(pa.ListArray.from_arrays(offsets, lines.slice(0, complete)), "\n")
-        return records, numbers.take(starts)
+        return pa.concat_arrays(records), pa.concat_arrays(record_numbers)
 
-    def _reject_open_record(self) -> None:
-        lines, numbers = self._open_record
-        self._open_record = None
-        first = numbers[0].as_py()
+    @staticmethod
+    def _join(lines: pa.Array, starts: pa.Array) -> pa.Array:
+        """Lines joined into records that begin at `starts`."""
+        offsets = pa.concat_arrays([pc.cast(starts, pa.int32()), pa.array([len(lines)], pa.int32())])
+        return pc.binary_join(pa.ListArray.from_arrays(offsets, lines), "\n")
+
+    def _reject_unclosed(self, text: str, number: int, how: str) -> None:
         self.rows_read += 1
         self.rejects.add(
-            pa.array([first], pa.int64()),
-            pa.array(["\n".join(lines.to_pylist())], pa.string()),
+            pa.array([number], pa.int64()),
+            pa.array([text], pa.string()),
             None,
-            f"unbalanced quote ({self.source.quote}): the quoted value opened on line {first} is never closed",
+            f"unbalanced quote ({self.source.quote}): the quoted value opened on line {number} {how}",
         )
+
+    def _flush_open_record(self) -> Iterator[pa.RecordBatch]:
+        """At the end of the file, a quoted value still open is an unclosed quote: its
+        first line is rejected and the lines after it are read again."""
+        while self._open_record is not None:
+            lines, numbers = self._open_record
+            self._open_record = None
+            self._reject_unclosed(lines[0].as_py(), numbers[0].as_py(), "is never closed")
+            batch = self._data_batch(*self._records(lines.slice(1), numbers.slice(1)))
+            if batch is not None and batch.num_rows:
+                yield batch
 
     def _read_header(self, line: str, line_number: int) -> None:
         titles = [t.strip() for t in _split_one(line, self.source)]
@@ -319,7 +299,7 @@ class SourceReader:
 
     def _parse_delimited(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch:
         source = self.source
-        if source.quote is not None and not source.multiline:
+        if source.quote is not None and not source.joins_lines:
             odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, source.quote), 1), 1)
             if pc.any(odd).as_py():
                 self.rejects.add(
@@ -343,15 +323,18 @@ class SourceReader:
             ragged.append((int(number), text, f"line has {row.actual_columns - 1} fields, expected {expected}"))
             return "skip"
 
+        # pyarrow's blocks must hold a whole row; its parser is fastest on blocks of 1 MiB.
+        longest = pc.max(pc.binary_length(tagged)).as_py() or 0
         table = pacsv.read_csv(
             pa.BufferReader(buffer),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=max(1 << 20, 2 * longest + 2)),
             parse_options=pacsv.ParseOptions(
                 delimiter=source.delimiter,
                 quote_char=source.quote if source.quote is not None else False,
                 double_quote=True,
                 escape_char=False,
-                newlines_in_values=source.multiline,
+                # Only records joined from several lines hold one (slower to parse).
+                newlines_in_values=source.joins_lines and pc.any(pc.match_substring(lines, "\n")).as_py(),
                 ignore_empty_lines=True,
                 invalid_row_handler=on_invalid,
             ),

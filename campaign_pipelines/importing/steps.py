@@ -24,7 +24,7 @@ import schemas
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.read import LINE, TEXT, SourceReader
 from campaign_pipelines.importing.reconcile import Reconciler, copy_rows, copy_to_stage, stage_table
-from campaign_pipelines.importing.rejects import RejectWriter, read_rejects, write_reject_files
+from campaign_pipelines.importing.rejects import REJECT_SCHEMA, RejectWriter, read_rejects, write_reject_files
 from campaign_pipelines.importing.transform import Mapper
 from campaign_pipelines.importing.validate import Validator
 from campaign_pipelines.templates import ErrorPolicy, ImportTemplate
@@ -205,6 +205,8 @@ def reconcile_step(
     require_work_files(state)
     template = state.template
     now = now or dt.datetime.now(dt.UTC)
+    if state.rows_read == 0:
+        return empty_delta(state, conn)
     merge_rejects_path = state.work_dir / "rejects_merge.arrow"
     failure: str | None = None
     result = None
@@ -212,7 +214,8 @@ def reconcile_step(
     rejects = read_rejects(list(state.reject_files))
     with conn.begin() as transaction:
         # The stage lives as long as the session that filled it: a step re-executed in
-        # another process stages again from the validated rows' file.
+        # another process, or tried again on a new session, stages again from the
+        # validated rows' file.
         staged = state.staged if state.staged and conn.scalar(sa.func.to_regclass(state.staged)) else None
         reconciler = Reconciler(conn, template, now, staged=staged)
         if not staged:
@@ -234,6 +237,16 @@ def reconcile_step(
         else:
             _record_rejects(conn, template.name, run_id, rejects, now)
             table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
+            try:
+                transaction.commit()
+            except sa.exc.DBAPIError as exc:
+                # Lost during COMMIT: the server may have committed or not; no retry
+                # can tell, but running the file again converges either way.
+                raise CampaignError(
+                    f"{state.file}: the connection to the Campaign database was lost while the merge was "
+                    f"committing ({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}), so whether "
+                    "it was written is unknown; run the file again (a re-run converges)."
+                ) from None
     assert result is not None
     counts = dict(result.counts)
     counts["rows_ignored"] = sum(result.ignored_by_cause.values())
@@ -256,6 +269,17 @@ def reconcile_step(
     )
 
 
+def empty_delta(state: ImportState, conn: sa.Connection) -> ImportOutcome:
+    """A file with no data line changes nothing (a list in replace mode keeps its members)."""
+    table = state.template.table.table
+    with conn.begin():
+        table_rows = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+    return ImportOutcome(
+        template=state.template, counts={}, ignored_by_cause={}, rejects=REJECT_SCHEMA.empty_table(),
+        rejects_path=None, status="finished", table_rows=table_rows,
+    )
+
+
 def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: pa.Table) -> Path | None:
     """The rejects file in the input's format, and its reasons beside it; None if no reject."""
     if not rejects.num_rows:
@@ -270,6 +294,12 @@ def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: p
     return lines_path
 
 
+def _storable(texts: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A rejected line may hold NUL bytes, which PostgreSQL text cannot: shown as ␀ in the
+    table, on every database alike (the rejects file keeps the line as it was)."""
+    return pc.replace_substring(texts, "\x00", "\u2400")
+
+
 def _record_rejects(conn: sa.Connection, template: str, run_id: str, rejects: pa.Table, now: dt.datetime) -> None:
     if not rejects.num_rows:
         return
@@ -279,8 +309,8 @@ def _record_rejects(conn: sa.Connection, template: str, run_id: str, rejects: pa
         "run_id": pa.array([run_id] * n, pa.string()),
         "template": pa.array([template] * n, pa.string()),
         "line_number": rejects["line"],
-        "line": rejects["text"],
-        "column_name": rejects["column"],
+        "line": _storable(rejects["text"]),
+        "column_name": _storable(rejects["column"]),
         "reason": rejects["reason"],
         "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
     })
