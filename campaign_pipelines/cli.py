@@ -7,13 +7,17 @@ Exit codes: 0 for a run that finished (with or without rejects), 1 for a failed 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import gc
+import io
 import json
 import os
+import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +132,25 @@ def _parse_sets(pairs: list[str], keys: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _checked_launch(template: Any, launch: dict[str, Any]) -> dict[str, Any]:
+    """The launch values as the template model reads them: a value of the wrong type or
+    range is a usage error naming its key, before any run starts."""
+    launched = template.with_overrides(launch)  # TemplateError: one sentence naming the key
+    values = launched.launch_values()
+    return {key: values[key] for key in launch}
+
+
 def dagster_instance() -> Any:
     """The configured instance (DAGSTER_HOME), else a local one under .campaign/dagster."""
     import dagster as dg
 
-    if not os.environ.get("DAGSTER_HOME"):
+    configured = os.environ.get("DAGSTER_HOME")
+    if configured and not Path(configured).is_dir():
+        raise UsageError(
+            f"DAGSTER_HOME is {configured}, which is not a folder; create it, or unset DAGSTER_HOME "
+            "to keep runs in .campaign/dagster."
+        )
+    if not configured:
         home = Path(".campaign/dagster").absolute()
         home.mkdir(parents=True, exist_ok=True)
         os.environ["DAGSTER_HOME"] = str(home)
@@ -149,7 +167,37 @@ def _failure_message(result: Any) -> str:
     return "the run failed"
 
 
+def _reported_rejects(instance: Any, run_id: str, template: str) -> dict[str, Any]:
+    """What the run's rejects asset recorded: a failed run keeps its rejects too."""
+    from dagster import DagsterEventType
+
+    for entry in reversed(instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)):
+        materialization = entry.dagster_event.event_specific_data.materialization
+        if materialization.asset_key.path == ["rejects", template]:
+            metadata = materialization.metadata
+            return {
+                "rows_rejected": metadata["rows_rejected"].value,
+                "rejects_path": getattr(metadata["rejects_path"], "path", None),  # a path, or the text "none"
+            }
+    return {}
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Any:
+    """Dagster's own output (events, warnings, its first-run banner) on stderr only with
+    --verbose: by default stderr holds the one-sentence error. The run's events are kept
+    in the instance either way (the UI's run page)."""
+    if verbose:
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import dagster as dg
+
     from campaign_pipelines.definitions import build_definitions
     from campaign_pipelines.jobs import run_config
     from campaign_pipelines.partitions import partition_launch
@@ -166,16 +214,21 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         launch["file"] = args.file
     if args.output:
         launch["output"] = args.output
-    job = build_definitions(settings).resolve_job_def(template.name)
-    if args.partition is not None:
-        if job.partitions_def is None or not job.partitions_def.has_partition_key(args.partition):
-            raise UsageError(f"--partition {args.partition!r}: {template.name} has no such daily partition.")
-        # The day's own config (its file), with any --file/--set on top.
-        config = run_config(template, {**partition_launch(template, args.partition), **launch}) if launch else None
-    else:
-        config = run_config(template, launch)
-    instance = dagster_instance()
-    result = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False, partition_key=args.partition)
+    launch = _checked_launch(template, launch)
+    with _quiet(args.verbose):
+        instance = dagster_instance()
+        job = build_definitions(settings).resolve_job_def(template.name)
+        if args.partition is not None:
+            if job.partitions_def is None or not job.partitions_def.has_partition_key(args.partition):
+                raise UsageError(f"--partition {args.partition!r}: {template.name} has no such daily partition.")
+            # The day's own config (its file), with any --file/--set on top.
+            config = run_config(template, {**partition_launch(template, args.partition), **launch}) if launch else None
+        else:
+            config = run_config(template, launch)
+        try:
+            result = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False, partition_key=args.partition)
+        except dg.DagsterInvalidConfigError as exc:
+            raise UsageError(f"launch config for {template.name}: {exc.errors[0].message if exc.errors else exc}") from None
     run = instance.get_run_by_id(result.run_id)
     status = run.tags.get("campaign/status", "finished" if result.success else "failed")
     payload: dict[str, Any] = {"run_id": result.run_id, "template": template.name, "status": status}
@@ -183,6 +236,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         payload.update(result.output_for_node("report_export" if exporting else "report"))
     else:
         payload["error"] = _failure_message(result)
+        if not exporting:
+            payload.update(_reported_rejects(instance, result.run_id, template.name))
     if not exporting:
         payload.setdefault("rejects_path", None)
     if args.json:
@@ -231,23 +286,58 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+RUN_ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
+
+
+def _run_ids(prefix: str, settings: Settings, conn: sa.Connection) -> set[str]:
+    """Every run whose id starts with `prefix`: in the rejects table, in the rejects
+    files (a failed run's rejects are only there), and in the Dagster instance."""
+    table = schemas.TABLES["import_reject"].table
+    ids = set(conn.execute(sa.select(table.c.run_id).where(table.c.run_id.startswith(prefix)).distinct()).scalars())
+    ids |= {p.name.removesuffix(".reasons.csv") for p in settings.data_dir.glob(f"rejects/*/{prefix}*.reasons.csv")}
+    with _quiet(verbose=False):
+        ids |= {run_id for run_id in dagster_instance().get_run_ids() if run_id.startswith(prefix)}
+    return ids
+
+
+def _rejects_of(run_id: str, settings: Settings, conn: sa.Connection) -> list[tuple[Any, ...]]:
+    """(line, column, reason, text) of a run's rejects, from the table, else from the
+    reasons file that a failed run leaves."""
+    table = schemas.TABLES["import_reject"].table
+    query = sa.select(table.c.line_number, table.c.column_name, table.c.reason, table.c.line).where(
+        table.c.run_id == run_id
+    ).order_by(table.c.line_number)
+    rows = [tuple(r) for r in conn.execute(query)]
+    if rows:
+        return rows
+    for path in settings.data_dir.glob(f"rejects/*/{run_id}.reasons.csv"):
+        with open(path, encoding="utf-8", newline="") as handle:
+            return [(int(r["line"]), r["column"] or None, r["reason"], r.get("text", "")) for r in csv.DictReader(handle)]
+    return []
+
+
 def cmd_rejects(args: argparse.Namespace, settings: Settings) -> int:
     from resources.campaign_db import get_engine
 
-    table = schemas.TABLES["import_reject"].table
+    prefix = args.run_id.lower()
     engine = get_engine(settings.db_url or default_db_url())
-    query = sa.select(table.c.line_number, table.c.column_name, table.c.reason, table.c.line).where(
-        table.c.run_id == args.run_id
-    ).order_by(table.c.line_number)
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
+        ids = _run_ids(prefix, settings, conn) if RUN_ID_PREFIX.fullmatch(prefix) else set()
+        if not ids:
+            print(f"error: no run has the id {args.run_id!r} (give a run id, or the first characters of one).", file=sys.stderr)
+            return EXIT_FAILED
+        if len(ids) > 1:
+            shown = ", ".join(sorted(ids)[:5])
+            raise UsageError(f"run id {args.run_id!r} matches {len(ids)} runs ({shown}{', …' if len(ids) > 5 else ''}); give more of it.")
+        (run_id,) = ids
+        rows = _rejects_of(run_id, settings, conn)
     if args.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["line", "column", "reason", "text"])
         writer.writerows(rows)
     else:
         if not rows:
-            print(f"no rejects recorded for run {args.run_id}")
+            print(f"run {run_id} rejected no line")
         for line, column, reason, text in rows:
             print(f"line {line}: {reason}" + (f"  [{column}]" if column else "") + f"\n    {text}")
     return EXIT_OK
@@ -296,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--partition", metavar="YYYY-MM-DD", help="run one day of a template with partitions")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="also print Dagster's events and warnings on stderr")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("rejects", help="the lines a run rejected, with their reasons")

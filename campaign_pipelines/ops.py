@@ -97,6 +97,14 @@ def with_retries(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, 
             time.sleep(delay)
 
 
+def log_before_failing(context: dg.OpExecutionContext, materialization: dg.AssetMaterialization) -> None:
+    """Log a materialization at once, for an op about to fail: what context.log_event logs
+    is only written with the op's outputs, so a failing op would lose it."""
+    from dagster._core.events import DagsterEvent
+
+    DagsterEvent.asset_materialization(context.get_step_execution_context(), materialization)
+
+
 def rejects_materialization(
     template: ImportTemplate, run_id: str, rejects: pa.Table, path: Path | None
 ) -> dg.AssetMaterialization:
@@ -166,7 +174,7 @@ def validate_rows(
     if failure:
         rejects = read_rejects(list(state.reject_files))
         path = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
-        context.log_event(rejects_materialization(state.template, context.run_id, rejects, path))
+        log_before_failing(context, rejects_materialization(state.template, context.run_id, rejects, path))
         raise CampaignError(f"{state.file}: {failure}")
     return state
 
@@ -182,7 +190,7 @@ def reconcile(
     )
     remove_work_dir(context)
     if outcome.failure:
-        context.log_event(rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path))
+        log_before_failing(context, rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path))
         raise CampaignError(f"{state.file}: {outcome.failure}")
     return outcome
 

@@ -324,7 +324,21 @@ class Launchable(Model):
         try:
             return type(self).model_validate(data)
         except ValidationError as exc:
-            raise TemplateError(f"launch config for {self.name}: {format_validation_error(exc)}") from None
+            raise TemplateError(f"launch config for {self.name}: {self._launch_errors(exc, overrides)}") from None
+
+    def _launch_errors(self, exc: ValidationError, overrides: dict[str, Any]) -> str:
+        """Errors on launched values name the launch key as well as the template key."""
+        by_template_key = {".".join(where): key for key, where in self.launch_keys.items() if key in overrides}
+        parts = []
+        for part in format_validation_error(exc).split("; "):
+            location, _, message = part.partition(": ")
+            key = by_template_key.get(location)
+            parts.append(f"{key}={overrides[key]!r} ({location}): {message}" if key else part)
+        return "; ".join(parts)
+
+    def launch_values(self) -> dict[str, Any]:
+        """The template's value of every launch key, as the model typed it."""
+        return {key: getattr(getattr(self, section), name) for key, (section, name) in self.launch_keys.items()}
 
 
 class ImportTemplate(Launchable):

@@ -278,7 +278,7 @@ def test_duplicate_column_titles(loaded):
 def test_bad_launch_override_is_a_clear_error(loaded):
     before = loaded.snapshot()
     result = loaded.run("people", delimiter=";;")
-    assert_failed_cleanly(loaded, result, before, "launch config for people: source.delimiter: delimiter must be one character")
+    assert_failed_cleanly(loaded, result, before, "launch config for people: delimiter=';;' (source.delimiter): delimiter must be one character")
 
 
 def test_unknown_encoding_at_launch(loaded):

@@ -86,7 +86,7 @@ def test_launch_overrides_are_validated():
     assert (launched.source.path, launched.source.delimiter) == ("inbox/b.csv", "\t")
     assert (launched.errors.max_rejects, launched.errors.on_error) == (3, "stop")
     assert template.source.path == "inbox/people.csv"  # the template itself is untouched
-    with pytest.raises(TemplateError, match="launch config for people: errors.on_error"):
+    with pytest.raises(TemplateError, match=r"launch config for people: on_error='explode' \(errors.on_error\)"):
         template.with_overrides({"on_error": "explode"})
 
 

@@ -95,10 +95,12 @@ def write_reject_files(
     with open(lines_path, "w", encoding=encoding, newline="", errors="replace") as out:
         for line in [*prefix_lines, *texts]:
             out.write(line + "\n")
-    with open(reasons_path, "w", encoding="utf-8", newline="") as out:
+    # The reasons with each line's text: what `campaign-pipelines rejects` shows of a run
+    # whose rejects never reached the import_reject table (a failed run).
+    with open(reasons_path, "w", encoding="utf-8", newline="", errors="replace") as out:
         writer = csv.writer(out)
-        writer.writerow(["line", "column", "reason"])
-        for line, column, reason in zip(
-            rejects["line"].to_pylist(), rejects["column"].to_pylist(), rejects["reason"].to_pylist()
+        writer.writerow(["line", "column", "reason", "text"])
+        for line, column, reason, text in zip(
+            rejects["line"].to_pylist(), rejects["column"].to_pylist(), rejects["reason"].to_pylist(), texts
         ):
-            writer.writerow([line, column or "", reason])
+            writer.writerow([line, column or "", reason, text or ""])
