@@ -34,7 +34,7 @@ SEED_COLUMNS = [
 
 @pytest.fixture
 def seeded(campaign):
-    campaign.template(people_template(name="seed", source={"multiline": True, "path": "inbox/seed.csv"}, columns=SEED_COLUMNS))
+    campaign.template(people_template(name="seed", source={"path": "inbox/seed.csv"}, columns=SEED_COLUMNS))
     campaign.file("inbox/seed.csv", SEED)
     assert campaign.run("seed").counts["rows_inserted"] == 4
     return campaign
@@ -116,12 +116,8 @@ def test_round_trip_exports_then_reimports_identically(seeded):
     assert seeded.run("out").counts["rows_exported"] == 4
     with seeded.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM recipient"))
-    seeded.template(
-        people_template(
-            name="back", source={"multiline": True, "path": "outbox/out.csv"},
-            columns=[{"source": c, "target": c} for c in columns],
-        )
-    )
+    # Default settings: quoted line breaks are part of the value (RFC 4180).
+    seeded.template(people_template(name="back", source={"path": "outbox/out.csv"}, columns=[{"source": c, "target": c} for c in columns]))
     assert seeded.run("back").counts["rows_inserted"] == 4
     after = seeded.rows("recipient", *columns, order_by="email")
     assert after == before
