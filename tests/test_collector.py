@@ -209,3 +209,17 @@ def test_collector_template_errors_name_the_key(sqlite_campaign):
     ):
         with pytest.raises(TemplateError, match=key.replace(".", r"\.")):
             parse_template(people_template(collector=collector), "people.yaml")
+
+
+def test_a_header_only_file_is_an_empty_delta_and_is_archived(deployment):
+    """A night with no change in the CRM: the run finishes, writes nothing, and the file
+    goes to the archive like any other."""
+    deployment.template(people_template(collector=COLLECTOR))
+    collector = Collector(deployment)
+    inbox(deployment, "people_1.csv")  # the header alone
+    assert collector.tick() == []
+    (result,) = collector.run(collector.tick())
+    assert result.status == "finished" and result.counts["rows_read"] == 0
+    assert deployment.rows("recipient") == []
+    assert collector.tick() == []
+    assert archived(deployment) == [f"people_1.{result.run_id}.csv"]
