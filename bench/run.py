@@ -249,7 +249,8 @@ def run_ours(args, csv: Path, work: Path, load: str, db: str) -> dict:
         "CAMPAIGN_TEMPLATES_DIR": str(TEMPLATES_DIR),
         "DAGSTER_HOME": str(work / "dagster_home"),
     }
-    cmd = [str(VENV_BIN / "campaign-pipelines"), "run", TEMPLATE, "--file", str(csv.relative_to(work / "data")), "--json"]
+    # --verbose: the step durations below are read from Dagster's events on stderr.
+    cmd = [str(VENV_BIN / "campaign-pipelines"), "run", TEMPLATE, "--file", str(csv.relative_to(work / "data")), "--json", "--verbose"]
     m = measure(cmd, env, work / f"ours_{db}_{load}")
     fail_if(m["returncode"] == 0, f"our import ({db}, {load})", m)
     payload = json.loads(Path(m["stdout"]).read_text().strip().splitlines()[-1])

@@ -1,0 +1,73 @@
+"""Our import at two commits, side by side: rounds that alternate the commits (and which
+goes first), so the machine's drift weighs on both alike.
+
+    .venv/bin/python bench/compare.py BEFORE AFTER --rows 1000000 --rounds 3
+
+Each commit is checked out in a temporary git worktree and runs on this venv's packages,
+its own code first on PYTHONPATH, through its own `bench/run.py --only ours --db pg`
+(first load, then re-import, on the same generated file). Prints each round's seconds
+and the ratio AFTER / BEFORE of the medians and round by round; saves nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CASE = re.compile(r"^\s*ours pg\s+(first|reimport)\s+\.\.\. ([0-9.]+) s", re.M)
+
+
+def worktree(rev: str, parent: Path) -> Path:
+    path = parent / rev
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(path), rev], check=True)
+    return path
+
+
+def one_run(tree: Path, args: argparse.Namespace) -> dict[str, float]:
+    cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", "pg",
+           "--loads", "first,reimport", "--no-save", "--work", str(args.work)]
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{tree.name}: bench/run.py failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return {load: float(seconds) for load, seconds in CASE.findall(done.stdout)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("before")
+    parser.add_argument("after")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/campaign-bench"))
+    args = parser.parse_args()
+    samples: dict[str, list[dict[str, float]]] = {args.before: [], args.after: []}
+    with tempfile.TemporaryDirectory(prefix="campaign-compare-") as parent:
+        trees = {rev: worktree(rev, Path(parent)) for rev in samples}
+        try:
+            for round_number in range(args.rounds):
+                order = [args.before, args.after] if round_number % 2 == 0 else [args.after, args.before]
+                for rev in order:
+                    samples[rev].append(one_run(trees[rev], args))
+                    print(f"round {round_number + 1} {rev}: {samples[rev][-1]}", flush=True)
+        finally:
+            for tree in trees.values():
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    for load in ("first", "reimport"):
+        before = [s[load] for s in samples[args.before]]
+        after = [s[load] for s in samples[args.after]]
+        rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(after, before))
+        print(f"{load:<8} {args.before}: median {statistics.median(before):.2f} s {before}; "
+              f"{args.after}: median {statistics.median(after):.2f} s {after}; "
+              f"ratio of medians {statistics.median(after) / statistics.median(before):.3f} (round by round {rounds})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
