@@ -97,22 +97,16 @@ def with_retries(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, 
             time.sleep(delay)
 
 
-def log_before_failing(context: dg.OpExecutionContext, materialization: dg.AssetMaterialization) -> None:
-    """Log a materialization at once, for an op about to fail: what context.log_event logs
-    is only written with the op's outputs, so a failing op would lose it."""
-    from dagster._core.events import DagsterEvent
-
-    DagsterEvent.asset_materialization(context.get_step_execution_context(), materialization)
-
-
 def rejects_materialization(
-    template: ImportTemplate, run_id: str, rejects: pa.Table, path: Path | None
+    template: ImportTemplate, run_id: str, rejects: pa.Table, path: Path | None, failure: str | None = None
 ) -> dg.AssetMaterialization:
+    """The rejects asset of a run; a failed run's says so (it wrote nothing but its rejects files)."""
     preview = rejects.slice(0, PREVIEW_ROWS).to_pylist()
     return dg.AssetMaterialization(
         asset_key=["rejects", template.name],
-        description=f"Lines rejected by the run {run_id}.",
+        description=f"Lines rejected by the failed run {run_id}: {failure}" if failure else f"Lines rejected by the run {run_id}.",
         metadata={
+            "run_status": dg.MetadataValue.text("failed" if failure else "loaded"),
             "rows_rejected": dg.MetadataValue.int(rejects.num_rows),
             "rejects_path": dg.MetadataValue.path(str(path)) if path else dg.MetadataValue.text("none"),
             "run_id": dg.MetadataValue.text(run_id),
@@ -174,7 +168,7 @@ def validate_rows(
     if failure:
         rejects = read_rejects(list(state.reject_files))
         path = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
-        log_before_failing(context, rejects_materialization(state.template, context.run_id, rejects, path))
+        context.log_event(rejects_materialization(state.template, context.run_id, rejects, path, failure))
         raise CampaignError(f"{state.file}: {failure}")
     return state
 
@@ -190,7 +184,9 @@ def reconcile(
     )
     remove_work_dir(context)
     if outcome.failure:
-        log_before_failing(context, rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path))
+        context.log_event(
+            rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path, outcome.failure)
+        )
         raise CampaignError(f"{state.file}: {outcome.failure}")
     return outcome
 

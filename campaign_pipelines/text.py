@@ -28,3 +28,12 @@ def cased(value: pl.Expr, case: str) -> pl.Expr:
     if case == "capitalize":
         return value.str.slice(0, 1).str.to_uppercase() + value.str.slice(1).str.to_lowercase()
     return value
+
+
+# A reject reason quotes the value at fault, up to this many characters.
+SHOWN_CHARS = 100
+
+
+def shown(value: pl.Expr) -> pl.Expr:
+    """A value as a reject reason quotes it: a runaway value is cut, not copied whole."""
+    return pl.when(value.str.len_chars() > SHOWN_CHARS).then(value.str.slice(0, SHOWN_CHARS) + "…").otherwise(value)

@@ -90,6 +90,8 @@ def test_a_failed_runs_rejects_are_reported_like_a_finished_runs(home, capsys):
         event = instance.get_latest_materialization_event(dg.AssetKey(["rejects", "import_recipients"]))
     metadata = event.asset_materialization.metadata
     assert event.run_id == payload["run_id"] and metadata["rows_rejected"].value == 3
+    assert metadata["run_status"].value == "failed"
+    assert event.asset_materialization.description.startswith(f"Lines rejected by the failed run {payload['run_id']}: 3 lines rejected")
 
 
 def test_rejects_of_an_unknown_ambiguous_or_clean_run(home, capsys):

@@ -284,7 +284,7 @@ def test_bad_launch_override_is_a_clear_error(loaded):
 def test_unknown_encoding_at_launch(loaded):
     before = loaded.snapshot()
     result = loaded.run("people", encoding="klingon")
-    assert_failed_cleanly(loaded, result, before, "source.encoding: unknown encoding 'klingon'")
+    assert_failed_cleanly(loaded, result, before, "encoding='klingon' (source.encoding): unknown encoding 'klingon'")
 
 
 def test_failed_run_rejects_asset_is_reported(loaded):

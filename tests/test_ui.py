@@ -294,7 +294,7 @@ def test_run_page_shows_status_tag_and_rejects_asset(page: Page, webserver: Webs
 
     # The event log, filtered to materializations, as a user would type it in "Filter...".
     page.goto(f"/runs/{run_id}?logs=type:ASSET_MATERIALIZATION")
-    expect(page.get_by_text(f"Lines rejected by the run {run_id}.")).to_be_visible()
+    expect(page.get_by_text(re.compile(re.escape(f"Lines rejected by the failed run {run_id}: 3 lines rejected")))).to_be_visible()
     expect(page.get_by_text("rejects / import_recipients")).to_be_visible()
     expect(page.locator("a[href^='/assets/rejects/import_recipients']")).to_be_visible()
     expect(page.get_by_text("Loaded by import_recipients.")).to_be_visible()
@@ -305,6 +305,55 @@ def test_run_page_shows_status_tag_and_rejects_asset(page: Page, webserver: Webs
     expect(rejected.locator("td:nth-child(2)")).to_have_text(["3", "3"])
     expect(page.get_by_text("RUN_SUCCESS", exact=True)).to_have_count(0)  # the filter is applied
     page.screenshot(path=str(SCREENSHOT))
+
+
+def test_failed_run_on_max_rejects_keeps_its_rejects_asset(page: Page, webserver: Webserver) -> None:
+    """A run failed by its reject policy (3 rejects > errors.max_rejects 1) still records a
+    materialization of rejects/import_recipients: its run log and the asset's events show it
+    next to the step failure's one-sentence error."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port, timeout=60)
+    run_id = client.submit_job_execution(
+        "import_recipients", run_config={"file": "inbox/recipients.csv", "max_rejects": 1}
+    )
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} still {status} after {RUN_TIMEOUT}s:\n{webserver.log_tail()}")
+        time.sleep(0.5)
+    assert status == "FAILURE", f"run {run_id} ended {status}:\n{webserver.log_tail()}"
+    assert (webserver.data_dir / "rejects" / "import_recipients" / f"{run_id}.csv").is_file()
+
+    page.goto(f"/runs/{run_id}?logs=type:STEP_FAILURE")
+    expect(page.get_by_text("Failure", exact=True).first).to_be_visible()
+    expect(page.get_by_text(re.compile(
+        r"recipients\.csv: 3 lines rejected, more than errors\.max_rejects \(1\); nothing was written "
+        r"\(first: line 6: email: 'not-an-email' is not a valid e-mail address\)\."
+    ))).to_be_visible()
+
+    page.goto(f"/runs/{run_id}?logs=type:ASSET_MATERIALIZATION")
+    expect(page.get_by_text(re.compile(re.escape(f"Lines rejected by the failed run {run_id}: 3 lines rejected")))).to_be_visible()
+    expect(page.locator("a[href^='/assets/rejects/import_recipients']")).to_be_visible()
+    rejected = page.locator("tr").filter(has=page.get_by_text("rows_rejected", exact=True))
+    expect(rejected.locator("td:nth-child(2)")).to_have_text(["3"])
+    expect(page.get_by_text("RUN_FAILURE", exact=True)).to_have_count(0)  # the filter is applied
+
+    # The asset's Events tab, opened on this run's materialization (as a click in its list does).
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["rejects", "import_recipients"])), limit=100
+        ).records
+    [record] = [r for r in records if r.run_id == run_id]
+    page.goto(f"/assets/rejects/import_recipients?view=events&time={int(record.timestamp * 1000)}")
+    expect(page.get_by_text(f"Materialized in run {run_id[:8]}", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(re.escape(f"Lines rejected by the failed run {run_id}: 3 lines rejected")))).to_be_visible()
+    preview = page.locator("tr").filter(has=page.get_by_text("preview", exact=True))
+    lines = {"6": "email: 'not-an-email'", "7": "birth_date: '2104-07-01'", "10": "country_code: 'FRA'"}
+    for line, reason in lines.items():
+        row = preview.locator("tr").filter(has=page.get_by_text(line, exact=True)).filter(has_text=reason)
+        expect(row).to_be_visible()
+    page.screenshot(path=str(SCREENSHOT.with_name("ui_failed_run_rejects.png")))
 
 
 def test_schedule_shows_its_cron_and_switches_on_and_off(page: Page, webserver: Webserver) -> None:

@@ -136,7 +136,13 @@ def iter_line_blocks(
             long_line = []
             line_number += 1
             text = "" if end < 0 else text[end + 1 :]
-        text = carry + text
+        text, from_carry = carry + text, bool(carry)
+        if from_carry and (end := text.find("\n")) > MAX_LINE_CHARS:
+            # Only the line begun in an earlier block can be this long: a line read whole
+            # lies in one block, which is no longer than MAX_LINE_CHARS.
+            if on_long_line is not None:
+                on_long_line(line_number, text[:LONG_LINE_HEAD], end)
+            text, line_number = text[end + 1 :], line_number + 1
         if final:
             carry = ""
             if text.endswith("\n"):

@@ -15,7 +15,7 @@ from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.read import LINE, TEXT
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.templates import ColumnMapping, ImportTemplate, NumberFormat
-from campaign_pipelines.text import cased, scalar_text
+from campaign_pipelines.text import cased, scalar_text, shown
 from schemas.base import Field
 
 TRUE_WORDS = ("true", "1", "yes", "y", "t", "oui")
@@ -116,7 +116,7 @@ class Mapper:
                 mapped = text.replace_strict(m.remap, default=None, return_dtype=pl.Utf8)
                 unmapped = text.is_not_null() & ~known
                 if m.on_unmapped == "reject":
-                    reason = pl.format("{}: '{}' is not a value of the remap list", pl.lit(m.target), text)
+                    reason = pl.format("{}: '{}' is not a value of the remap list", pl.lit(m.target), shown(text))
                     failures.append((m, unmapped, reason))
                     text = mapped
                 elif m.on_unmapped == "default":
@@ -126,7 +126,7 @@ class Mapper:
             typed, bad = _convert(text, f, m.format)
             if f.kind != "string":
                 if m.on_error == "reject_line":
-                    failures.append((m, bad, pl.format("{}: '{}' {}", pl.lit(m.target), text, pl.lit(_expected(f, m.format)))))
+                    failures.append((m, bad, pl.format("{}: '{}' {}", pl.lit(m.target), shown(text), pl.lit(_expected(f, m.format)))))
                 elif m.on_error == "default":
                     typed = pl.when(bad).then(pl.lit(self.defaults[m.target], dtype=f.polars_dtype)).otherwise(typed)
                 # ignore_value: the failed conversion is already empty (null).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from campaign_pipelines.importing.read import LINE, TEXT
+from campaign_pipelines.text import shown
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.importing.transform import REJECTED, Mapper, source_label
 from campaign_pipelines.templates import ImportTemplate
@@ -73,7 +74,7 @@ class Validator:
         for target, group in failed.group_by("column", maintain_order=True):
             mapping = self.by_target[target[0]]
             reasons = group.select(
-                pl.format("{}: '{}' {}", pl.col("column"), pl.col("failure_case"), pl.col("check"))
+                pl.format("{}: '{}' {}", pl.col("column"), shown(pl.col("failure_case").cast(pl.Utf8)), pl.col("check"))
             ).to_series()
             rejects.add(group[LINE].to_arrow(), group[TEXT].to_arrow(), source_label(mapping), reasons.to_arrow())
         bad_rows = failed["index"].unique()
