@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import fcntl
 import gc
 import io
 import json
@@ -154,7 +155,11 @@ def dagster_instance() -> Any:
         home = Path(".campaign/dagster").absolute()
         home.mkdir(parents=True, exist_ok=True)
         os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    # The first runs on a new home create its storage; two at once would both try (the
+    # loser fails in alembic), so they take turns.
+    with open(Path(os.environ["DAGSTER_HOME"]) / ".campaign-pipelines.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return dg.DagsterInstance.get()
 
 
 def _failure_message(result: Any) -> str:
@@ -411,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     except CampaignError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # a bug: still one sentence; --verbose runs show Dagster's own log
+        print(f"error: unexpected error in {args.command}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def console() -> None:

@@ -115,3 +115,24 @@ def test_rejects_of_an_unknown_ambiguous_or_clean_run(home, capsys):
     assert err == "error: run id 'abcd' matches 2 runs (abcd1111-0000-0000-0000-000000000000, abcd2222-0000-0000-0000-000000000000); give more of it.\n"
     code, out, _ = run_cli(capsys, "rejects", "abcd2")
     assert code == 0 and out == "line 2: bad  [email]\n    x\n"
+
+
+def test_first_runs_on_a_new_dagster_home_at_once_all_finish(home, tmp_path):
+    """Three commands started together on a home no run has used yet: they create its
+    storage in turn (each used to race the others in alembic and print a traceback)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "campaign-pipelines"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "new_home")}
+    (tmp_path / "new_home").mkdir()
+    started = [
+        subprocess.Popen([str(script), "run", "import_recipients", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outcomes = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in started]
+    assert [code for code, _, _ in outcomes] == [0, 0, 0], [err[-2000:] for _, _, err in outcomes]
+    assert sorted(json.loads(out)["rows_inserted"] for _, out, _ in outcomes) == [0, 0, 5]
+    assert all(err == "" for _, _, err in outcomes)
