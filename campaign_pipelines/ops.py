@@ -59,6 +59,8 @@ def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
                 message = f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)}); nothing was written."
         set_status(context, "failed")
         remove_work_dir(context)
+        # One line, whatever a quoted value held (a reason may quote a multi-line value).
+        message = " ".join(message.split("\n")).replace("\r", " ")
         raise dg.Failure(description=message, allow_retries=False) from None
 
     return wrapper

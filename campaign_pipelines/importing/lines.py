@@ -79,6 +79,8 @@ def _decode_error_line(path: Path, source: Source) -> tuple[int, str]:
                 newlines += decoder.decode(raw).count("\n")
             except UnicodeDecodeError as exc:
                 return newlines + 1, f"byte 0x{raw[exc.start]:02x}"
+            except UnicodeError as exc:  # the codec refuses the stream itself (UTF-16 without a BOM)
+                return newlines + 1, str(exc)
     return newlines + 1, "an incomplete character at the end of the file"
 
 
@@ -94,7 +96,7 @@ def _text_blocks(path: Path, source: Source, block_bytes: int) -> Iterator[tuple
             final = not raw
             try:
                 text = decoder.decode(raw, final=final)
-            except UnicodeDecodeError:
+            except UnicodeError:  # UnicodeDecodeError, or a codec refusing the stream (UTF-16 without a BOM)
                 line, what = _decode_error_line(path, source)
                 raise CampaignError(
                     f"file {path}: line {line} is not valid {source.encoding} ({what}); "

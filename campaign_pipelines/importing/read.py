@@ -18,17 +18,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.lines import BLOCK_BYTES, MAX_LINE_CHARS, iter_line_blocks
+from campaign_pipelines.importing.records import QuoteRules, group_records
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.templates import ImportTemplate, Source
 
 LINE = "__line"
 TEXT = "__text"
+# The header is split by Python's csv module, whose default field limit is 128 KiB.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_CHARS))
 
 
 @dataclass
@@ -62,6 +66,10 @@ def _check_mapped_columns(template: ImportTemplate, columns: list[str], path: Pa
             )
 
 
+class _Unparsable(Exception):
+    """pyarrow read a block otherwise than its records: split it, find the culprit."""
+
+
 class SourceReader:
     """Streams a file as Arrow record batches: `__line`, `__text`, then one text column
     per file column (its title, its 1-based position, or its fixed-width name)."""
@@ -82,6 +90,8 @@ class SourceReader:
         # Multiline mode: the lines of a record whose quoted value is still open.
         self._open_record: tuple[pa.Array, pa.Array] | None = None
         self._mapped = [str(m.source) for m in template.columns if not m.is_constant]
+        quote = self.source.quote
+        self._rules = QuoteRules.of(self.source.delimiter, quote) if quote is not None and self.source.format == "delimited" else None
 
     @property
     def schema(self) -> pa.Schema:
@@ -102,9 +112,7 @@ class SourceReader:
                     continue
                 if self._header:
                     self._read_header(self.layout.prefix_lines[-1], len(self.layout.prefix_lines))
-            if source.joins_lines:
-                lines, numbers = self._records(lines, numbers)
-            batch = self._data_batch(lines, numbers)
+            batch = self._data_batch(*self._records(lines, numbers))
             if batch is not None and batch.num_rows:
                 yield batch
             if source.limit is not None and self.rows_read >= source.limit:
@@ -133,30 +141,49 @@ class SourceReader:
                 "a line may hold, before the data starts."
             )
         self.rows_read += 1
+        if self.rows_read == self.template.errors.stop_if_first_lines_rejected:
+            self.watch_line = number
         reason = f"line is {length:,} characters long, more than the {MAX_LINE_CHARS:,} a line may hold (its first {len(head):,} are kept here)"
         self.rejects.add(pa.array([number], pa.int64()), pa.array([head], pa.string()), None, reason)
 
-    def _data_batch(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch | None:
-        """Parse one block of data lines (records, in multiline mode)."""
-        if not len(lines):
+    def _data_batch(self, lines: pa.Array, numbers: pa.Array, rejected: list[tuple[int, str, str]]) -> pa.RecordBatch | None:
+        """Parse one block of records; `rejected` are its lines already rejected (an
+        unclosed quote). Both are data lines, counted in line order."""
+        if len(lines):
+            # Blank lines are not data lines; they are counted apart.
+            keep = pc.greater(pc.utf8_length(lines), 0)
+            blank = len(lines) - pc.sum(keep).as_py()
+            if blank:
+                self.blank_lines += blank
+                lines, numbers = lines.filter(keep), numbers.filter(keep)
+        count = len(lines) + len(rejected)
+        if not count:
             return None
-        # Blank lines are not data lines; they are counted apart.
-        keep = pc.greater(pc.utf8_length(lines), 0)
-        blank = len(lines) - pc.sum(keep).as_py()
-        if blank:
-            self.blank_lines += blank
-            lines, numbers = lines.filter(keep), numbers.filter(keep)
-        if self.source.limit is not None:
-            room = self.source.limit - self.rows_read
-            lines, numbers = lines.slice(0, room), numbers.slice(0, room)
+        limit, watch = self.source.limit, self.template.errors.stop_if_first_lines_rejected
+        if (limit is not None and self.rows_read + count > limit) or (
+            watch is not None and self.watch_line is None and self.rows_read + count >= watch
+        ):
+            in_order = np.sort(np.concatenate([numbers.to_numpy(), np.array([r[0] for r in rejected], np.int64)]))
+            if limit is not None and self.rows_read + count > limit:
+                last = int(in_order[limit - self.rows_read - 1]) if limit > self.rows_read else 0
+                lines, numbers = lines.filter(pc.less_equal(numbers, last)), numbers.filter(pc.less_equal(numbers, last))
+                rejected = [r for r in rejected if r[0] <= last]
+                count = len(lines) + len(rejected)
+            if watch is not None and self.watch_line is None and self.rows_read + count >= watch:
+                self.watch_line = int(in_order[watch - self.rows_read - 1])
+        self.rows_read += count
+        if rejected:
+            quote = self.source.quote
+            self.rejects.add(
+                pa.array([r[0] for r in rejected], pa.int64()),
+                pa.array([r[1] for r in rejected], pa.string()),
+                None,
+                pa.array([f"unbalanced quote ({quote}): the quoted value opened on line {r[0]} {r[2]}" for r in rejected]),
+            )
         if not len(lines):
             return None
         if not self.layout.columns:
             self._columns_from_first_line(lines[0].as_py())
-        watch = self.template.errors.stop_if_first_lines_rejected
-        if watch is not None and self.watch_line is None and self.rows_read + len(lines) >= watch:
-            self.watch_line = numbers[watch - self.rows_read - 1].as_py()
-        self.rows_read += len(lines)
         batch = self._parse(lines, numbers)
         if pc.any(pc.match_substring(lines, "\x00")).as_py():
             batch = self._reject_nul_bytes(batch)
@@ -179,75 +206,24 @@ class SourceReader:
         )
         return batch.filter(pc.invert(bad))
 
-    def _records(self, lines: pa.Array, numbers: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Join the lines of quoted values that span lines into records, numbered by their
-        first line; a record still open at the end of the block waits for the next one. A
-        record longer than max_record_lines lines (or MAX_LINE_CHARS characters) is an
-        unclosed quote: its first line is rejected and the lines after it read again."""
+    def _records(self, lines: pa.Array, numbers: pa.Array, at_end: bool = False) -> tuple[pa.Array, pa.Array, list]:
+        """Records (and the lines rejected while grouping them) of a block, with the open
+        record the previous block left; in strict mode (or without quotes) a line is a record."""
+        source = self.source
+        if not source.joins_lines:
+            return lines, numbers, []
         if self._open_record is not None:
             lines = pa.concat_arrays([self._open_record[0], lines])
             numbers = pa.concat_arrays([self._open_record[1], numbers])
             self._open_record = None
-        quote, max_lines = self.source.quote, self.source.max_record_lines
-        records: list[pa.Array] = []
-        record_numbers: list[pa.Array] = []
-        while len(lines):
-            odd = pc.bit_wise_and(pc.count_substring(lines, quote), 1)
-            if not pc.any(pc.cast(odd, pa.bool_())).as_py():  # the usual block: a record per line
-                records.append(lines)
-                record_numbers.append(numbers)
-                break
-            inside_after = pc.bit_wise_and(pc.cumulative_sum(odd), 1)  # 1: a quote is open after the line
-            inside_before = pc.bit_wise_xor(inside_after, odd)
-            starts = pc.cast(pc.indices_nonzero(pc.equal(inside_before, 0)), pa.int64())
-            ends = pa.concat_arrays([starts.slice(1), pa.array([len(lines)], pa.int64())])
-            sizes = pc.subtract(ends, starts)
-            chars = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(pc.cast(pc.utf8_length(lines), pa.int64()))])
-            record_chars = pc.subtract(pc.take(chars, ends), pc.take(chars, starts))
-            too_long = pc.indices_nonzero(pc.or_(pc.greater(sizes, max_lines), pc.greater(record_chars, MAX_LINE_CHARS)))
-            if len(too_long):
-                bad = too_long[0].as_py()
-                first = starts[bad].as_py()
-                records.append(self._join(lines.slice(0, first), starts.slice(0, bad)))
-                record_numbers.append(numbers.take(starts.slice(0, bad)))
-                self._reject_unclosed(lines[first].as_py(), numbers[first].as_py(), f"is not closed within {max_lines} lines")
-                lines, numbers = lines.slice(first + 1), numbers.slice(first + 1)
-                continue
-            complete = len(lines)
-            if inside_after[-1].as_py():
-                complete = starts[-1].as_py()
-                self._open_record = (lines.slice(complete), numbers.slice(complete))
-                starts = starts.slice(0, len(starts) - 1)
-            records.append(self._join(lines.slice(0, complete), starts))
-            record_numbers.append(numbers.take(starts))
-            break
-        if not records:
-            return lines, numbers
-        return pa.concat_arrays(records), pa.concat_arrays(record_numbers)
-
-    @staticmethod
-    def _join(lines: pa.Array, starts: pa.Array) -> pa.Array:
-        """Lines joined into records that begin at `starts`."""
-        offsets = pa.concat_arrays([pc.cast(starts, pa.int32()), pa.array([len(lines)], pa.int32())])
-        return pc.binary_join(pa.ListArray.from_arrays(offsets, lines), "\n")
-
-    def _reject_unclosed(self, text: str, number: int, how: str) -> None:
-        self.rows_read += 1
-        self.rejects.add(
-            pa.array([number], pa.int64()),
-            pa.array([text], pa.string()),
-            None,
-            f"unbalanced quote ({self.source.quote}): the quoted value opened on line {number} {how}",
-        )
+        grouped = group_records(lines, numbers, self._rules, source.quote, source.max_record_lines, MAX_LINE_CHARS, at_end)
+        self._open_record = grouped.open_tail
+        return grouped.lines, grouped.numbers, grouped.rejected
 
     def _flush_open_record(self) -> Iterator[pa.RecordBatch]:
-        """At the end of the file, a quoted value still open is an unclosed quote: its
-        first line is rejected and the lines after it are read again."""
-        while self._open_record is not None:
-            lines, numbers = self._open_record
-            self._open_record = None
-            self._reject_unclosed(lines[0].as_py(), numbers[0].as_py(), "is never closed")
-            batch = self._data_batch(*self._records(lines.slice(1), numbers.slice(1)))
+        """At the end of the file, a quoted value still open is an unclosed quote."""
+        if self._open_record is not None:
+            batch = self._data_batch(*self._records(pa.array([], pa.string()), pa.array([], pa.int64()), at_end=True))
             if batch is not None and batch.num_rows:
                 yield batch
 
@@ -299,16 +275,36 @@ class SourceReader:
 
     def _parse_delimited(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch:
         source = self.source
-        if source.quote is not None and not source.joins_lines:
-            odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, source.quote), 1), 1)
-            if pc.any(odd).as_py():
-                self.rejects.add(
-                    numbers.filter(odd), lines.filter(odd), None, f"unbalanced quote ({source.quote}): a quoted value is not closed"
-                )
-                even = pc.invert(odd)
-                lines, numbers = lines.filter(even), numbers.filter(even)
-                if not len(lines):
-                    return pa.RecordBatch.from_pylist([], schema=self.schema)
+        if self._rules is not None and not source.joins_lines:
+            # Strict mode: a line that leaves a quoted value open is rejected on its own.
+            unclosed = self._rules.unclosed(lines, source.quote)
+            if len(unclosed):
+                reason = f"unbalanced quote ({source.quote}): a quoted value is not closed"
+                self.rejects.add(numbers.take(pa.array(unclosed)), lines.take(pa.array(unclosed)), None, reason)
+                whole = np.ones(len(lines), dtype=bool)
+                whole[unclosed] = False
+                lines, numbers = lines.filter(pa.array(whole)), numbers.filter(pa.array(whole))
+        return self._parse_safely(lines, numbers)
+
+    def _parse_safely(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch:
+        """Parse records; if pyarrow cannot (a record it reads otherwise than the grouping
+        did), parse each half on its own, down to the one record it cannot split, which is
+        rejected with pyarrow's reason. Only a broken block pays for the halving."""
+        if not len(lines):
+            return pa.RecordBatch.from_pylist([], schema=self.schema)
+        try:
+            return self._parse_records(lines, numbers)
+        except _Unparsable as exc:
+            if len(lines) == 1:
+                self.rejects.add(numbers, lines, None, f"the line cannot be split into fields ({exc})")
+                return pa.RecordBatch.from_pylist([], schema=self.schema)
+            half = len(lines) // 2
+            parts = [self._parse_safely(lines.slice(0, half), numbers.slice(0, half)),
+                     self._parse_safely(lines.slice(half), numbers.slice(half))]
+            return pa.Table.from_batches(parts, schema=self.schema).combine_chunks().to_batches()[0]
+
+    def _parse_records(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch:
+        source = self.source
         # Append each line's number as one more field: parsed rows then carry it, and a
         # ragged row's text ends with it.
         tagged = pc.binary_join_element_wise(lines, pc.cast(numbers, pa.string()), source.delimiter)
@@ -317,33 +313,42 @@ class SourceReader:
         names = self.layout.columns + [LINE]
         expected = len(self.layout.columns)
         ragged: list[tuple[int, str, str]] = []
+        lost: list[str] = []
 
         def on_invalid(row: pacsv.InvalidRow) -> str:
             text, _, number = row.text.rpartition(source.delimiter)
-            ragged.append((int(number), text, f"line has {row.actual_columns - 1} fields, expected {expected}"))
+            if not number.isdigit():
+                lost.append(row.text)  # the row does not end with its line number: not a record we grouped
+            else:
+                ragged.append((int(number), text, f"line has {row.actual_columns - 1} fields, expected {expected}"))
             return "skip"
 
         # pyarrow's blocks must hold a whole row; its parser is fastest on blocks of 1 MiB.
         longest = pc.max(pc.binary_length(tagged)).as_py() or 0
-        table = pacsv.read_csv(
-            pa.BufferReader(buffer),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=max(1 << 20, 2 * longest + 2)),
-            parse_options=pacsv.ParseOptions(
-                delimiter=source.delimiter,
-                quote_char=source.quote if source.quote is not None else False,
-                double_quote=True,
-                escape_char=False,
-                # Only records joined from several lines hold one (slower to parse).
-                newlines_in_values=source.joins_lines and pc.any(pc.match_substring(lines, "\n")).as_py(),
-                ignore_empty_lines=True,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={**{c: pa.string() for c in self.layout.columns}, LINE: pa.int64()},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(buffer),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=max(1 << 20, 2 * longest + 2)),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=source.delimiter,
+                    quote_char=source.quote if source.quote is not None else False,
+                    double_quote=True,
+                    escape_char=False,
+                    # Only records joined from several lines hold one (slower to parse).
+                    newlines_in_values=source.joins_lines and pc.any(pc.match_substring(lines, "\n")).as_py(),
+                    ignore_empty_lines=True,
+                    invalid_row_handler=on_invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={**{c: pa.string() for c in self.layout.columns}, LINE: pa.int64()},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            raise _Unparsable(" ".join(str(exc).split())[:200]) from None
+        if lost or table.num_rows + len(ragged) != len(lines):
+            raise _Unparsable(f"{table.num_rows + len(ragged)} rows read from {len(lines)} records")
         if ragged:
             ragged.sort()
             self.rejects.add(
