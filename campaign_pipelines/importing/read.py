@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from campaign_pipelines.errors import CampaignError
-from campaign_pipelines.importing.lines import BLOCK_BYTES, MAX_LINE_CHARS, iter_line_blocks
+from campaign_pipelines.importing.lines import BLOCK_BYTES, MAX_LINE_CHARS, iter_line_blocks, may_hold
 from campaign_pipelines.importing.records import QuoteRules, group_records
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.templates import ImportTemplate, Source
@@ -185,7 +185,7 @@ class SourceReader:
         if not self.layout.columns:
             self._columns_from_first_line(lines[0].as_py())
         batch = self._parse(lines, numbers)
-        if pc.any(pc.match_substring(lines, "\x00")).as_py():
+        if may_hold(lines, "\x00"):
             batch = self._reject_nul_bytes(batch)
         return batch
 
@@ -335,7 +335,7 @@ class SourceReader:
                     double_quote=True,
                     escape_char=False,
                     # Only records joined from several lines hold one (slower to parse).
-                    newlines_in_values=source.joins_lines and pc.any(pc.match_substring(lines, "\n")).as_py(),
+                    newlines_in_values=source.joins_lines and may_hold(lines, "\n"),
                     ignore_empty_lines=True,
                     invalid_row_handler=on_invalid,
                 ),

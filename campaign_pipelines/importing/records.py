@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from campaign_pipelines.importing.lines import may_hold
+
 
 def _char(c: str) -> str:
     return f"\\x{{{ord(c):x}}}"  # RE2's escape for any character
@@ -39,6 +41,8 @@ class QuoteRules:
     def unclosed(self, lines: pa.Array, quote: str) -> np.ndarray:
         """Positions of the lines that leave a quoted value open, read from outside one.
         Only lines holding a quote can, and only they meet the regular expression."""
+        if not may_hold(lines, quote):
+            return np.empty(0, dtype=np.int64)
         quoted = np.flatnonzero(pc.match_substring(lines, quote).to_numpy(zero_copy_only=False))
         if not len(quoted):
             return quoted

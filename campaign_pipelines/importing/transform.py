@@ -132,14 +132,15 @@ class Mapper:
                 # ignore_value: the failed conversion is already empty (null).
             values.append(typed.cast(f.polars_dtype).alias(m.target))
 
-        checks = [pl.col(LINE), pl.col(TEXT)]
-        for i, (_, mask, reason) in enumerate(failures):
-            checks += [mask.fill_null(False).alias(f"__bad{i}"), reason.alias(f"__why{i}")]
+        checks = [pl.col(LINE), pl.col(TEXT)] + [mask.fill_null(False).alias(f"__bad{i}") for i, (_, mask, _) in enumerate(failures)]
         mapped = frame.select(*checks, *values)
-        for i, (m, _, _) in enumerate(failures):
-            hit = mapped.filter(pl.col(f"__bad{i}"))
-            if hit.height:
-                rejects.add(hit[LINE].to_arrow(), hit[TEXT].to_arrow(), source_label(m), hit[f"__why{i}"].to_arrow())
+        for i, (m, _, reason) in enumerate(failures):
+            bad = mapped[f"__bad{i}"]
+            if bad.any():
+                # The reason is formatted for the failing lines only, not for every line.
+                hit = frame.filter(bad)
+                why = hit.select(reason.alias("why"))["why"]
+                rejects.add(hit[LINE].to_arrow(), hit[TEXT].to_arrow(), source_label(m), why.to_arrow())
         # Rejected lines go on to validation (their failed values empty) so that one
         # reject lists every fault of its line; validation then drops them.
         rejected = pl.any_horizontal([pl.col(f"__bad{i}") for i in range(len(failures))]) if failures else pl.lit(False)
