@@ -376,6 +376,22 @@ def inject(campaign, admin, monkeypatch, where: str, times: int) -> Terminator:
     return terminator
 
 
+def run_changes_terminated(campaign, admin, monkeypatch, where: str, times: int):
+    """Load BASE, then import CHANGES with the run's session terminated `times` times at
+    `where`; the result, the terminator, and the tables as they were before CHANGES."""
+    campaign.template(people_template())
+    campaign.file("inbox/people.csv", BASE)
+    assert campaign.run("people").counts["rows_inserted"] == 3
+    before = campaign.snapshot()
+    campaign.file("inbox/people.csv", CHANGES)
+    terminator = inject(campaign, admin, monkeypatch, where, times=times)
+    try:
+        result = campaign.run("people")
+    finally:
+        terminator.remove()
+    return result, terminator, before
+
+
 @pytest.mark.parametrize("where", ["none", "copy", "lock", "decide", "insert"])
 def test_a_terminated_session_is_replaced_and_the_run_finishes_as_undisturbed(
     postgres_campaign, admin, monkeypatch, quick_retries, where
@@ -384,16 +400,7 @@ def test_a_terminated_session_is_replaced_and_the_run_finishes_as_undisturbed(
     just before a statement of the merge: the step is tried again on a new session (the
     stage is rebuilt from the step's input files) and the run ends as an undisturbed one."""
     campaign = postgres_campaign
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    assert campaign.run("people").counts["rows_inserted"] == 3
-    campaign.file("inbox/people.csv", CHANGES)
-
-    terminator = inject(campaign, admin, monkeypatch, where, times=1)
-    try:
-        result = campaign.run("people")
-    finally:
-        terminator.remove()
+    result, terminator, _ = run_changes_terminated(campaign, admin, monkeypatch, where, times=1)
     assert result.success, result.error
     assert len(terminator.killed) == (0 if where == "none" else 1)
     assert result.status == "finished_with_errors"
@@ -416,17 +423,7 @@ def test_a_session_terminated_at_every_try_fails_the_run_in_one_sentence(
     """The session terminated at every try: after the last, the run fails with one sentence
     naming the step, and no table changed."""
     campaign = postgres_campaign
-    campaign.template(people_template())
-    campaign.file("inbox/people.csv", BASE)
-    assert campaign.run("people").counts["rows_inserted"] == 3
-    before = campaign.snapshot()
-    campaign.file("inbox/people.csv", CHANGES)
-
-    terminator = inject(campaign, admin, monkeypatch, where, times=1_000)
-    try:
-        result = campaign.run("people")
-    finally:
-        terminator.remove()
+    result, terminator, before = run_changes_terminated(campaign, admin, monkeypatch, where, times=1_000)
     assert not result.success
     assert len(terminator.killed) == 4  # the first try and CampaignDatabase.retries (3) more
     assert len(set(terminator.killed)) == 4  # each on a new session

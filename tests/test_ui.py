@@ -185,17 +185,23 @@ def page(browser: Browser, webserver: Webserver) -> Iterator[Page]:
 @pytest.fixture(scope="module")
 def finished_run(webserver: Webserver) -> str:
     """An import_recipients run of the sample file, launched through the webserver's GraphQL API."""
+    run_id, status = launch_and_wait(webserver, {"file": "inbox/recipients.csv"})
+    assert status == "SUCCESS", f"run {run_id} ended {status}:\n{webserver.log_tail()}"
+    return run_id
+
+
+def launch_and_wait(webserver: Webserver, run_config: dict) -> tuple[str, str]:
+    """Launch import_recipients through the webserver's GraphQL API; its id and end status."""
     from dagster_graphql import DagsterGraphQLClient
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port, timeout=60)
-    run_id = client.submit_job_execution("import_recipients", run_config={"file": "inbox/recipients.csv"})
+    run_id = client.submit_job_execution("import_recipients", run_config=run_config)
     deadline = time.monotonic() + RUN_TIMEOUT
     while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
         if time.monotonic() > deadline:
             pytest.fail(f"run {run_id} still {status} after {RUN_TIMEOUT}s:\n{webserver.log_tail()}")
         time.sleep(0.5)
-    assert status == "SUCCESS", f"run {run_id} ended {status}:\n{webserver.log_tail()}"
-    return run_id
+    return run_id, status
 
 
 def builtin_job_names() -> set[str]:
@@ -294,7 +300,7 @@ def test_run_page_shows_status_tag_and_rejects_asset(page: Page, webserver: Webs
 
     # The event log, filtered to materializations, as a user would type it in "Filter...".
     page.goto(f"/runs/{run_id}?logs=type:ASSET_MATERIALIZATION")
-    expect(page.get_by_text(re.compile(re.escape(f"Lines rejected by the failed run {run_id}: 3 lines rejected")))).to_be_visible()
+    expect(page.get_by_text(f"Lines rejected by the run {run_id}.")).to_be_visible()
     expect(page.get_by_text("rejects / import_recipients")).to_be_visible()
     expect(page.locator("a[href^='/assets/rejects/import_recipients']")).to_be_visible()
     expect(page.get_by_text("Loaded by import_recipients.")).to_be_visible()
@@ -311,17 +317,7 @@ def test_failed_run_on_max_rejects_keeps_its_rejects_asset(page: Page, webserver
     """A run failed by its reject policy (3 rejects > errors.max_rejects 1) still records a
     materialization of rejects/import_recipients: its run log and the asset's events show it
     next to the step failure's one-sentence error."""
-    from dagster_graphql import DagsterGraphQLClient
-
-    client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port, timeout=60)
-    run_id = client.submit_job_execution(
-        "import_recipients", run_config={"file": "inbox/recipients.csv", "max_rejects": 1}
-    )
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
-        if time.monotonic() > deadline:
-            pytest.fail(f"run {run_id} still {status} after {RUN_TIMEOUT}s:\n{webserver.log_tail()}")
-        time.sleep(0.5)
+    run_id, status = launch_and_wait(webserver, {"file": "inbox/recipients.csv", "max_rejects": 1})
     assert status == "FAILURE", f"run {run_id} ended {status}:\n{webserver.log_tail()}"
     assert (webserver.data_dir / "rejects" / "import_recipients" / f"{run_id}.csv").is_file()
 

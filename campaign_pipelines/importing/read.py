@@ -2,11 +2,11 @@
 
 Lines come from `lines.iter_line_blocks` (any line break, bounded length); pyarrow's CSV
 parser then splits the fields. Every row keeps its exact line number and original text.
-Quoted values may run over several lines (RFC 4180): a value still open after
-`source.max_record_lines` lines is an unclosed quote, so its first line is rejected and
-reading goes on with the next one; an unclosed quote never swallows the rest of the file.
-In strict mode (`multiline: false`) a line with an odd number of quotes is rejected on
-its own. A line with the wrong number of fields, or a NUL byte in a mapped field, is
+Quoted values may run over several lines (RFC 4180; `records.py` groups lines by
+pyarrow's own quoting rules): a value still open after `source.max_record_lines` lines
+is an unclosed quote, so its first line is rejected and reading goes on with the next
+one; an unclosed quote never swallows the rest of the file. In strict mode
+(`multiline: false`) a line that leaves a quoted value open is rejected on its own. A line with the wrong number of fields, or a NUL byte in a mapped field, is
 rejected with its line number. Every column is read as text: `01000` and `+33 6…` arrive
 intact.
 """
