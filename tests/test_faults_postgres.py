@@ -373,6 +373,26 @@ def inject(campaign, admin, monkeypatch, where: str, times: int) -> Terminator:
         engine = campaign.engine
         sa.event.listen(engine, "before_cursor_execute", before_execute)
         terminator.remove = lambda: sa.event.remove(engine, "before_cursor_execute", before_execute)
+    elif where == "commit":
+        merging = []
+
+        def note_merge(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+            if statement.lstrip().startswith("LOCK TABLE"):
+                merging.append(conn)
+
+        def before_commit(conn):  # noqa: ANN001
+            if conn in merging:  # the merge's own transaction, about to COMMIT
+                terminator(conn.connection.driver_connection.info.backend_pid)
+
+        engine = campaign.engine
+        sa.event.listen(engine, "before_cursor_execute", note_merge)
+        sa.event.listen(engine, "commit", before_commit)
+
+        def remove() -> None:
+            sa.event.remove(engine, "before_cursor_execute", note_merge)
+            sa.event.remove(engine, "commit", before_commit)
+
+        terminator.remove = remove
     return terminator
 
 
@@ -489,3 +509,24 @@ def test_a_run_killed_mid_statement_leaves_no_trace_and_a_rerun_converges(postgr
         "rows_read": BIG, "rows_inserted": BIG - PRELOADED, "rows_updated": PRELOADED, "rows_unchanged": 0,
         "rows_deleted": 0, "rows_ignored": 0, "rows_rejected": 0}
     assert people_checksum(admin) == expected_checksum(big + others)
+
+
+def test_a_connection_lost_while_the_merge_commits_says_the_outcome_is_unknown(
+    postgres_campaign, admin, monkeypatch, quick_retries
+):
+    """The session terminated after the merge's last statement, as it commits: the client
+    cannot tell whether the server committed, so the run is not tried again; it fails
+    saying so, and a re-run of the file converges."""
+    campaign = postgres_campaign
+    result, terminator, before = run_changes_terminated(campaign, admin, monkeypatch, "commit", times=1)
+    assert not result.success and result.status == "failed"
+    assert len(terminator.killed) == 1
+    assert "the connection to the Campaign database was lost while the merge was committing" in result.error
+    assert "whether it was written is unknown; run the file again (a re-run converges)." in result.error
+    assert "\n" not in result.error and "Traceback" not in result.error
+    assert not [e for e in campaign.instance.all_logs(result.run_id) if "trying again in" in e.user_message]
+    assert campaign.snapshot() == before  # terminated before the COMMIT reached it: rolled back
+
+    again = campaign.run("people")
+    assert {k: again.counts[k] for k in CHANGES_COUNTS} == CHANGES_COUNTS
+    assert [tuple(r.values()) for r in campaign.rows("recipient", "email", "crm_id", "first_name", order_by="email")] == CHANGES_ROWS
