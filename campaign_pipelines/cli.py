@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug: still one sentence; --verbose runs show Dagster's own log
-        print(f"error: unexpected error in {args.command}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", file=sys.stderr)
+        detail = str(exc).strip().splitlines()[:1]
+        print(f"error: unexpected error in {args.command}: {type(exc).__name__}: {''.join(detail)}", file=sys.stderr)
         return EXIT_FAILED
 
 

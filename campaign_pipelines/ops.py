@@ -56,7 +56,7 @@ def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
                 context.log.exception("unexpected error")
                 message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
             else:
-                message = f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)}); nothing was written."
+                message = f"{_database_failure(context, what, exc)}; nothing was written."
         set_status(context, "failed")
         remove_work_dir(context)
         # One line, whatever a quoted value held (a reason may quote a multi-line value).
@@ -71,6 +71,10 @@ def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
     return text.splitlines()[0] if text else type(orig).__name__
+
+
+def _database_failure(context: dg.OpExecutionContext, what: str, exc: BaseException) -> str:
+    return f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)})"
 
 
 def with_retries(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file: Path, attempt: Callable[[Any], Any]) -> Any:
@@ -88,8 +92,8 @@ def with_retries(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, 
             campaign_db.reset_session()
             if tries > campaign_db.retries:
                 raise CampaignError(
-                    f"{file}: the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)}), "
-                    f"and on {campaign_db.retries} more tries; nothing was written."
+                    f"{file}: {_database_failure(context, what, exc)}, and on {campaign_db.retries} more tries; "
+                    "nothing was written."
                 ) from None
             delay = campaign_db.retry_backoff_seconds * 2 ** (tries - 1)
             context.log.warning(
