@@ -1,0 +1,92 @@
+"""Reading templates: parse one YAML file into its typed model, and the catalog of
+built-in and user templates (a broken user template is reported, the others load)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Union
+
+import yaml
+from pydantic import ValidationError
+
+from campaign_pipelines.errors import TemplateError
+from campaign_pipelines.templates.common import format_validation_error
+from campaign_pipelines.templates.exports import ExportTemplate
+from campaign_pipelines.templates.imports import ImportTemplate
+
+BUILTIN_PACKAGE = "campaign_pipelines.job_templates"
+
+Template = Union[ImportTemplate, ExportTemplate]
+
+
+def parse_template(text: str, origin: str) -> Template:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise TemplateError(f"{origin}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise TemplateError(f"{origin}: a job template is a YAML mapping of keys")
+    kind = data.get("kind")
+    model = {"import": ImportTemplate, "export": ExportTemplate}.get(kind)
+    if model is None:
+        raise TemplateError(f"{origin}: kind: must be 'import' or 'export', got {kind!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise TemplateError(f"{origin}: {format_validation_error(exc)}") from None
+
+
+@dataclass
+class Catalog:
+    """Every template found, by name, and the ones that failed to load."""
+
+    templates: dict[str, Template] = field(default_factory=dict)
+    builtin: set[str] = field(default_factory=set)
+    origins: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def get(self, name: str) -> Template:
+        try:
+            return self.templates[name]
+        except KeyError:
+            known = ", ".join(sorted(self.templates)) or "none"
+            raise TemplateError(f"no job template named {name!r} (known: {known})") from None
+
+
+def builtin_sources() -> list[tuple[str, str]]:
+    folder = resources.files(BUILTIN_PACKAGE)
+    return sorted(
+        (f"builtin:{entry.name}", entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    )
+
+
+def load_catalog(templates_dir: Path) -> Catalog:
+    catalog = Catalog()
+    for origin, text in builtin_sources():
+        template = parse_template(text, origin)  # a broken built-in is a bug: let it raise
+        catalog.templates[template.name] = template
+        catalog.builtin.add(template.name)
+        catalog.origins[template.name] = origin
+    if templates_dir.is_dir():
+        for path in sorted([*templates_dir.glob("*.yaml"), *templates_dir.glob("*.yml")]):
+            try:
+                template = parse_template(path.read_text(encoding="utf-8"), str(path))
+            except (TemplateError, OSError, UnicodeDecodeError) as exc:
+                catalog.errors.append(str(exc))
+                continue
+            if template.name in catalog.builtin:
+                catalog.errors.append(f"{path}: name: {template.name!r} is a built-in template's name; choose another")
+            elif template.name in catalog.templates:
+                catalog.errors.append(
+                    f"{path}: name: {template.name!r} is already used by {catalog.origins[template.name]}"
+                )
+            else:
+                catalog.templates[template.name] = template
+                catalog.origins[template.name] = str(path)
+    return catalog

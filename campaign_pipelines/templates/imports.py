@@ -1,0 +1,251 @@
+"""Import templates: the source file, the column mapping, the target and the error policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+import schemas
+from campaign_pipelines.templates.common import (
+    NAME_PATTERN, Collector, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding,
+    _one_character, check_pattern, has_date_field,
+)
+from campaign_pipelines.text import scalar_text
+
+
+class Width(Model):
+    name: str
+    start: Annotated[int, Field(ge=1)]
+    length: Annotated[int, Field(ge=1)]
+
+
+class Source(Model):
+    path: str | None = None
+    format: Literal["delimited", "fixed_width"] = "delimited"
+    delimiter: str = ","
+    quote: str | None = '"'
+    encoding: str = "utf-8"
+    header: bool = True
+    skip_lines: Annotated[int, Field(ge=0)] = 0
+    compression: Literal["auto", "none", "gzip", "zip"] = "auto"
+    widths: list[Width] | None = None
+    limit: Annotated[int, Field(ge=1)] | None = None
+    # Quoted values may hold line breaks (RFC 4180); null: yes wherever a quote is set.
+    # false is the strict mode: a line with an unclosed quote is rejected on its own.
+    multiline: bool | None = None
+    # A quoted value still open after this many lines is an unclosed quote: its first
+    # line is rejected and reading goes on with the next line.
+    max_record_lines: Annotated[int, Field(ge=1)] = 100
+    # NUL bytes (0x00) cannot be stored in a text value: reject the line, or strip them.
+    nul_bytes: Literal["reject", "strip"] = "reject"
+
+    _check_delimiter = field_validator("delimiter")(lambda v: _delimiter(v))
+    _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
+    _check_encoding = field_validator("encoding")(lambda v: _encoding(v))
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Source":
+        if self.format == "fixed_width":
+            if not self.widths:
+                raise ValueError("widths is required when format is fixed_width")
+            names = [w.name for w in self.widths]
+            if len(set(names)) != len(names):
+                raise ValueError("widths has duplicate names")
+            spans = sorted((w.start, w.start + w.length) for w in self.widths)
+            for (_, end), (start, _) in zip(spans, spans[1:]):
+                if start < end:
+                    raise ValueError("widths overlap")
+        elif self.widths:
+            raise ValueError("widths is only for format: fixed_width")
+        if self.quote is not None and self.quote == self.delimiter:
+            raise ValueError("quote and delimiter must differ")
+        if self.multiline and (self.quote is None or self.format != "delimited"):
+            raise ValueError("multiline needs a delimited format with a quote character")
+        return self
+
+    @property
+    def joins_lines(self) -> bool:
+        """Whether a quoted value may run over several lines."""
+        if self.multiline is None:
+            return self.quote is not None and self.format == "delimited"
+        return self.multiline
+
+
+class ColumnMapping(Model):
+    source: str | int | None = None
+    target: str
+    value: Any = None
+    trim: bool = False
+    case: Literal["lower", "upper", "capitalize", "none"] = "none"
+    format: str | NumberFormat | None = None
+    remap: dict[str, str] | None = None
+    on_unmapped: Literal["reject", "default", "keep"] = "reject"
+    on_error: Literal["reject_line", "ignore_value", "default"] = "reject_line"
+    default: Any = None
+
+    @field_validator("remap", mode="before")
+    @classmethod
+    def _remap_as_text(cls, v: Any) -> Any:
+        # YAML reads `Yes: Y` keys as booleans; the file holds text.
+        if isinstance(v, dict):
+            return {scalar_text(k): scalar_text(val) for k, val in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _source_or_value(self) -> "ColumnMapping":
+        has_value = "value" in self.model_fields_set
+        if (self.source is None) == (not has_value):
+            raise ValueError("give exactly one of source (a file column) or value (a constant)")
+        if isinstance(self.source, int) and self.source < 1:
+            raise ValueError("a column position (source) is 1-based")
+        if self.on_unmapped == "default" and self.remap is None:
+            raise ValueError("on_unmapped applies only with remap")
+        if (self.on_unmapped == "default" or self.on_error == "default") and "default" not in self.model_fields_set:
+            raise ValueError("a default value is required when on_unmapped or on_error is 'default'")
+        return self
+
+    @property
+    def is_constant(self) -> bool:
+        return self.source is None
+
+
+class ListTarget(Model):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    mode: Literal["append", "replace"] = "append"
+
+
+Operation = Literal["insert_or_update", "insert", "update", "reconcile_only", "delete"]
+
+
+class ImportTarget(Model):
+    table: str = Field(alias="schema")
+    operation: Operation = "insert_or_update"
+    keys: list[str] = Field(min_length=1)
+    secondary_keys: list[str] = []
+    duplicates_in_file: Literal["update", "ignore", "reject"] = "update"
+    existing_records: Literal["update", "ignore"] = "update"
+    empty_values: Literal["keep", "overwrite"] = "keep"
+    recipient_list: ListTarget | None = Field(None, alias="list")
+    service: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _known_table(cls, v: str) -> str:
+        if v not in schemas.IMPORTABLE:
+            raise ValueError(f"unknown schema {v!r}; imports can target: {', '.join(schemas.IMPORTABLE)}")
+        return v
+
+
+class ErrorPolicy(Model):
+    on_error: Literal["reject_line", "stop"] = "reject_line"
+    max_rejects: Annotated[int, Field(ge=0)] | None = None
+    stop_if_first_lines_rejected: Annotated[int, Field(ge=1)] | None = None
+    # A file with no data line is an empty delta (finished, nothing written) unless this is set.
+    fail_if_empty: bool = False
+
+
+# Flat launch config key -> (template section, key): what the Launchpad and `--set` take.
+LAUNCH_KEYS: dict[str, tuple[str, str]] = {
+    "file": ("source", "path"),
+    "delimiter": ("source", "delimiter"),
+    "quote": ("source", "quote"),
+    "encoding": ("source", "encoding"),
+    "skip_lines": ("source", "skip_lines"),
+    "limit": ("source", "limit"),
+    "operation": ("target", "operation"),
+    "on_error": ("errors", "on_error"),
+    "max_rejects": ("errors", "max_rejects"),
+}
+
+class ImportTemplate(Launchable):
+    launch_keys: ClassVar[dict[str, tuple[str, str]]] = LAUNCH_KEYS
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    kind: Literal["import"]
+    label: str | None = None
+    description: str | None = None
+    source: Source = Source()
+    target: ImportTarget
+    columns: list[ColumnMapping] = Field(min_length=1)
+    errors: ErrorPolicy = ErrorPolicy()
+    # Recurring runs: wired by campaign_pipelines.schedules and .sensors.
+    schedule: Schedule | None = None
+    collector: Collector | None = None
+    partitions: Partitions | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ImportTemplate":
+        spec = schemas.TABLES[self.target.table]
+        targets = [c.target for c in self.columns]
+        for i, column in enumerate(self.columns):
+            where = f"columns[{i}].target"
+            if column.target not in spec.field_names:
+                raise ValueError(f"{where}: {spec.name} has no column {column.target!r}")
+            f = spec.field(column.target)
+            if not f.importable:
+                raise ValueError(f"{where}: {spec.name}.{f.name} is set by the importer, not by a file")
+            if f.generated and column.target not in self.target.keys:
+                raise ValueError(f"{where}: {spec.name}.{f.name} is generated; map it only as a key")
+            if isinstance(column.format, NumberFormat) and f.kind != "integer":
+                raise ValueError(f"columns[{i}].format: a number format needs a number column, {f.name} is a {f.kind}")
+            if isinstance(column.format, str) and f.kind not in ("date", "timestamp"):
+                raise ValueError(f"columns[{i}].format: a date format needs a date column, {f.name} is a {f.kind}")
+            if self.source.format == "fixed_width" and column.source is not None:
+                names = [w.name for w in self.source.widths or []]
+                if column.source not in names:
+                    raise ValueError(f"columns[{i}].source: {column.source!r} is not a name in source.widths")
+            elif not self.source.header and isinstance(column.source, str):
+                raise ValueError(
+                    f"columns[{i}].source: with header: false, give the column's 1-based position, not a title"
+                )
+            elif self.source.header and isinstance(column.source, int) and self.source.format == "delimited":
+                raise ValueError(f"columns[{i}].source: with header: true, give the column's title")
+        if len(set(targets)) != len(targets):
+            dup = next(t for t in targets if targets.count(t) > 1)
+            raise ValueError(f"columns: {dup!r} is mapped more than once")
+        for key_list, name in ((self.target.keys, "keys"), (self.target.secondary_keys, "secondary_keys")):
+            for k in key_list:
+                if k not in targets:
+                    raise ValueError(f"target.{name}: {k!r} is not a mapped column")
+        generated_keys = [k for k in self.target.keys if spec.field(k).generated]
+        if generated_keys and self.target.operation in ("insert", "insert_or_update"):
+            raise ValueError(
+                f"target.keys: {generated_keys[0]!r} is generated by the database; "
+                "use it with update, delete or reconcile_only"
+            )
+        if (self.target.recipient_list or self.target.service) and self.target.table != "recipient":
+            raise ValueError("target.list/target.service: lists and services hold recipients; the target is " + self.target.table)
+        if (self.target.recipient_list or self.target.service) and self.target.operation == "delete":
+            raise ValueError("target.list/target.service: cannot add deleted records to a list or service")
+        for key, path in (("source.path", self.source.path), ("partitions.daily.path", self.partitions and self.partitions.daily.path)):
+            if path:
+                check_pattern(key, path, date=dt.date(2000, 1, 1))
+        if self.partitions:
+            daily = self.partitions.daily
+            if daily.column is not None:
+                raise ValueError("partitions.daily.column: only for exports; an import partition reads its day's file")
+            if daily.path is None and not (self.source.path and has_date_field(self.source.path)):
+                raise ValueError(
+                    "partitions.daily.path: required (a file pattern with {date:...}) unless source.path holds {date:...}"
+                )
+        return self
+
+    def file_for(self, day: dt.date) -> str | None:
+        """The file to import: source.path with {date:...} filled in with `day`."""
+        return self.source.path.format(date=day) if self.source.path else None
+
+    @property
+    def partition_path(self) -> str | None:
+        """The file a daily partition reads, with {date:...} still to fill."""
+        if self.partitions is None:
+            return None
+        return self.partitions.daily.path or self.source.path
+
+    @property
+    def table(self) -> schemas.TableSpec:
+        return schemas.TABLES[self.target.table]
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
