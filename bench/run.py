@@ -151,7 +151,7 @@ def fresh_pg_schema(args: argparse.Namespace, schema: str, campaign_tables: bool
     psql(args, f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
     if campaign_tables:  # the same DDL and indexes as our import's (schemas/)
         engine = sa.create_engine(pg_url(args, schema))
-        schemas.metadata.create_all(engine)
+        schemas.current().metadata.create_all(engine)
         engine.dispose()
 
 
@@ -167,7 +167,7 @@ def fresh_sqlite(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{path}"
     engine = sa.create_engine(url)
-    schemas.metadata.create_all(engine)
+    schemas.current().metadata.create_all(engine)
     engine.dispose()
     return url
 

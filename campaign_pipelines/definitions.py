@@ -26,7 +26,7 @@ def campaign_database(settings: Settings) -> CampaignDatabase:
     return CampaignDatabase()
 
 
-def asset_specs(catalog: Catalog) -> list[dg.AssetSpec]:
+def asset_specs(catalog: Catalog, model: schemas.DataModel) -> list[dg.AssetSpec]:
     tables = [
         dg.AssetSpec(
             key=["campaign", spec.name],
@@ -35,11 +35,18 @@ def asset_specs(catalog: Catalog) -> list[dg.AssetSpec]:
             kinds={"sql"},
             metadata={
                 "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(f.name, f.kind, description=f.description or None) for f in spec.fields]
-                )
+                    columns=[
+                        dg.TableColumn(
+                            f.name, f.type_name, description=f.description or None,
+                            constraints=dg.TableColumnConstraints(nullable=f.nullable, unique=f.unique),
+                        )
+                        for f in spec.fields
+                    ]
+                ),
+                "schema_origin": dg.MetadataValue.text(spec.origin),
             },
         )
-        for spec in schemas.TABLES.values()
+        for spec in model.tables.values()
     ]
     rejects = [
         dg.AssetSpec(
@@ -55,6 +62,9 @@ def asset_specs(catalog: Catalog) -> list[dg.AssetSpec]:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    model = schemas.load(settings.schemas_dir)
+    for error in model.errors:
+        log.warning("data schema skipped: %s", error)
     catalog = load_catalog(settings.templates_dir)
     for error in catalog.errors:
         log.warning("job template skipped: %s", error)
@@ -67,7 +77,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             cancelled_runs,
             failed_runs,
         ],
-        assets=asset_specs(catalog),
+        assets=asset_specs(catalog, model),
         resources={
             "campaign_db": campaign_database(settings),
             "file_store": FileStore(data_dir=str(settings.data_dir)),

@@ -16,6 +16,7 @@ class Settings:
     db_url: str | None
     data_dir: Path
     templates_dir: Path
+    schemas_dir: Path
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -23,6 +24,7 @@ class Settings:
             db_url=os.environ.get("CAMPAIGN_DB_URL") or None,
             data_dir=Path(os.environ.get("CAMPAIGN_DATA_DIR", ".campaign/data")).absolute(),
             templates_dir=Path(os.environ.get("CAMPAIGN_TEMPLATES_DIR", "job_templates")).absolute(),
+            schemas_dir=Path(os.environ.get("CAMPAIGN_SCHEMAS_DIR", "data_schemas")).absolute(),
         )
 
 

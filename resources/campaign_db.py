@@ -26,7 +26,7 @@ def get_engine(url: str) -> sa.Engine:
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
         _postgres_session(engine)
-    schemas.metadata.create_all(engine, checkfirst=True)
+    schemas.current().metadata.create_all(engine, checkfirst=True)
     return engine
 
 

@@ -1,14 +1,19 @@
 """subscription: recipients subscribed to services."""
 
-from schemas.base import Field, TableSpec
+from schemas.base import Field, Link, TableSpec
+
+LINKS = (
+    Link("service", "service", "The service.", nullable=False),
+    Link("recipient", "recipient", "The subscriber.", nullable=False),
+)
 
 TABLE = TableSpec(
     name="subscription",
     description="Recipients subscribed to services.",
     primary_key=("service_id", "recipient_id"),
+    links=LINKS,
     fields=(
-        Field("service_id", "integer", nullable=False, foreign_key="service.id"),
-        Field("recipient_id", "integer", nullable=False, foreign_key="recipient.id"),
+        *(link.as_field() for link in LINKS),
         Field("created_at", "timestamp", nullable=False, managed=True),
     ),
 )

@@ -18,6 +18,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+import schemas
+
 from campaign_pipelines.definitions import build_definitions
 from campaign_pipelines.importing.steps import COUNT_KEYS
 from campaign_pipelines.jobs import run_config
@@ -81,12 +83,15 @@ class Campaign:
         self.instance = instance
         self.data_dir = root / "data"
         self.templates_dir = root / "templates"
+        self.schemas_dir = root / "data_schemas"
         self.data_dir.mkdir()
         self.templates_dir.mkdir()
+        self.schemas_dir.mkdir()
         # As a deployment would: the code location reads its settings from the environment.
         monkeypatch.setenv("CAMPAIGN_DB_URL", db_url)
         monkeypatch.setenv("CAMPAIGN_DATA_DIR", str(self.data_dir))
         monkeypatch.setenv("CAMPAIGN_TEMPLATES_DIR", str(self.templates_dir))
+        monkeypatch.setenv("CAMPAIGN_SCHEMAS_DIR", str(self.schemas_dir))
 
     @property
     def settings(self) -> Settings:
@@ -105,6 +110,13 @@ class Campaign:
         name = name or text.split("name:", 1)[1].split()[0]
         path = self.templates_dir / f"{name}.yaml"
         path.write_text(text, encoding="utf-8")
+        return path
+
+    def schema(self, text: str, name: str) -> Path:
+        """A user data schema file; the data model is read again, as a code location reload does."""
+        path = self.schemas_dir / f"{name}.yaml"
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        schemas.load(self.schemas_dir)
         return path
 
     def file(self, relative: str, content: str | bytes, encoding: str = "utf-8") -> Path:

@@ -198,7 +198,7 @@ class Reconciler:
             names |= {"recipient_list", "recipient_list_member"}
         if self.template.target.service:
             names |= {"service", "subscription"}
-        return [schemas.TABLES[name].table for name in sorted(names)]
+        return [schemas.table(name).table for name in sorted(names)]
 
     def merge(self) -> MergeResult:
         if self.dialect == "postgresql":
@@ -388,16 +388,16 @@ class Reconciler:
                 )
         if target.recipient_list:
             list_id = self._named_row(
-                schemas.TABLES["recipient_list"].table, target.recipient_list.name,
+                schemas.table("recipient_list").table, target.recipient_list.name,
                 label=target.recipient_list.name, created_at=self.now,
             )
-            members = schemas.TABLES["recipient_list_member"].table
+            members = schemas.table("recipient_list_member").table
             if target.recipient_list.mode == "replace":
                 self.conn.execute(sa.delete(members).where(members.c.list_id == list_id))
             self._link(members, "list_id", list_id, {})
         if target.service:
-            service_id = self._named_row(schemas.TABLES["service"].table, target.service, label=target.service, channel="email")
-            self._link(schemas.TABLES["subscription"].table, "service_id", service_id, {"created_at": self.now})
+            service_id = self._named_row(schemas.table("service").table, target.service, label=target.service, channel="email")
+            self._link(schemas.table("subscription").table, "service_id", service_id, {"created_at": self.now})
 
     def _named_row(self, table: sa.Table, name: str, **defaults: object) -> int:
         found = self.conn.execute(sa.select(table.c.id).where(table.c.name == name)).scalar()

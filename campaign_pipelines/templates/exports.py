@@ -61,8 +61,8 @@ class ExportSource(Model):
     @field_validator("table")
     @classmethod
     def _known_table(cls, v: str) -> str:
-        if v not in schemas.TABLES:
-            raise ValueError(f"unknown schema {v!r}; known: {', '.join(sorted(schemas.TABLES))}")
+        if v not in schemas.current().tables:
+            raise ValueError(f"unknown schema {v!r}; known: {', '.join(sorted(schemas.current().tables))}")
         return v
 
 
@@ -95,7 +95,7 @@ class ExportTemplate(Launchable):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExportTemplate":
-        spec = schemas.TABLES[self.source.table]
+        spec = schemas.table(self.source.table)
         for i, column in enumerate(self.source.columns):
             if column.column is not None and column.column not in spec.field_names:
                 raise ValueError(f"source.columns[{i}].column: {spec.name} has no column {column.column!r}")
@@ -156,7 +156,7 @@ class ExportTemplate(Launchable):
 
     @property
     def table(self) -> schemas.TableSpec:
-        return schemas.TABLES[self.source.table]
+        return schemas.table(self.source.table)
 
     @property
     def display_label(self) -> str:

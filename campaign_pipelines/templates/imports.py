@@ -133,8 +133,8 @@ class ImportTarget(Model):
     @field_validator("table")
     @classmethod
     def _known_table(cls, v: str) -> str:
-        if v not in schemas.IMPORTABLE:
-            raise ValueError(f"unknown schema {v!r}; imports can target: {', '.join(schemas.IMPORTABLE)}")
+        if v not in schemas.current().importable:
+            raise ValueError(f"unknown schema {v!r}; imports can target: {', '.join(schemas.current().importable)}")
         return v
 
 
@@ -176,7 +176,7 @@ class ImportTemplate(Launchable):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ImportTemplate":
-        spec = schemas.TABLES[self.target.table]
+        spec = schemas.table(self.target.table)
         targets = [c.target for c in self.columns]
         for i, column in enumerate(self.columns):
             where = f"columns[{i}].target"
@@ -244,7 +244,7 @@ class ImportTemplate(Launchable):
 
     @property
     def table(self) -> schemas.TableSpec:
-        return schemas.TABLES[self.target.table]
+        return schemas.table(self.target.table)
 
     @property
     def display_label(self) -> str:

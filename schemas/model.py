@@ -1,0 +1,134 @@
+"""The data model in use: the built-in tables, extended and joined by the user's schema
+files, each bound to one SQLAlchemy metadata. Everything that needs a table's shape
+reads it here (`schemas.current()`), never from a module directly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from schemas.base import TableSpec
+from schemas.files import (
+    ExtensionFile, TableFile, check_error, extended, import_check_modules, parse_schema_file, user_table,
+)
+
+SCHEMAS_DIR_ENV = "CAMPAIGN_SCHEMAS_DIR"
+
+
+@dataclass
+class DataModel:
+    tables: dict[str, TableSpec]
+    metadata: sa.MetaData
+    errors: list[str] = field(default_factory=list)
+    source: Path | None = None
+
+    @property
+    def importable(self) -> list[str]:
+        return sorted(name for name, spec in self.tables.items() if spec.importable)
+
+    def table(self, name: str) -> TableSpec:
+        return self.tables[name]
+
+    def links_to(self, name: str) -> list[tuple[TableSpec, str]]:
+        """(table, link name) of every link that points at `name`: its collections."""
+        return [(spec, link.name) for spec in self.tables.values() for link in spec.links if link.table == name]
+
+
+def build_model(specs: list[TableSpec], errors: list[str] | None = None, source: Path | None = None) -> DataModel:
+    metadata = sa.MetaData()
+    return DataModel({s.name: s.bind(metadata) for s in specs}, metadata, list(errors or []), source)
+
+
+def _link_errors(spec: TableSpec, tables: dict[str, TableSpec], new_links: list[str] | None = None) -> str | None:
+    for i, link in enumerate(spec.links):
+        if new_links is not None and link.name not in new_links:
+            continue
+        where = f"links[{i}]" if new_links is None else f"links[{new_links.index(link.name)}]"
+        target = tables.get(link.table)
+        if target is None:
+            return f"{where}.table: no table named {link.table!r} (known: {', '.join(sorted(tables))})"
+        if link.via is not None:
+            if not target.has(link.via):
+                return f"{where}.via: {link.table} has no field {link.via!r}"
+            f = target.field(link.via)
+            if not (f.unique or f.name in target.primary_key):
+                return f"{where}.via: {link.table}.{link.via} is not unique, so it cannot identify one record"
+    return None
+
+
+def load_model(builtin: list[TableSpec], schemas_dir: Path) -> DataModel:
+    """The built-in tables plus every valid schema file in `schemas_dir` (sorted by name:
+    new tables first, then extensions). A file in error is left out and reported."""
+    tables = {spec.name: spec for spec in builtin}
+    errors: list[str] = []
+    parsed: list[tuple[Path, TableFile | ExtensionFile]] = []
+    files = sorted([*schemas_dir.glob("*.yaml"), *schemas_dir.glob("*.yml")]) if schemas_dir.is_dir() else []
+    if any(files):
+        errors += import_check_modules(schemas_dir)
+    for path in files:
+        try:
+            parsed.append((path, parse_schema_file(path)))
+        except ValueError as exc:
+            errors.append(str(exc))
+    definitions = [(p, f) for p, f in parsed if isinstance(f, TableFile)]
+    extensions = [(p, f) for p, f in parsed if isinstance(f, ExtensionFile)]
+    for path, file in definitions:
+        if file.name in tables:
+            origin = tables[file.name].origin
+            errors.append(f"{path}: name: {file.name!r} is already a table ({origin}); use extends: to add fields to it")
+            continue
+        try:
+            spec = user_table(file)
+        except ValueError as exc:
+            errors.append(f"{path}: {exc}")
+            continue
+        tables[file.name] = TableSpec(**{**{k: v for k, v in spec.__dict__.items() if k != "_table"}, "origin": str(path)})
+    for path, file in extensions:
+        base = tables.get(file.extends)
+        if base is None or not base.importable:
+            known = ", ".join(sorted(n for n, s in tables.items() if s.importable))
+            errors.append(f"{path}: extends: no table named {file.extends!r} can be extended (known: {known})")
+            continue
+        try:
+            spec = extended(base, file)
+        except ValueError as exc:
+            errors.append(f"{path}: fields: {exc}")
+            continue
+        problem = _link_errors(spec, tables, [link.name for link in file.links])
+        if problem:
+            errors.append(f"{path}: {problem}")
+            continue
+        tables[file.extends] = TableSpec(**{**{k: v for k, v in spec.__dict__.items() if k != "_table"}, "origin": f"{base.origin}, {path}"})
+    # Links are checked once every table is known; a table left out takes its dependants with it.
+    while True:
+        broken = {}
+        for name, spec in tables.items():
+            if spec.origin == "built-in":
+                continue
+            problem = _link_errors(spec, tables) if not spec.origin.startswith("built-in,") else None
+            if problem:
+                broken[name] = f"{spec.origin}: {problem}"
+        if not broken:
+            break
+        for name, message in broken.items():
+            errors.append(message)
+            del tables[name]
+    # A user's checks are built once here (pandera is imported only when there are some).
+    own = {spec.name: set(spec.field_names) for spec in builtin}
+    for name, spec in list(tables.items()):
+        problems = [
+            f"{spec.origin}: fields.{f.name}.checks[{i}]: {problem}"
+            for f in spec.fields if f.name not in own.get(name, ())
+            for i, check in enumerate(f.checks) if (problem := check_error(check))
+        ]
+        if problems:
+            errors += problems
+            del tables[name]
+    return build_model(list(tables.values()), errors, schemas_dir)
+
+
+def schemas_dir_from_env() -> Path:
+    return Path(os.environ.get(SCHEMAS_DIR_ENV, "data_schemas")).absolute()
