@@ -304,19 +304,16 @@ class TableSpec:
         return sa.Table(self.name, metadata, *columns, *constraints, comment=self.description or None)
 
     def pandera_schema(self, columns: list[str]) -> "pa.DataFrameSchema":
-        """Checks for the given (mapped) columns. Emptiness is allowed here: an empty
-        value means "leave the field" on update, and keys are checked by the importer."""
-        import pandera.polars as pa
+        return pandera_schema([self.field(name) for name in columns])
 
-        return pa.DataFrameSchema(
-            {
-                name: pa.Column(
-                    self.field(name).polars_dtype,
-                    checks=self.field(name).pandera_checks(),
-                    nullable=True,
-                    coerce=False,
-                )
-                for name in columns
-            },
-            strict=False,
-        )
+
+def pandera_schema(fields: list[Field]) -> "pa.DataFrameSchema":
+    """Checks for the given (mapped) values, each under its field's name. Emptiness is
+    allowed here: an empty value means "leave the field" on update, and keys and
+    required fields are checked by the importer."""
+    import pandera.polars as pa
+
+    return pa.DataFrameSchema(
+        {f.name: pa.Column(f.polars_dtype, checks=f.pandera_checks(), nullable=True, coerce=False) for f in fields},
+        strict=False,
+    )

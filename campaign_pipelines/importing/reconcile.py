@@ -5,6 +5,8 @@ validates them (`copy_to_stage`, called by the validate step). One INSERT ... SE
 then decides every line's outcome into a second, narrow temporary table (line, keys,
 unique values, match, outcome), in layers of CTEs:
 
+0. resolve links: each linked value (an e-mail) becomes the linked record's id, by a
+   join (`on_missing_link: create` first inserts the linked records that are missing);
 1. match each line to an existing record by its key (or secondary key), and note
    whether the record already holds the line's values;
 2. settle duplicates in the file (`duplicates_in_file`);
@@ -23,18 +25,14 @@ the staging table step by step, is what keeps a million-row merge fast.
 from __future__ import annotations
 
 import datetime as dt
-import io
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 import schemas
-from campaign_pipelines.importing.read import LINE
+from campaign_pipelines.importing.stage import copy_to_stage, deciding_columns, insert_rows, stage_table, temporary_table
 from campaign_pipelines.importing.validate import KEY_KIND
 from campaign_pipelines.templates import ImportTemplate
 
@@ -47,7 +45,7 @@ IGNORED = {
     "not_found": "no record matches the key",
     "kept": "the record exists and existing_records is ignore",
 }
-REJECT_PREFIXES = ("duplicate_reject", "ambiguous", "conflict:", "conflict_file:")
+REJECT_PREFIXES = ("duplicate_reject", "ambiguous", "conflict:", "conflict_file:", "missing_link:", "required:")
 LOADED = ("insert", "update", "unchanged")
 WRITING = ("insert", "update")
 
@@ -57,78 +55,8 @@ class MergeResult:
     counts: dict[str, int] = field(default_factory=dict)
     ignored_by_cause: dict[str, int] = field(default_factory=dict)
     rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (line, column, reason)
+    links_created: dict[str, int] = field(default_factory=dict)  # on_missing_link: create, by link
 
-
-def _temporary_table(name: str, columns: list[sa.Column]) -> sa.Table:
-    # Dropped by the merge; a failed run's go with its session (CampaignDatabase.session).
-    return sa.Table(f"{name}_{uuid.uuid4().hex[:12]}", sa.MetaData(), *columns, prefixes=["TEMPORARY"])
-
-
-def stage_table(template: ImportTemplate, name: str | None = None) -> sa.Table:
-    """The temporary table of a template's valid rows: line number, key kind and the
-    mapped columns with their types. `name`: one already created and filled."""
-    columns = [
-        sa.Column("line", sa.BigInteger),
-        sa.Column(KEY_KIND, sa.String(1)),
-        *[sa.Column(m.target, template.table.field(m.target).sql_type()) for m in template.columns],
-    ]
-    if name:
-        return sa.Table(name, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
-    return _temporary_table("stage", columns)
-
-
-CSV_ROWS = pacsv.WriteOptions(include_header=False, quoting_style="needed")  # null: empty; "": quoted
-
-
-def _copy_statement(table: sa.Table, names: list[str]) -> object:
-    from psycopg import sql
-
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
-    )
-
-
-def _csv(rows: pa.Table) -> memoryview:
-    buffer = io.BytesIO()
-    pacsv.write_csv(rows, buffer, CSV_ROWS)
-    return buffer.getbuffer()
-
-
-def copy_rows(conn: sa.Connection, table: sa.Table, rows: pa.Table) -> None:
-    """PostgreSQL: COPY an Arrow table's rows into the table (columns by name)."""
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(_copy_statement(table, rows.column_names)) as copy:
-        copy.write(_csv(rows))
-
-
-def deciding_columns(template: ImportTemplate) -> list[str]:
-    """The mapped columns the merge matches, groups or checks lines on: keys, secondary
-    keys and unique values."""
-    columns = [m.target for m in template.columns]
-    unique = [f.name for f in template.table.unique_fields if f.name in columns]
-    return list(dict.fromkeys([*template.target.keys, *template.target.secondary_keys, *unique]))
-
-
-def copy_to_stage(
-    conn: sa.Connection, template: ImportTemplate, stage: sa.Table, frames: Iterable[pl.DataFrame]
-) -> Iterator[pl.DataFrame]:
-    """PostgreSQL: create the stage and COPY each frame into it as it passes through, then
-    ANALYZE it. One COPY for all the frames, sent by psycopg's queued writer from its own
-    thread: the server parses one chunk on the other core while Python validates the next
-    (1M lines: validate and stage 2.3-2.8 s, against 3.0-4.0 s one after the other)."""
-    from psycopg.copy import QueuedLibpqWriter
-
-    stage.create(conn)
-    names = [c.name for c in stage.columns]
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(_copy_statement(stage, names), writer=QueuedLibpqWriter(cursor)) as copy:
-        for frame in frames:
-            copy.write(_csv(frame.rename({LINE: "line"}).select(names).to_arrow()))
-            yield frame
-    # Statistics for what the merge joins and groups on; the other columns are only
-    # carried (1M lines: 0.13 s instead of 0.24 s).
-    analyzed = ", ".join(f'"{c}"' for c in ["line", KEY_KIND, *deciding_columns(template)])
-    conn.exec_driver_sql(f'ANALYZE "{stage.name}" ({analyzed})')
 
 
 class Reconciler:
@@ -140,13 +68,15 @@ class Reconciler:
         self.target = self.spec.table
         self.now = now
         self.columns = [m.target for m in template.columns]
+        # Mapped links (a purchase's `recipient`): the stage holds the linked value (an
+        # e-mail), the decisions and the table the linked record's id.
+        self.links = {c: link for c in self.columns if (link := self.spec.link(c))}
         self.keys = template.target.keys
         self.secondary = template.target.secondary_keys
         self.dialect = conn.dialect.name
         self.stage = stage_table(template, staged)
-        data = [c for c in self.stage.columns if c.name in self.columns]
-        # The decisions carry only what deciding needs (keys and unique values); the other
-        # values stay in the stage until an update or insert reads them. Sorting and
+        # The decisions carry only what deciding needs (keys, unique values, link ids); the
+        # other values stay in the stage until an update or insert reads them. Sorting and
         # writing a million narrow rows instead of wide ones is most of a re-import's merge.
         self.carried = deciding_columns(template)
         # An unchanged line only needs counting, unless a list or service takes every loaded
@@ -155,17 +85,24 @@ class Reconciler:
         # the decisions read 1,111 rows).
         self.keeps_unchanged = bool(template.target.recipient_list or template.target.service)
         # No indexes: nothing looks a line up; each table is written once and scanned.
-        self.decided = _temporary_table(
+        self.decided = temporary_table(
             "decided",
             [
                 sa.Column("line", sa.BigInteger),
                 sa.Column(KEY_KIND, sa.String(1)),
-                *[c.copy() for c in data if c.name in self.carried],
+                *[
+                    sa.Column(c, sa.BigInteger) if c in self.links else self.stage.c[c].copy()
+                    for c in self.carried
+                ],
                 sa.Column("match_id", sa.BigInteger),
                 sa.Column("action", sa.String(80)),
                 sa.Column("ref_line", sa.BigInteger),
             ],
         )
+
+    def column_of(self, name: str) -> str:
+        """The target table's column a mapped name fills (a link's `<name>_id`)."""
+        return self.links[name].column if name in self.links else name
 
     # -- staging ---------------------------------------------------------------------
 
@@ -175,19 +112,7 @@ class Reconciler:
             for _ in copy_to_stage(self.conn, self.template, self.stage, frames):
                 pass
             return
-        self.stage.create(self.conn)
-        names = [c.name for c in self.stage.columns]
-        for frame in frames:
-            self._insert_many(frame.rename({LINE: "line"}).select(names), names)
-
-    def _insert_many(self, frame: pl.DataFrame, names: list[str]) -> None:
-        # SQLite stores dates as ISO text and booleans as 0/1, as SQLAlchemy does.
-        frame = frame.with_columns(pl.col(pl.Date).cast(pl.Utf8), pl.col(pl.Boolean).cast(pl.Int8))
-        placeholders = ", ".join("?" for _ in names)
-        quoted = ", ".join(f'"{n}"' for n in names)
-        self.conn.exec_driver_sql(
-            f'INSERT INTO "{self.stage.name}" ({quoted}) VALUES ({placeholders})', frame.rows()
-        )
+        insert_rows(self.conn, self.stage, self.template, frames)
 
     # -- merge -----------------------------------------------------------------------
 
@@ -198,6 +123,7 @@ class Reconciler:
             names |= {"recipient_list", "recipient_list_member"}
         if self.template.target.service:
             names |= {"service", "subscription"}
+        names |= {link.table for name, link in self.links.items() if self.template.mapping(name).on_missing_link == "create"}
         return [schemas.table(name).table for name in sorted(names)]
 
     def merge(self) -> MergeResult:
@@ -211,56 +137,135 @@ class Reconciler:
             # A few statements, each over every line: JIT compiling them costs ~0.3 s each
             # and saves nothing (1M-line re-import: decide 2.9 s -> 2.6 s without it).
             self.conn.exec_driver_sql("SET LOCAL jit = off")
+        created = self._create_missing_links()
         self.decided.create(self.conn)
         names = [c.name for c in self.decided.columns]
         self.conn.execute(sa.insert(self.decided).from_select(names, self._decisions()))
         self._apply()
         self._link_list_and_service()
         result = self._result()
+        result.links_created = created
         self.decided.drop(self.conn)
         self.stage.drop(self.conn)
         return result
 
+    def _via(self, name: str) -> str:
+        mapping = self.template.mapping(name)
+        return (mapping.link.via if mapping.link else None) or self.links[name].via  # type: ignore[return-value]
+
+    def _create_missing_links(self) -> dict[str, int]:
+        """on_missing_link: create — one INSERT ... SELECT DISTINCT per link adds the
+        linked records no line's value matches, before anything is decided."""
+        created = {}
+        s = self.stage
+        for name, link in self.links.items():
+            if self.template.mapping(name).on_missing_link != "create":
+                continue
+            linked = schemas.table(link.table)
+            table, via = linked.table, self._via(name)
+            values = {via: s.c[name]}
+            for managed in ("created_at", "updated_at"):
+                if managed in table.c:
+                    values[managed] = sa.literal(self.now, sa.DateTime(timezone=True))
+            for f in linked.fields:
+                if f.default is not None and f.name not in values:
+                    values[f.name] = sa.literal(f.default, table.c[f.name].type)
+            missing = (
+                sa.select(*[v.label(k) for k, v in values.items()])
+                .where(s.c[name].is_not(None), ~sa.exists().where(table.c[via] == s.c[name]))
+                .distinct()
+            )
+            result = self.conn.execute(sa.insert(table).from_select(list(values), missing))
+            created[name] = result.rowcount
+        return created
+
+    def _resolved(self) -> sa.FromClause:
+        """The stage with each link's value replaced by the linked record's id (NULL when
+        none matches; the value itself stays as `<name>__value`)."""
+        s = self.stage
+        if not self.links:
+            return s
+        joins = s
+        columns = [s.c.line, s.c[KEY_KIND]]
+        for c in self.columns:
+            if c not in self.links:
+                columns.append(s.c[c])
+                continue
+            linked = schemas.table(self.links[c].table).table.alias(f"link_{c}")
+            joins = joins.outerjoin(linked, linked.c[self._via(c)] == s.c[c])
+            columns += [linked.c.id.label(c), s.c[c].label(f"{c}__value")]
+        return sa.select(*columns).select_from(joins).cte("resolved")
+
     def _unique_key(self, key: list[str]) -> bool:
-        return len(key) == 1 and (self.spec.field(key[0]).unique or key[0] in self.spec.primary_key)
+        column = self.column_of(key[0])
+        return len(key) == 1 and (self.spec.field(column).unique or column in self.spec.primary_key)
+
+    def _line_faults(self, src: sa.FromClause) -> list[sa.ColumnElement]:
+        """Per line, before any match: a link whose value matches nothing ('missing_link:'
+        rejects, 'no_link:' ignores), and the first required field left empty for an
+        insert ('required:'), or for an update that would empty it."""
+        link_faults = [
+            (sa.and_(src.c[f"{c}__value"].is_not(None), src.c[c].is_(None)),
+             f"{'no_link' if self.template.mapping(c).on_missing_link == 'ignore' else 'missing_link'}:{c}")
+            for c in self.links
+        ]
+        required = [c for c in self.columns if not self.spec.field(self.column_of(c)).nullable
+                    and self.spec.field(self.column_of(c)).default is None]
+        emptied = [c for c in required if self._overwrites(c)]
+        return [
+            sa.case(*link_faults, else_=sa.null()).label("link_fault") if link_faults else sa.null().label("link_fault"),
+            sa.case(*[(src.c[c].is_(None), c) for c in required], else_=sa.null()).label("empty_insert")
+            if required else sa.null().label("empty_insert"),
+            sa.case(*[(src.c[c].is_(None), c) for c in emptied], else_=sa.null()).label("empty_update")
+            if emptied else sa.null().label("empty_update"),
+        ]
 
     def _decisions(self) -> sa.Select:
         """Every staged line with its match, action and referenced line, as one SELECT."""
-        s, t = self.stage, self.target
+        src, t = self._resolved(), self.target
         target = self.template.target
 
         # 1. Match on the key, or on the secondary key for lines whose key is empty.
         # Whether the matched record already holds the line's values is settled here too,
         # while both rows are at hand, so the later layers carry a flag, not the values.
-        joins = s
+        joins = src
         match_ids, same_values = [], []
         for kind, key in (("p", self.keys), ("s", self.secondary)):
             if key:
                 found = t.alias(f"by_{kind}")
-                joins = joins.outerjoin(found, sa.and_(s.c[KEY_KIND] == kind, *[found.c[k] == s.c[k] for k in key]))
+                joins = joins.outerjoin(
+                    found, sa.and_(src.c[KEY_KIND] == kind, *[found.c[self.column_of(k)] == src.c[k] for k in key])
+                )
                 match_ids.append(found.c.id)
-                changed = sa.or_(*[self._new_value(c, s.c[c], found.c[c]).is_distinct_from(found.c[c]) for c in self.columns])
+                changed = sa.or_(*[
+                    self._new_value(c, src.c[c], found.c[self.column_of(c)]).is_distinct_from(found.c[self.column_of(c)])
+                    for c in self.columns
+                ])
                 same_values.append((found.c.id.is_not(None), sa.not_(changed)))
         match_id = sa.func.coalesce(*match_ids) if len(match_ids) > 1 else match_ids[0]
         same = sa.case(*same_values, else_=sa.false())
-        layer = [s.c.line, s.c[KEY_KIND], *[s.c[c] for c in self.carried], match_id.label("match_id"), same.label("same")]
+        layer = [src.c.line, src.c[KEY_KIND], *[src.c[c] for c in self.carried], match_id.label("match_id"), same.label("same")]
+        layer += self._line_faults(src)
         ambiguous_keys = [key for key in (self.keys, self.secondary) if key and not self._unique_key(key)]
         if ambiguous_keys:
             # A key that is not unique in the table may match several records.
-            layer.append(sa.func.count().over(partition_by=s.c.line).label("matches"))
-            layer.append(sa.func.row_number().over(partition_by=s.c.line, order_by=match_id).label("pick"))
+            layer.append(sa.func.count().over(partition_by=src.c.line).label("matches"))
+            layer.append(sa.func.row_number().over(partition_by=src.c.line, order_by=match_id).label("pick"))
         # MATERIALIZED: computed before the sort below, so the sort moves narrow rows and
         # not the stage's and the record's values side by side (1M lines: 222 MB -> 62 MB).
         matched = sa.select(*layer).select_from(joins).cte("matched").prefix_with("MATERIALIZED")
         if ambiguous_keys:
             matched = sa.select(*[c for c in matched.c if c.name != "pick"]).where(matched.c.pick == 1).cte("matched_once")
 
-        # 2. Duplicates: lines reaching the same record, or bringing the same new key.
+        # 2. Duplicates: lines reaching the same record, or bringing the same new key. A
+        # line with a missing link stands alone: it supersedes nothing.
         m = matched.c
         unmatched = m.match_id.is_(None)
         group = [m.match_id, sa.case((unmatched, m[KEY_KIND]))]
         group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "p"), self._bytewise(m[k]))) for k in self.keys]
         group += [sa.case((sa.and_(unmatched, m[KEY_KIND] == "s"), self._bytewise(m[k]))) for k in self.secondary]
+        if self.links:
+            group.append(sa.case((m.link_fault.is_not(None), m.line)))
         last_wins = target.duplicates_in_file == "update"
         # The group's kept line; any other line of the group is a duplicate. One window
         # function, so one pass over the sorted lines (a row_number and a min took two).
@@ -279,14 +284,17 @@ class Reconciler:
                            *([m.matches] if ambiguous_keys else [])).cte("grouped")
         r = grouped.c
         is_duplicate = r.line != r.kept
+        new_action = sa.case((r.empty_insert.is_not(None), sa.literal("required:") + r.empty_insert), else_=on_new) if on_new == "insert" else on_new
+        match_action = sa.case((r.empty_update.is_not(None), sa.literal("required:") + r.empty_update), else_=on_match) if on_match == "update" else on_match
         action = sa.case(
             *([(r.matches > 1, "ambiguous")] if ambiguous_keys else []),
+            (r.link_fault.is_not(None), r.link_fault),
             (is_duplicate, duplicate),
-            (r.match_id.is_not(None), on_match),
-            else_=on_new,
+            (r.match_id.is_not(None), match_action),
+            else_=new_action,
         )
         ref_line = sa.case((is_duplicate, r.kept))
-        base = [c for c in r if c.name not in ("kept", "matches")]
+        base = [c for c in r if c.name not in ("kept", "matches", "link_fault", "empty_insert", "empty_update")]
         acted = sa.select(*base, action.label("action"), ref_line.label("ref_line")).cte("acted")
 
         # 4. Unique values: taken by an earlier line of the file, or by another record.
@@ -331,16 +339,32 @@ class Reconciler:
             return value.collate("C")
         return value
 
+    def _overwrites(self, name: str) -> bool:
+        """Whether an update writes this column's empty value (empty_values: overwrite)."""
+        mapping = self.template.mapping(name)
+        rule = mapping.empty_values or self.template.target.empty_values
+        return rule == "overwrite" and mapping.update == "always" and name not in (*self.keys, *self.secondary)
+
     def _new_value(self, name: str, incoming: sa.ColumnElement, existing: sa.ColumnElement) -> sa.ColumnElement:
-        """What an update writes: an empty value keeps the field unless empty_values is
-        overwrite; a key is never emptied."""
-        keep = self.template.target.empty_values == "keep" or name in self.keys or name in self.secondary
-        return sa.func.coalesce(incoming, existing) if keep else incoming
+        """What an update writes, by the column's rules: `update: on_insert` keeps the
+        stored value, `if_empty` fills only an empty one, `always` writes the line's value
+        (an empty one too under empty_values: overwrite). A key is never emptied."""
+        rule = self.template.mapping(name).update
+        if rule == "on_insert":
+            return existing
+        if rule == "if_empty":
+            return sa.func.coalesce(existing, incoming)
+        return incoming if self._overwrites(name) else sa.func.coalesce(incoming, existing)
+
+    def _value(self, name: str) -> sa.ColumnElement:
+        """A mapped value as the update and insert read it: from the stage, or for a link
+        the resolved id the decisions carry."""
+        return self.decided.c[name] if name in self.links else self.stage.c[name]
 
     def _apply(self) -> None:
         d, s, t = self.decided, self.stage, self.target
         now = sa.literal(self.now, sa.DateTime(timezone=True))
-        updates = {c: self._new_value(c, s.c[c], t.c[c]) for c in self.columns}
+        updates = {self.column_of(c): self._new_value(c, self._value(c), t.c[self.column_of(c)]) for c in self.columns}
         if "updated_at" in t.c:
             updates["updated_at"] = now
         self.conn.execute(
@@ -352,9 +376,10 @@ class Reconciler:
 
         names, values = [], []
         for c in self.columns:
-            f = self.spec.field(c)
-            names.append(c)
-            values.append(sa.func.coalesce(s.c[c], sa.literal(f.default)) if f.default is not None else s.c[c])
+            f = self.spec.field(self.column_of(c))
+            names.append(f.name)
+            value = self._value(c)
+            values.append(sa.func.coalesce(value, sa.literal(f.default, t.c[f.name].type)) if f.default is not None else value)
         for managed in ("created_at", "updated_at"):
             if managed in t.c:
                 names.append(managed)
@@ -384,7 +409,7 @@ class Reconciler:
                 self.conn.execute(
                     sa.update(d)
                     .values(match_id=t.c.id)
-                    .where(d.c.action == "insert", d.c[KEY_KIND] == kind, *[t.c[k] == d.c[k] for k in key])
+                    .where(d.c.action == "insert", d.c[KEY_KIND] == kind, *[t.c[self.column_of(k)] == d.c[k] for k in key])
                 )
         if target.recipient_list:
             list_id = self._named_row(
@@ -414,7 +439,7 @@ class Reconciler:
         self.conn.execute(sa.insert(link).from_select([owner_column, "recipient_id", *extra], rows))
 
     def _result(self) -> MergeResult:
-        d = self.decided
+        d, s = self.decided, self.stage
         result = MergeResult()
         decided = 0
         for action, count in self.conn.execute(sa.select(d.c.action, sa.func.count()).group_by(d.c.action)):
@@ -423,6 +448,10 @@ class Reconciler:
                 result.counts[APPLIED[action]] = count
             elif action in IGNORED:
                 result.ignored_by_cause[IGNORED[action]] = count
+            elif action.startswith("no_link:"):
+                name = action.partition(":")[2]
+                cause = f"no {self.links[name].table} has this {self._via(name)} ({name}, on_missing_link: ignore)"
+                result.ignored_by_cause[cause] = count
         if not self.keeps_unchanged:
             # The staged lines left out. Never negative: more decisions than staged lines
             # must break the caller's line accounting, not cancel out.
@@ -430,20 +459,29 @@ class Reconciler:
             if staged > decided:
                 result.counts["rows_unchanged"] = staged - decided
         unique_cols = [f.name for f in self.spec.unique_fields if f.name in self.columns]
-        rejected = sa.select(d.c.line, d.c.action, d.c.ref_line, *[d.c[c] for c in unique_cols]).where(
-            sa.or_(*[d.c.action.startswith(p) for p in REJECT_PREFIXES])
+        rejected = (
+            sa.select(d.c.line, d.c.action, d.c.ref_line, *[d.c[c] for c in unique_cols],
+                      *[s.c[c].label(f"{c}__value") for c in self.links])
+            .select_from(d.join(s, s.c.line == d.c.line) if self.links else d)
+            .where(sa.or_(*[d.c.action.startswith(p) for p in REJECT_PREFIXES]))
         )
         labels = {m.target: (str(m.source) if m.source is not None else m.target) for m in self.template.columns}
         keys = ", ".join(self.keys)
         key_labels = ", ".join(labels[k] for k in self.keys)
         for row in self.conn.execute(rejected.order_by(d.c.line)).mappings():
             action = row["action"]
+            kind, _, column = action.partition(":")
             if action == "duplicate_reject":
                 result.rejects.append((row["line"], key_labels, f"duplicate of line {row['ref_line']} (same {keys})"))
             elif action == "ambiguous":
                 result.rejects.append((row["line"], key_labels, f"the key matches several {self.spec.name} records"))
+            elif kind == "missing_link":
+                link = self.links[column]
+                reason = f"{column}: no {link.table} has {self._via(column)} '{row[f'{column}__value']}' (on_missing_link: reject)"
+                result.rejects.append((row["line"], labels[column], reason))
+            elif kind == "required":
+                result.rejects.append((row["line"], labels[column], f"{column}: a value is required ({self.spec.name}.{self.column_of(column)} cannot be empty)"))
             else:
-                kind, _, column = action.partition(":")
                 where = f"line {row['ref_line']}" if kind == "conflict_file" else f"another {self.spec.name} record"
                 result.rejects.append((row["line"], labels[column], f"{column}: '{row[column]}' is also on {where} ({column} is unique)"))
         return result

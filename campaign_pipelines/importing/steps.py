@@ -22,8 +22,10 @@ import sqlalchemy as sa
 
 import schemas
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing.filter import FILTERED
 from campaign_pipelines.importing.read import LINE, TEXT, SourceReader
-from campaign_pipelines.importing.reconcile import Reconciler, copy_rows, copy_to_stage, stage_table
+from campaign_pipelines.importing.reconcile import Reconciler
+from campaign_pipelines.importing.stage import copy_rows, copy_to_stage, stage_table
 from campaign_pipelines.importing.rejects import REJECT_SCHEMA, RejectWriter, read_rejects, write_reject_files
 from campaign_pipelines.importing.transform import Mapper
 from campaign_pipelines.importing.validate import Validator
@@ -45,6 +47,7 @@ class ImportState:
     data: Path | None = None  # the latest step's rows
     reject_files: tuple[Path, ...] = ()
     staged: str | None = None  # the run session's temporary table holding the valid rows
+    rows_filtered: int = 0  # lines source.filter left out (ignored)
 
     def next(self, **changes: object) -> "ImportState":
         return dataclasses.replace(self, **changes)
@@ -134,7 +137,7 @@ def map_step(state: ImportState) -> ImportState:
     out = state.work_dir / "mapped.arrow"
     with RejectWriter(rejects_path) as rejects:
         _write_batches(out, (mapper.map_frame(frame, rejects) for frame in read_frames(state.data)))
-    return state.next(data=out, reject_files=(*state.reject_files, rejects_path))
+    return state.next(data=out, reject_files=(*state.reject_files, rejects_path), rows_filtered=mapper.rows_filtered)
 
 
 def validate_step(state: ImportState, session: sa.Connection | None = None) -> ImportState:
@@ -248,6 +251,8 @@ def reconcile_step(
                     "it was written is unknown; run the file again (a re-run converges)."
                 ) from None
     assert result is not None
+    if state.rows_filtered:
+        result.ignored_by_cause[FILTERED] = state.rows_filtered
     counts = dict(result.counts)
     counts["rows_ignored"] = sum(result.ignored_by_cause.values())
     counts["rows_rejected"] = rejects.num_rows

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing.filter import source_filter
 from campaign_pipelines.importing.read import LINE, TEXT
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.templates import ColumnMapping, ImportTemplate, NumberFormat
@@ -42,7 +43,16 @@ def constant(value: Any, f: Field, where: str) -> Any:
     return result["v"][0]
 
 
-def _convert(text: pl.Expr, f: Field, fmt: str | NumberFormat | None) -> tuple[pl.Expr, pl.Expr]:
+def _decimal_pattern(f: Field) -> str:
+    """A plain decimal with at most the field's digits (leading zeros already dropped):
+    a value with more is rejected, never rounded."""
+    whole, scale = (f.precision or 0) - (f.scale or 0), f.scale or 0
+    point = rf"(\.\d{{0,{scale}}})?" if scale else r"\.?"
+    fraction_only = rf"|\.\d{{1,{scale}}}" if scale else ""
+    return rf"^[+-]?(\d{{1,{max(whole, 1)}}}{point}{fraction_only})$"
+
+
+def _convert(text: pl.Expr, f: Field, fmt: str | NumberFormat | None, timezone: str | None = None) -> tuple[pl.Expr, pl.Expr]:
     """(typed value, conversion failed) for a text column already cleaned of empties."""
     if f.kind == "string":
         return text, pl.lit(False)
@@ -50,15 +60,27 @@ def _convert(text: pl.Expr, f: Field, fmt: str | NumberFormat | None) -> tuple[p
     if f.kind == "date":
         typed = stripped.str.strptime(pl.Date, fmt or DEFAULT_DATE_FORMAT, strict=False)
     elif f.kind == "timestamp":
-        typed = stripped.str.strptime(pl.Datetime("us"), fmt or DEFAULT_TIMESTAMP_FORMAT, strict=False).dt.replace_time_zone("UTC")
-    elif f.kind == "integer":
+        fmt = fmt if isinstance(fmt, str) else DEFAULT_TIMESTAMP_FORMAT
+        typed = stripped.str.strptime(pl.Datetime("us"), fmt, strict=False)
+        if "%z" not in fmt and "%:z" not in fmt:  # an offset in the value wins over the column's zone
+            typed = typed.dt.replace_time_zone(timezone or "UTC", ambiguous="earliest", non_existent="null")
+        typed = typed.dt.convert_time_zone("UTC")
+    elif f.kind in ("integer", "decimal", "float"):
         number = stripped
         if isinstance(fmt, NumberFormat):
             if fmt.thousands:
                 number = number.str.replace_all(fmt.thousands, "", literal=True)
             if fmt.decimal != ".":
                 number = number.str.replace_all(fmt.decimal, ".", literal=True)
-        typed = number.cast(pl.Int64, strict=False)
+        if f.kind == "decimal":
+            number = number.str.replace(r"^([+-]?)0+(\d)", "${1}${2}")
+            exact = number.str.contains(_decimal_pattern(f))
+            typed = pl.when(exact).then(number).otherwise(None).cast(f.polars_dtype, strict=False)
+        elif f.kind == "float":
+            typed = number.cast(pl.Float64, strict=False)
+            typed = pl.when(typed.is_finite()).then(typed)
+        else:
+            typed = number.cast(pl.Int64, strict=False)
     else:  # boolean
         words = {**{w: True for w in TRUE_WORDS}, **{w: False for w in FALSE_WORDS}}
         typed = stripped.str.to_lowercase().replace_strict(words, default=None, return_dtype=pl.Boolean)
@@ -72,6 +94,11 @@ def _expected(f: Field, fmt: str | NumberFormat | None) -> str:
         return f"is not a date and time in the format {fmt or DEFAULT_TIMESTAMP_FORMAT}"
     if f.kind == "integer":
         return "is not a whole number"
+    if f.kind == "decimal":
+        whole = (f.precision or 0) - (f.scale or 0)
+        return f"is not a decimal number with at most {whole} digits before the point and {f.scale} after"
+    if f.kind == "float":
+        return "is not a number"
     return f"is not a yes/no value ({', '.join(TRUE_WORDS)} / {', '.join(FALSE_WORDS)})"
 
 
@@ -81,29 +108,33 @@ class Mapper:
     def __init__(self, template: ImportTemplate):
         self.template = template
         self.table = template.table
+        # What each mapped value is typed and checked as (a link's: its `via` field).
+        self.fields = {m.target: template.value_field(m.target) for m in template.columns}
         self.defaults = {
-            m.target: constant(m.default, self.table.field(m.target), f"columns[{i}].default")
+            m.target: constant(m.default, self.fields[m.target], f"columns[{i}].default")
             for i, m in enumerate(template.columns)
             if "default" in m.model_fields_set
         }
         self.constants = {
-            m.target: constant(m.value, self.table.field(m.target), f"columns[{i}].value")
+            m.target: constant(m.value, self.fields[m.target], f"columns[{i}].value")
             for i, m in enumerate(template.columns)
             if m.is_constant
         }
+        self.filter = source_filter(template)
+        self.rows_filtered = 0
 
     @property
     def targets(self) -> list[str]:
         return [m.target for m in self.template.columns]
 
     def output_schema(self) -> dict[str, Any]:
-        return {LINE: pl.Int64, TEXT: pl.Utf8, **{t: self.table.field(t).polars_dtype for t in self.targets}}
+        return {LINE: pl.Int64, TEXT: pl.Utf8, **{t: self.fields[t].polars_dtype for t in self.targets}}
 
     def map_frame(self, frame: pl.DataFrame, rejects: RejectWriter) -> pl.DataFrame:
         values: list[pl.Expr] = []
         failures: list[tuple[ColumnMapping, pl.Expr, pl.Expr]] = []  # (mapping, mask, reason)
         for m in self.template.columns:
-            f = self.table.field(m.target)
+            f = self.fields[m.target]
             if m.is_constant:
                 values.append(pl.lit(self.constants[m.target], dtype=f.polars_dtype).alias(m.target))
                 continue
@@ -123,7 +154,7 @@ class Mapper:
                     text = pl.when(unmapped).then(pl.lit(scalar_text(m.default))).otherwise(mapped)
                 else:
                     text = pl.when(unmapped).then(text).otherwise(mapped)
-            typed, bad = _convert(text, f, m.format)
+            typed, bad = _convert(text, f, m.format, m.timezone)
             if f.kind != "string":
                 if m.on_error == "reject_line":
                     failures.append((m, bad, pl.format("{}: '{}' {}", pl.lit(m.target), shown(text), pl.lit(_expected(f, m.format)))))
@@ -134,6 +165,14 @@ class Mapper:
 
         checks = [pl.col(LINE), pl.col(TEXT)] + [mask.fill_null(False).alias(f"__bad{i}") for i, (_, mask, _) in enumerate(failures)]
         mapped = frame.select(*checks, *values)
+        if self.filter is not None:
+            # Lines the filter leaves out are ignored, faults and all; a line whose filter
+            # column failed to convert cannot be judged, and is rejected instead.
+            judged = [pl.col(f"__bad{i}") for i, (m, _, _) in enumerate(failures) if m.target in self.template.source.filter]
+            unjudged = pl.any_horizontal(judged) if judged else pl.lit(False)
+            keep = mapped.select(self.filter | unjudged).to_series()
+            self.rows_filtered += keep.len() - keep.sum()
+            frame, mapped = frame.filter(keep), mapped.filter(keep)
         for i, (m, _, reason) in enumerate(failures):
             bad = mapped[f"__bad{i}"]
             if bad.any():

@@ -14,6 +14,7 @@ from campaign_pipelines.text import shown
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.importing.transform import REJECTED, Mapper, source_label
 from campaign_pipelines.templates import ImportTemplate
+from schemas.base import pandera_schema
 
 KEY_KIND = "__key"  # 'p': matched on keys, 's': on secondary keys
 
@@ -22,7 +23,7 @@ class Validator:
     def __init__(self, template: ImportTemplate, mapper: Mapper):
         self.template = template
         self.mapper = mapper
-        self.schema = template.table.pandera_schema(mapper.targets)
+        self.schema = pandera_schema([mapper.fields[t] for t in mapper.targets])
         self.by_target = {m.target: m for m in template.columns}
 
     def _failures(self, frame: pl.DataFrame) -> pl.DataFrame | None:
@@ -56,7 +57,7 @@ class Validator:
                 continue
             rows = cases.filter(pl.col("column") == target)["index"]
             value = self.mapper.defaults.get(target) if mapping.on_error == "default" else None
-            dtype = self.mapper.table.field(target).polars_dtype
+            dtype = self.mapper.fields[target].polars_dtype
             fixes.append(
                 pl.when(pl.int_range(pl.len()).is_in(rows.implode()))
                 .then(pl.lit(value, dtype=dtype))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -9,8 +10,8 @@ from pydantic import Field, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
-    NAME_PATTERN, Collector, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding,
-    _one_character, check_pattern, has_date_field,
+    FILTER_OPERATORS, NAME_PATTERN, Collector, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
+    _encoding, _one_character, _timezone, check_pattern, filter_conditions, filter_value, has_date_field,
 )
 from campaign_pipelines.text import scalar_text
 
@@ -40,6 +41,9 @@ class Source(Model):
     max_record_lines: Annotated[int, Field(ge=1)] = 100
     # NUL bytes (0x00) cannot be stored in a text value: reject the line, or strip them.
     nul_bytes: Literal["reject", "strip"] = "reject"
+    # Only the lines whose mapped values pass (the export filter's vocabulary, on target
+    # column names); the others are ignored, counted with their cause.
+    filter: dict[str, Any] = {}
 
     _check_delimiter = field_validator("delimiter")(lambda v: _delimiter(v))
     _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
@@ -73,6 +77,10 @@ class Source(Model):
         return self.multiline
 
 
+class LinkBy(Model):
+    via: str | None = None  # None: the schema's link `via`
+
+
 class ColumnMapping(Model):
     source: str | int | None = None
     target: str
@@ -84,6 +92,17 @@ class ColumnMapping(Model):
     on_unmapped: Literal["reject", "default", "keep"] = "reject"
     on_error: Literal["reject_line", "ignore_value", "default"] = "reject_line"
     default: Any = None
+    # A link (`target` is a link of the table): the linked table's unique field the value is.
+    link: LinkBy | None = None
+    on_missing_link: Literal["reject", "ignore", "create"] = "reject"
+    # Campaign's reconciliation options, per field: always; if_empty (only fill an empty
+    # stored value: enrich without overwriting); on_insert (only when the record is created).
+    update: Literal["always", "if_empty", "on_insert"] = "always"
+    empty_values: Literal["keep", "overwrite"] | None = None  # None: the target's
+    # A timestamp read without an offset is in this time zone (stored in UTC).
+    timezone: str | None = None
+
+    _check_timezone = field_validator("timezone")(lambda v: v if v is None else _timezone(v))
 
     @field_validator("remap", mode="before")
     @classmethod
@@ -179,28 +198,7 @@ class ImportTemplate(Launchable):
         spec = schemas.table(self.target.table)
         targets = [c.target for c in self.columns]
         for i, column in enumerate(self.columns):
-            where = f"columns[{i}].target"
-            if column.target not in spec.field_names:
-                raise ValueError(f"{where}: {spec.name} has no column {column.target!r}")
-            f = spec.field(column.target)
-            if not f.importable:
-                raise ValueError(f"{where}: {spec.name}.{f.name} is set by the importer, not by a file")
-            if f.generated and column.target not in self.target.keys:
-                raise ValueError(f"{where}: {spec.name}.{f.name} is generated; map it only as a key")
-            if isinstance(column.format, NumberFormat) and f.kind != "integer":
-                raise ValueError(f"columns[{i}].format: a number format needs a number column, {f.name} is a {f.kind}")
-            if isinstance(column.format, str) and f.kind not in ("date", "timestamp"):
-                raise ValueError(f"columns[{i}].format: a date format needs a date column, {f.name} is a {f.kind}")
-            if self.source.format == "fixed_width" and column.source is not None:
-                names = [w.name for w in self.source.widths or []]
-                if column.source not in names:
-                    raise ValueError(f"columns[{i}].source: {column.source!r} is not a name in source.widths")
-            elif not self.source.header and isinstance(column.source, str):
-                raise ValueError(
-                    f"columns[{i}].source: with header: false, give the column's 1-based position, not a title"
-                )
-            elif self.source.header and isinstance(column.source, int) and self.source.format == "delimited":
-                raise ValueError(f"columns[{i}].source: with header: true, give the column's title")
+            self._check_column(i, column, spec)
         if len(set(targets)) != len(targets):
             dup = next(t for t in targets if targets.count(t) > 1)
             raise ValueError(f"columns: {dup!r} is mapped more than once")
@@ -208,7 +206,9 @@ class ImportTemplate(Launchable):
             for k in key_list:
                 if k not in targets:
                     raise ValueError(f"target.{name}: {k!r} is not a mapped column")
-        generated_keys = [k for k in self.target.keys if spec.field(k).generated]
+        self._check_filter(spec)
+        self._check_required(spec)
+        generated_keys = [k for k in self.target.keys if not spec.link(k) and spec.field(k).generated]
         if generated_keys and self.target.operation in ("insert", "insert_or_update"):
             raise ValueError(
                 f"target.keys: {generated_keys[0]!r} is generated by the database; "
@@ -230,6 +230,92 @@ class ImportTemplate(Launchable):
                     "partitions.daily.path: required (a file pattern with {date:...}) unless source.path holds {date:...}"
                 )
         return self
+
+    def _check_column(self, i: int, column: ColumnMapping, spec: schemas.TableSpec) -> None:
+        where = f"columns[{i}].target"
+        link = spec.link(column.target)
+        if link is None and column.target not in spec.field_names:
+            names = ", ".join([*(f.name for f in spec.fields if f.importable and not f.foreign_key), *(f"{lk.name} (link)" for lk in spec.links)])
+            raise ValueError(f"{where}: {spec.name} has no column {column.target!r} (it has {names})")
+        if link is not None:
+            via = (column.link.via if column.link else None) or link.via
+            linked = schemas.table(link.table)
+            if via is None:
+                raise ValueError(f"columns[{i}].link.via: {column.target} is a link to {link.table}; say which unique field of {link.table} the value is (link: {{via: email}})")
+            if not linked.has(via) or not (linked.field(via).unique or via in linked.primary_key):
+                unique = ", ".join(f.name for f in linked.fields if f.unique or f.name in linked.primary_key)
+                raise ValueError(f"columns[{i}].link.via: {via!r} is not a unique field of {link.table} (use one of {unique})")
+            if column.on_missing_link == "create":
+                required = [f.name for f in linked.fields if not f.nullable and f.default is None and not f.generated and not f.managed and f.name != via]
+                if via == "id" or required:
+                    why = "its id is generated" if via == "id" else f"{', '.join(required)} would be empty"
+                    raise ValueError(f"columns[{i}].on_missing_link: create cannot add a {link.table} record from {via} alone ({why})")
+        elif column.link is not None or column.on_missing_link != "reject":
+            raise ValueError(f"columns[{i}].link: {column.target} is a field of {spec.name}, not a link")
+        f = self.value_field(column.target, spec)
+        if link is None:
+            if not f.importable:
+                raise ValueError(f"{where}: {spec.name}.{f.name} is set by the importer, not by a file")
+            if f.generated and column.target not in self.target.keys:
+                raise ValueError(f"{where}: {spec.name}.{f.name} is generated; map it only as a key")
+        numeric = ("integer", "decimal", "float")
+        if isinstance(column.format, NumberFormat) and f.kind not in numeric:
+            raise ValueError(f"columns[{i}].format: a number format needs a number column, {f.name} is a {f.kind}")
+        if isinstance(column.format, str) and f.kind not in ("date", "timestamp"):
+            raise ValueError(f"columns[{i}].format: a date format needs a date column, {f.name} is a {f.kind}")
+        if column.timezone and f.kind != "timestamp":
+            raise ValueError(f"columns[{i}].timezone: only for a timestamp column, {f.name} is a {f.kind}")
+        keyed = column.target in (*self.target.keys, *self.target.secondary_keys)
+        if keyed and (column.update != "always" or column.empty_values is not None):
+            raise ValueError(f"columns[{i}].update: {column.target} is a reconciliation key; it is never updated")
+        if self.source.format == "fixed_width" and column.source is not None:
+            names = [w.name for w in self.source.widths or []]
+            if column.source not in names:
+                raise ValueError(f"columns[{i}].source: {column.source!r} is not a name in source.widths")
+        elif not self.source.header and isinstance(column.source, str):
+            raise ValueError(
+                f"columns[{i}].source: with header: false, give the column's 1-based position, not a title"
+            )
+        elif self.source.header and isinstance(column.source, int) and self.source.format == "delimited":
+            raise ValueError(f"columns[{i}].source: with header: true, give the column's title")
+
+    def _check_filter(self, spec: schemas.TableSpec) -> None:
+        targets = [c.target for c in self.columns]
+        for column, condition in self.source.filter.items():
+            if column not in targets:
+                raise ValueError(f"source.filter.{column}: not a mapped column (the filter reads mapped values: {', '.join(targets)})")
+            for op, value in filter_conditions(condition):
+                where = f"source.filter.{column}.{op}"
+                if op not in FILTER_OPERATORS:
+                    raise ValueError(f"{where}: unknown operator; use one of {', '.join(FILTER_OPERATORS)}")
+                try:
+                    filter_value(self.value_field(column, spec), op, value)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+
+    def _check_required(self, spec: schemas.TableSpec) -> None:
+        """An insert must be able to fill every field that cannot be empty."""
+        if self.target.operation not in ("insert", "insert_or_update"):
+            return
+        mapped = {spec.link(c.target).column if spec.link(c.target) else c.target for c in self.columns}
+        for f in spec.fields:
+            if not f.nullable and f.default is None and not (f.generated or f.managed) and f.name not in mapped:
+                raise ValueError(f"columns: {spec.name}.{f.name} cannot be empty (nullable: false) and is not mapped; map it or make the operation update")
+
+    def value_field(self, target: str, spec: schemas.TableSpec | None = None) -> schemas.Field:
+        """The field a mapped value is typed and checked as: the target's own, or for a
+        link the linked table's `via` field (an e-mail is checked as an e-mail)."""
+        spec = spec or self.table
+        link = spec.link(target)
+        if link is None:
+            return spec.field(target)
+        column = next(c for c in self.columns if c.target == target)
+        via = (column.link.via if column.link else None) or link.via
+        f = schemas.table(link.table).field(via)  # type: ignore[arg-type]
+        return dataclasses.replace(f, name=target, unique=False, nullable=link.nullable, generated=False, default=None)
+
+    def mapping(self, target: str) -> ColumnMapping:
+        return next(c for c in self.columns if c.target == target)
 
     def file_for(self, day: dt.date) -> str | None:
         """The file to import: source.path with {date:...} filled in with `day`."""
