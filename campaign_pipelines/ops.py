@@ -220,7 +220,8 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome) -> dict
     context.log_event(rejects_materialization(template, context.run_id, outcome.rejects, outcome.rejects_path))
     set_status(context, outcome.status)
     ignored = {f"ignored: {cause}": count for cause, count in outcome.ignored_by_cause.items()}
-    context.add_output_metadata({**summary, "status": outcome.status, **ignored})
+    created = {f"created by the {link} link": count for link, count in outcome.links_created.items()}
+    context.add_output_metadata({**summary, "status": outcome.status, **ignored, **created})
     return {**summary, "status": outcome.status, "rejects_path": str(outcome.rejects_path) if outcome.rejects_path else None}
 
 

@@ -149,6 +149,8 @@ def test_on_missing_link_create_adds_the_linked_record_with_that_key(shop):
     ))
     result = shop.run("purchases")
     assert result.status == "finished" and result.counts["rows_inserted"] == 3
+    (output,) = [e for e in result.dagster.all_events if e.event_type_value == "STEP_OUTPUT" and e.step_key == "report"]
+    assert output.event_specific_data.metadata["created by the recipient link"].value == 1
     people = {r["email"]: r["id"] for r in shop.rows("recipient", "id", "email")}
     assert set(people) == {"ann@example.com", "bob@example.com", "new@example.com"}  # created once
     rows = shop.rows("purchase", "order_id", "recipient_id", order_by="order_id")

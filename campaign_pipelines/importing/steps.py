@@ -64,6 +64,7 @@ class ImportOutcome:
     table_rows: int
     rows_read: int = 0
     failure: str | None = None
+    links_created: dict[str, int] = dataclasses.field(default_factory=dict)  # on_missing_link: create
 
     def summary(self) -> dict[str, int]:
         return {"rows_read": self.rows_read, **{k: self.counts.get(k, 0) for k in COUNT_KEYS}}
@@ -265,6 +266,7 @@ def reconcile_step(
         template=template,
         counts=counts if not failure else {"rows_rejected": rejects.num_rows},
         ignored_by_cause=result.ignored_by_cause,
+        links_created={} if failure else result.links_created,
         rejects=rejects,
         rejects_path=rejects_path,
         status=status,
