@@ -323,3 +323,29 @@ def test_an_unmapped_required_field_is_a_template_error(shop):
     shop.template(yaml.safe_dump(data))
     (error,) = load_catalog(shop.templates_dir).errors
     assert "columns: purchase.sku cannot be empty (nullable: false) and is not mapped" in error
+
+
+def test_an_exact_decimal_round_trip_import_export_reimport(shop):
+    shop.template(purchases_template())
+    amounts = ["0,01", "19,90", "9999999999,99", "-5,5", "1234567,89"]
+    shop.file("inbox/purchases.csv", purchases(*(
+        f"A{i};SKU-{i};{a};EUR;2026-11-0{i + 1} 10:00;ann@example.com;web;" for i, a in enumerate(amounts)
+    )))
+    assert shop.run("purchases").counts["rows_inserted"] == 5
+    shop.template(yaml.safe_dump({
+        "name": "purchases_out", "kind": "export",
+        "source": {"schema": "purchase", "order_by": ["order_id"], "columns": [
+            {"column": "order_id", "label": "order"}, {"column": "sku"}, {"column": "amount"},
+            {"column": "currency"}, {"column": "purchased_at", "label": "when", "format": "%Y-%m-%d %H:%M"},
+            {"column": "recipient.email", "label": "email"}, {"column": "channel"}, {"column": "note"},
+        ]},
+        "destination": {"path": "outbox/purchases.csv", "delimiter": ";"},
+    }))
+    exported = shop.run("purchases_out")
+    assert exported.counts["rows_exported"] == 5
+    text = (shop.data_dir / "outbox" / "purchases.csv").read_text()
+    assert [line.split(";")[2] for line in text.splitlines()[1:]] == ["0.01", "19.90", "9999999999.99", "-5.50", "1234567.89"]
+    # The exported file imports back onto the same rows, to the cent.
+    shop.template(column(purchases_template(name="purchases_back"), "amount", format=None))
+    result = shop.run("purchases_back", file="outbox/purchases.csv")
+    assert result.counts["rows_unchanged"] == 5 and result.counts["rows_read"] == 5, result.counts

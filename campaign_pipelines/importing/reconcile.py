@@ -175,8 +175,9 @@ class Reconciler:
                 .where(s.c[name].is_not(None), ~sa.exists().where(table.c[via] == s.c[name]))
                 .distinct()
             )
-            result = self.conn.execute(sa.insert(table).from_select(list(values), missing))
-            created[name] = result.rowcount
+            # Counted from RETURNING: psycopg reports no rowcount for INSERT ... SELECT.
+            result = self.conn.execute(sa.insert(table).from_select(list(values), missing).returning(table.c.id))
+            created[name] = sum(1 for _ in result)
         return created
 
     def _resolved(self) -> sa.FromClause:
