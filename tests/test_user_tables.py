@@ -349,3 +349,18 @@ def test_an_exact_decimal_round_trip_import_export_reimport(shop):
     shop.template(column(purchases_template(name="purchases_back"), "amount", format=None))
     result = shop.run("purchases_back", file="outbox/purchases.csv")
     assert result.counts["rows_unchanged"] == 5 and result.counts["rows_read"] == 5, result.counts
+
+
+def test_user_tables_show_as_assets_with_their_column_schema(sqlite_campaign):
+    from campaign_pipelines.definitions import build_definitions
+
+    sqlite_campaign.schema(PURCHASE, "purchase")
+    sqlite_campaign.schema(LOYALTY, "recipient_loyalty")
+    defs = build_definitions(sqlite_campaign.settings)
+    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    columns = {c.name: c for c in specs["campaign/purchase"].metadata["dagster/column_schema"].columns}
+    assert columns["amount"].type == "decimal(12,2)"
+    assert columns["recipient_id"].type == "integer" and columns["order_id"].constraints.unique
+    assert specs["campaign/purchase"].description == "Purchases from the web shop."
+    recipient = [c.name for c in specs["campaign/recipient"].metadata["dagster/column_schema"].columns]
+    assert recipient[-4:] == ["loyalty_tier", "points", "created_at", "updated_at"]
