@@ -364,3 +364,28 @@ def test_user_tables_show_as_assets_with_their_column_schema(sqlite_campaign):
     assert specs["campaign/purchase"].description == "Purchases from the web shop."
     recipient = [c.name for c in specs["campaign/recipient"].metadata["dagster/column_schema"].columns]
     assert recipient[-4:] == ["loyalty_tier", "points", "created_at", "updated_at"]
+
+
+def test_a_schema_key_of_several_fields_rejects_a_line_that_would_break_it(campaign):
+    campaign.schema(PURCHASE.replace("key: [order_id]", "key: [recipient, purchased_at, sku]"), "purchase")
+    campaign.template(people_template())
+    campaign.file("inbox/people.csv", people_file("ann@example.com;C1;Ann;Lee"))
+    campaign.run("people")
+    campaign.template(purchases_template())
+    campaign.file("inbox/purchases.csv", purchases(
+        "A1;SKU-1;1;EUR;2026-11-02 10:00;ann@example.com;web;",
+        "A2;SKU-1;2;EUR;2026-11-02 10:00;ann@example.com;web;",
+    ))
+    first = campaign.run("purchases")
+    assert (first.counts["rows_inserted"], first.counts["rows_rejected"]) == (1, 1)
+    campaign.file("inbox/purchases.csv", purchases("A3;SKU-1;3;EUR;2026-11-02 10:00;ann@example.com;web;"))
+    second = campaign.run("purchases")
+    assert second.counts["rows_rejected"] == 1 and second.status == "finished_with_errors"
+    reasons = [r["reason"] for r in campaign.rows("import_reject", "reason", order_by="created_at, line_number")]
+    assert reasons == [
+        "recipient, purchased_at, sku: 'ann@example.com', '2026-11-02 10:00:00+00:00', 'SKU-1' is also on line 2 "
+        "(recipient, purchased_at, sku are unique together)",
+        "recipient, purchased_at, sku: 'ann@example.com', '2026-11-02 10:00:00+00:00', 'SKU-1' is also on another "
+        "purchase record (recipient, purchased_at, sku are unique together)",
+    ]
+    assert [r["order_id"] for r in campaign.rows("purchase", "order_id")] == ["A1"]

@@ -32,7 +32,9 @@ import polars as pl
 import sqlalchemy as sa
 
 import schemas
-from campaign_pipelines.importing.stage import copy_to_stage, deciding_columns, insert_rows, stage_table, temporary_table
+from campaign_pipelines.importing.stage import (
+    copy_to_stage, deciding_columns, insert_rows, stage_table, temporary_table, unique_groups,
+)
 from campaign_pipelines.importing.validate import KEY_KIND
 from campaign_pipelines.templates import ImportTemplate
 
@@ -301,27 +303,29 @@ class Reconciler:
         # 4. Unique values: taken by an earlier line of the file, or by another record.
         # The key itself needs no check: its duplicates are settled, and a new key held
         # by another record would have matched it.
-        for f in self.spec.unique_fields:
-            if f.name not in self.columns or self.keys == [f.name]:
+        for group in unique_groups(self.template):
+            if set(group) == set(self.keys):
                 continue
             a = acted.c
-            value = a[f.name]
-            writing = sa.and_(a.action.in_(WRITING), value.is_not(None))
-            holder = t.alias(f"holder_{f.name}")
-            taken = sa.exists().where(holder.c[f.name] == value, sa.or_(a.match_id.is_(None), holder.c.id != a.match_id))
-            bucket = sa.case((writing, self._bytewise(value)))
-            first = sa.func.first_value(a.line).over(partition_by=bucket, order_by=a.line)
+            name = "+".join(group)
+            writing = sa.and_(a.action.in_(WRITING), *[a[c].is_not(None) for c in group])
+            holder = t.alias(f"holder_{len(group)}_{group[0]}")
+            taken = sa.exists().where(
+                *[holder.c[self.column_of(c)] == a[c] for c in group],
+                sa.or_(a.match_id.is_(None), holder.c.id != a.match_id),
+            )
+            buckets = [sa.case((writing, self._bytewise(a[c]))) for c in group]
+            first = sa.func.first_value(a.line).over(partition_by=buckets, order_by=a.line)
             earlier = a.line != first
-            checked = sa.select(
+            acted = sa.select(
                 *[c for c in a if c.name not in ("action", "ref_line")],
                 sa.case(
-                    (sa.and_(writing, earlier), f"conflict_file:{f.name}"),
-                    (sa.and_(writing, taken), f"conflict:{f.name}"),
+                    (sa.and_(writing, earlier), f"conflict_file:{name}"),
+                    (sa.and_(writing, taken), f"conflict:{name}"),
                     else_=a.action,
                 ).label("action"),
                 sa.case((sa.and_(writing, earlier), first), else_=a.ref_line).label("ref_line"),
-            ).cte(f"unique_{f.name}")
-            acted = checked
+            ).cte(f"unique_{len(group)}_{group[0]}")
 
         # 5. Updates that change nothing are unchanged.
         a = acted.c
@@ -459,7 +463,7 @@ class Reconciler:
             staged = self.conn.execute(sa.select(sa.func.count()).select_from(self.stage)).scalar_one()
             if staged > decided:
                 result.counts["rows_unchanged"] = staged - decided
-        unique_cols = [f.name for f in self.spec.unique_fields if f.name in self.columns]
+        unique_cols = list(dict.fromkeys(c for group in unique_groups(self.template) for c in group))
         rejected = (
             sa.select(d.c.line, d.c.action, d.c.ref_line, *[d.c[c] for c in unique_cols],
                       *[s.c[c].label(f"{c}__value") for c in self.links])
@@ -484,5 +488,9 @@ class Reconciler:
                 result.rejects.append((row["line"], labels[column], f"{column}: a value is required ({self.spec.name}.{self.column_of(column)} cannot be empty)"))
             else:
                 where = f"line {row['ref_line']}" if kind == "conflict_file" else f"another {self.spec.name} record"
-                result.rejects.append((row["line"], labels[column], f"{column}: '{row[column]}' is also on {where} ({column} is unique)"))
+                group = column.split("+")
+                values = ", ".join(f"'{row[f'{c}__value' if c in self.links else c]}'" for c in group)
+                names = ", ".join(group)
+                unique = f"{names} is unique" if len(group) == 1 else f"{names} are unique together"
+                result.rejects.append((row["line"], ", ".join(labels[c] for c in group), f"{names}: {values} is also on {where} ({unique})"))
         return result

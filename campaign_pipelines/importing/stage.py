@@ -60,11 +60,21 @@ def copy_rows(conn: sa.Connection, table: sa.Table, rows: pa.Table) -> None:
         copy.write(_csv(rows))
 
 
+def unique_groups(template: ImportTemplate) -> list[tuple[str, ...]]:
+    """The table's unique fields and unique field groups (a schema's `key`) whose columns
+    the template maps every one of, as mapped names. (A group partly mapped keeps the
+    record's other values, which an insert leaves empty: no conflict to foresee.)"""
+    spec = template.table
+    mapped = {(link.column if (link := spec.link(m.target)) else m.target): m.target for m in template.columns}
+    groups = [(f.name,) for f in spec.unique_fields] + list(spec.unique_together)
+    return [tuple(mapped[c] for c in group) for group in groups if all(c in mapped for c in group)]
+
+
 def deciding_columns(template: ImportTemplate) -> list[str]:
     """The mapped columns the merge matches, groups or checks lines on: keys, secondary
-    keys and unique values."""
+    keys, unique values and links."""
     columns = [m.target for m in template.columns]
-    unique = [f.name for f in template.table.unique_fields if f.name in columns]
+    unique = [c for group in unique_groups(template) for c in group]
     links = [c for c in columns if template.table.link(c)]
     return list(dict.fromkeys([*template.target.keys, *template.target.secondary_keys, *unique, *links]))
 
