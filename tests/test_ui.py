@@ -48,6 +48,7 @@ STARTUP_TIMEOUT = 90  # seconds for the webserver and its code server to answer
 RUN_TIMEOUT = 180  # seconds for the import run to end
 UI_TIMEOUT = 30_000  # milliseconds for any element to show up
 SCREENSHOT = Path("/tmp/ui_run.png")
+SHOP_SCHEMAS = REPO / "examples" / "shop" / "data_schemas"
 USER_TEMPLATE = "crm_people"  # in the templates dir: its job, schedule and collector
 DAILY_TEMPLATE = "crm_daily"  # in the templates dir too: daily partitions, 2025-01-01 to 2025-01-10
 
@@ -123,7 +124,9 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_", "DAGSTER_"))}
-    env.update(CAMPAIGN_DATA_DIR=str(data_dir), CAMPAIGN_TEMPLATES_DIR=str(templates_dir), DAGSTER_HOME=str(home))
+    # The shop example's data model: a purchase table of its own and a recipient extension.
+    env.update(CAMPAIGN_DATA_DIR=str(data_dir), CAMPAIGN_TEMPLATES_DIR=str(templates_dir), DAGSTER_HOME=str(home),
+               CAMPAIGN_SCHEMAS_DIR=str(SHOP_SCHEMAS))
 
     server = Webserver(root=root, data_dir=data_dir, home=home, port=free_port(), log=root / "webserver.log")
     binary = Path(sys.executable).parent / "dagster-webserver"
@@ -420,3 +423,16 @@ def test_backfill_of_a_date_range_is_launched_from_the_partitions_tab(page: Page
     ]
     # The UI records the backfill rather than launching runs: the daemon submits them.
     assert runs == []
+
+
+def test_a_user_table_is_an_asset_with_its_column_schema(page: Page) -> None:
+    """The shop example's purchase table: its columns with their kinds, the decimal with
+    its precision and scale, and the link column; recipient shows its extension field."""
+    page.goto("/assets/campaign/purchase")
+    expect(page.get_by_text("Purchases from the web shop, one row per order line.").first).to_be_visible()
+    columns = page.get_by_role("row")
+    expect(columns.filter(has_text="amount").filter(has_text="decimal(12,2)").first).to_be_visible()
+    expect(columns.filter(has_text="recipient_id").first).to_be_visible()
+    page.screenshot(path="/tmp/ui_purchase_asset.png", full_page=True)
+    page.goto("/assets/campaign/recipient")
+    expect(page.get_by_role("row").filter(has_text="loyalty_tier").filter(has_text="string(16)").first).to_be_visible()
