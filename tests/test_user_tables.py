@@ -389,3 +389,20 @@ def test_a_schema_key_of_several_fields_rejects_a_line_that_would_break_it(campa
         "purchase record (recipient, purchased_at, sku are unique together)",
     ]
     assert [r["order_id"] for r in campaign.rows("purchase", "order_id")] == ["A1"]
+
+
+def test_a_float_field_takes_numbers_in_the_columns_format_and_rejects_others(campaign):
+    campaign.schema("extends: recipient\nfields:\n  - {name: score, kind: float}\n", "recipient_score")
+    campaign.template(people_template(extra_columns=[{"source": "score", "target": "score", "format": {"decimal": ",", "thousands": " "}}]))
+    campaign.file("inbox/people.csv", (
+        "email;crm_id;first_name;last_name;score\n"
+        "a@example.com;1;A;A;1 234,5\n"
+        "b@example.com;2;B;B;-0,25\n"
+        "c@example.com;3;C;C;n/a\n"
+        "d@example.com;4;D;D;inf\n"
+    ))
+    result = campaign.run("people")
+    assert result.counts["rows_inserted"] == 2 and result.counts["rows_rejected"] == 2
+    assert [r["score"] for r in campaign.rows("recipient", "score")] == [1234.5, -0.25]
+    reasons = [r["reason"] for r in campaign.rows("import_reject", "reason", order_by="line_number")]
+    assert reasons == ["score: 'n/a' is not a number", "score: 'inf' is not a number"]
