@@ -359,6 +359,59 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _schema_engine(settings: Settings) -> sa.Engine:
+    """The database as it is: `schema plan` must change nothing, not even on first use."""
+    from resources.campaign_db import raw_engine
+
+    return raw_engine(settings.db_url or default_db_url())
+
+
+def _print_changes(changes: list[Any]) -> None:
+    for change in changes:
+        print(f"-- {change.summary}")
+        for statement in change.ddl:
+            print(f"{statement};")
+        print()
+
+
+def cmd_schema_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas import migrate
+
+    model = schemas.current()
+    planned = migrate.plan(_schema_engine(settings), model)
+    _print_changes(planned.changes)
+    if planned.empty:
+        print("The database matches the data model.")
+    for refusal in planned.refusals:
+        print(f"refused: {refusal}", file=sys.stderr)
+    for error in model.errors:
+        print(f"invalid: {error}", file=sys.stderr)
+    return EXIT_FAILED if planned.refusals or model.errors else EXIT_OK
+
+
+def cmd_schema_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas import migrate
+
+    model = schemas.current()
+    if model.errors:
+        for error in model.errors:
+            print(f"invalid: {error}", file=sys.stderr)
+        print("error: the data schemas above are invalid; fix them and apply again (nothing was changed).", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        done = migrate.apply(_schema_engine(settings), model)
+    except migrate.SchemaChangeRefused as exc:
+        for refusal in exc.refusals:
+            print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_changes(done.changes)
+    if done.changes:
+        print(f"Applied {len(done.changes)} change(s) in one transaction; the database matches the data model.")
+    else:
+        print("The database matches the data model.")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="campaign-pipelines", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -398,6 +451,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--csv", action="store_true")
     p.set_defaults(handler=cmd_rejects)
+
+    schema = sub.add_parser(
+        "schema", help="compare the Campaign database with the data model (built-in tables and data schemas) and change it",
+    )
+    ssub = schema.add_subparsers(dest="action", required=True)
+    p = ssub.add_parser(
+        "plan", help="print the DDL the database needs, and the changes refused because they could lose data (exit code 1)",
+    )
+    p.set_defaults(handler=cmd_schema_plan)
+    p = ssub.add_parser(
+        "apply", help="make the planned changes in one transaction; nothing is changed when any is refused (exit code 1)",
+    )
+    p.set_defaults(handler=cmd_schema_apply)
 
     p = sub.add_parser("init", help="create the data folders; --samples DIR copies sample files to the inbox")
     p.add_argument("--samples", metavar="DIR")

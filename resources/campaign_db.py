@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -15,8 +16,9 @@ from campaign_pipelines.settings import default_db_url
 
 
 @functools.cache
-def get_engine(url: str) -> sa.Engine:
-    """One engine per URL and process, with the Campaign tables created on first use."""
+def raw_engine(url: str) -> sa.Engine:
+    """One engine per URL and process, as it is: no table created or changed (what
+    `schema plan` reads through)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -26,7 +28,45 @@ def get_engine(url: str) -> sa.Engine:
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
         _postgres_session(engine)
-    schemas.current().metadata.create_all(engine, checkfirst=True)
+    return engine
+
+
+_lock = threading.RLock()
+_prepared: set[str] = set()
+# (url, id(model)) -> the model checked: kept, so that its id is never another model's.
+_checked: dict[tuple[str, int], schemas.DataModel] = {}
+
+
+def get_engine(url: str) -> sa.Engine:
+    """The engine for plain connections (reading rows, rejects, previews). On first use in
+    a process the database is brought to the data model when no change is refused; when
+    one is, only the built-in tables it lacks are created, and runs report the refusal."""
+    engine = raw_engine(url)
+    if url not in _prepared:
+        with _lock:
+            if url not in _prepared:
+                from schemas import migrate  # Alembic: imported when a database is first used
+
+                migrate.prepare(engine, schemas.current(), schemas.BUILTIN)
+                _prepared.add(url)
+    return engine
+
+
+def model_engine(url: str, model: schemas.DataModel | None = None) -> sa.Engine:
+    """The engine runs use: the database brought to `model` (default `schemas.current()`)
+    first, once per model and process; a refused change raises SchemaChangeRefused (a
+    CampaignError: one sentence per refusal) and changes nothing."""
+    model = model if model is not None else schemas.current()
+    engine = raw_engine(url)
+    key = (url, id(model))
+    if _checked.get(key) is not model:
+        with _lock:
+            if _checked.get(key) is not model:
+                from schemas import migrate
+
+                migrate.apply(engine, model)
+                _checked[key] = model
+                _prepared.add(url)
     return engine
 
 
@@ -133,7 +173,9 @@ class CampaignDatabase(dg.ConfigurableResource):
 
     @property
     def engine(self) -> sa.Engine:
-        return get_engine(self.resolved_url)
+        """The engine with the database brought to the data model (checked once per model
+        and process): a refused schema change fails the run with its sentence."""
+        return model_engine(self.resolved_url)
 
     @property
     def dialect(self) -> str:

@@ -191,10 +191,14 @@ class ExtensionFile(_Model):
 
 
 def _unique_names(fields: list[FieldFile], links: list[LinkFile]) -> None:
-    names = [f.name for f in fields] + [link.name for link in links] + [f"{link.name}_id" for link in links]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise ValueError(f"{name!r} is defined twice")
+    """A name given twice, named by the key of its second use (a link also takes <name>_id)."""
+    names = [(f.name, f"fields[{i}].name") for i, f in enumerate(fields)]
+    names += [(n, f"links[{i}].name") for i, link in enumerate(links) for n in (link.name, f"{link.name}_id")]
+    seen: set[str] = set()
+    for name, where in names:
+        if name in seen:
+            raise ValueError(f"{where}: {name!r} is defined twice")
+        seen.add(name)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -235,11 +239,22 @@ def parse_schema_file(path: Path) -> TableFile | ExtensionFile:
         raise ValueError(f"{path}: {validation_message(exc)}") from None
 
 
+def _as_fields(fields: list[FieldFile]) -> list[Field]:
+    """The fields; a default that is not of the field's kind is named by its key."""
+    built = []
+    for i, f in enumerate(fields):
+        try:
+            built.append(f.as_field())
+        except ValueError as exc:
+            raise ValueError(f"fields[{i}].{exc}") from None
+    return built
+
+
 def user_table(file: TableFile) -> TableSpec:
     """A new table: a generated id, its fields and links, and when it was created and changed."""
     links = tuple(link.as_link() for link in file.links)
     fields = [Field("id", "integer", "Generated identifier.", nullable=False, generated=True)]
-    fields += [f.as_field() for f in file.fields]
+    fields += _as_fields(file.fields)
     fields += [link.as_field() for link in links]
     fields += [Field("created_at", "timestamp", nullable=False, managed=True), Field("updated_at", "timestamp", nullable=False, managed=True)]
     columns = [f"{name}_id" if any(link.name == name for link in links) else name for name in file.key]
@@ -258,11 +273,12 @@ def user_table(file: TableFile) -> TableSpec:
 def extended(spec: TableSpec, file: ExtensionFile) -> TableSpec:
     """A table with an extension's fields and links added after its own."""
     links = tuple(link.as_link() for link in file.links)
-    added = [f.as_field() for f in file.fields] + [link.as_field() for link in links]
+    added = _as_fields(file.fields) + [link.as_field() for link in links]
     taken = set(spec.field_names) | {link.name for link in spec.links}
-    for f in [*file.fields, *links]:
-        if f.name in taken:
-            raise ValueError(f"{f.name!r}: {spec.name} already has a field or link of that name")
+    for where, name in [*((f"fields[{i}].name", f.name) for i, f in enumerate(file.fields)),
+                        *((f"links[{i}].name", link.name) for i, link in enumerate(links))]:
+        if name in taken:
+            raise ValueError(f"{where}: {spec.name} already has a field or link named {name!r}")
     managed = [f for f in spec.fields if f.managed]
     own = [f for f in spec.fields if not f.managed]
     return TableSpec(**{
@@ -292,16 +308,51 @@ def import_check_modules(schemas_dir: Path) -> list[str]:
     return errors
 
 
-def check_error(check: Check) -> str | None:
-    """Why pandera cannot build this check (unknown name, wrong arguments), or None."""
+def check_error(check: Check, field: Field | None = None) -> str | None:
+    """Why pandera cannot build this check (unknown name, wrong arguments), or None. With
+    the field, the check also runs once on no rows of its type: pandera only passes some
+    arguments (an unknown keyword, a value of the wrong type) when a check runs."""
     import pandera.polars as pa
 
     if not hasattr(pa.Check, check.name):
         known = ", ".join(sorted(BUILTIN_CHECKS))
         return f"unknown check {check.name!r}; use one of pandera's ({known}) or register it in a module named by {CHECK_MODULES_ENV}"
     try:
-        check.build()
+        built = check.build()
     except Exception as exc:  # noqa: BLE001 - pandera's own message names the argument
         return f"check {check.name!r}: {exc}"
+    if field is None:
+        return None
+    import polars as pl
+    from pandera.errors import SchemaErrorReason, SchemaErrors
+
+    schema = pa.DataFrameSchema({field.name: pa.Column(field.polars_dtype, checks=[built], nullable=True, coerce=False)})
+    try:
+        schema.validate(pl.DataFrame({field.name: pl.Series([], dtype=field.polars_dtype)}), lazy=True)
+    except SchemaErrors as exc:
+        for error in exc.schema_errors:
+            if error.reason_code == SchemaErrorReason.CHECK_ERROR:
+                # pandera wraps the check's own error as TypeError("...").
+                text = str(error)
+                match = re.fullmatch(r"\w+\((['\"])(.*)\1\)", text, re.DOTALL)
+                return f"check {check.name!r}: {_first_line(match.group(2) if match else text)}"
+    except Exception as exc:  # noqa: BLE001 - a user's check failing on no rows
+        return f"check {check.name!r}: {_first_line(str(exc))}"
     return None
 
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else text
+
+
+def checks_error(fields: list[FieldFile]) -> str | None:
+    """The first check of these fields pandera cannot build or run, with its key."""
+    for i, file_field in enumerate(fields):
+        if not file_field.checks:
+            continue  # pandera is only imported for files that have checks
+        built = file_field.as_field()
+        for j, check in enumerate(built.checks):
+            if problem := check_error(check, built):
+                return f"fields[{i}].checks[{j}]: {problem}"
+    return None

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from schemas.base import TableSpec
 from schemas.files import (
-    ExtensionFile, TableFile, check_error, extended, import_check_modules, parse_schema_file, user_table,
+    ExtensionFile, TableFile, checks_error, extended, import_check_modules, parse_schema_file, user_table,
 )
 
 SCHEMAS_DIR_ENV = "CAMPAIGN_SCHEMAS_DIR"
@@ -85,6 +85,9 @@ def load_model(builtin: list[TableSpec], schemas_dir: Path) -> DataModel:
         except ValueError as exc:
             errors.append(f"{path}: {exc}")
             continue
+        if problem := checks_error(file.fields):
+            errors.append(f"{path}: {problem}")
+            continue
         tables[file.name] = TableSpec(**{**{k: v for k, v in spec.__dict__.items() if k != "_table"}, "origin": str(path)})
     for path, file in extensions:
         base = tables.get(file.extends)
@@ -95,9 +98,9 @@ def load_model(builtin: list[TableSpec], schemas_dir: Path) -> DataModel:
         try:
             spec = extended(base, file)
         except ValueError as exc:
-            errors.append(f"{path}: fields: {exc}")
+            errors.append(f"{path}: {exc}")
             continue
-        problem = _link_errors(spec, tables, [link.name for link in file.links])
+        problem = checks_error(file.fields) or _link_errors(spec, tables, [link.name for link in file.links])
         if problem:
             errors.append(f"{path}: {problem}")
             continue
@@ -115,17 +118,6 @@ def load_model(builtin: list[TableSpec], schemas_dir: Path) -> DataModel:
             break
         for name, message in broken.items():
             errors.append(message)
-            del tables[name]
-    # A user's checks are built once here (pandera is imported only when there are some).
-    own = {spec.name: set(spec.field_names) for spec in builtin}
-    for name, spec in list(tables.items()):
-        problems = [
-            f"{spec.origin}: fields.{f.name}.checks[{i}]: {problem}"
-            for f in spec.fields if f.name not in own.get(name, ())
-            for i, check in enumerate(f.checks) if (problem := check_error(check))
-        ]
-        if problems:
-            errors += problems
             del tables[name]
     return build_model(list(tables.values()), errors, schemas_dir)
 
