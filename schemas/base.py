@@ -293,6 +293,9 @@ class TableSpec:
                     primary_key=f.name in self.primary_key,
                     nullable=f.nullable and f.name not in self.primary_key,
                     unique=f.unique or None,
+                    # A link's column is indexed (unless the primary key starts with it):
+                    # deleting a linked record then finds the rows to cascade to directly.
+                    index=(bool(f.foreign_key) and not f.unique and self.primary_key[:1] != (f.name,)) or None,
                     server_default=f.server_default(),
                     comment=f.description or None,
                 )

@@ -301,6 +301,13 @@ class _Planner:
             ops.AlterColumnOp(table, column, modify_nullable=nullable, existing_type=info.get("existing_type")),
         ])
 
+    def add_index(self, index: sa.Index) -> None:
+        table, columns = index.table.name, [c.name for c in index.columns]
+        if any((table, c) in self.refused_columns for c in columns):
+            return
+        self.change(4500, table, columns[0], f"index {_where(table, columns)}",
+                    lambda: [ops.CreateIndexOp(index.name, table, columns)])
+
     def uniques(self, wanted: dict[tuple[str, frozenset[str]], tuple[str, list[str]]], present: dict[tuple[str, frozenset[str]], list[str]]) -> None:
         """Unique constraints and unique indexes are the same promise: match them by columns
         (SQLite cannot add a constraint, so a field made unique later has a unique index)."""
@@ -451,6 +458,8 @@ def plan(bind: sa.Engine | sa.Connection, model: DataModel) -> Plan:
                 present[key] = columns
         elif kind in ("add_index", "remove_index") and isinstance(diff[1], sa.Index):
             if not diff[1].unique:
+                if kind == "add_index":  # the model's own: a link column's index
+                    planner.add_index(diff[1])
                 continue  # an index of the database's own (a DBA's): not the model's business
             columns = [c.name for c in diff[1].columns]
             key = (diff[1].table.name, frozenset(columns))

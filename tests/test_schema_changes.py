@@ -141,8 +141,12 @@ def test_apply_creates_every_table_of_a_new_database_then_plans_nothing(campaign
     for name, text in EVERYTHING.items():
         campaign.schema(text, name)
     first = planned(campaign)
-    created = [c.summary for c in first.changes]
+    created = [c.summary for c in first.changes if not c.summary.startswith("index ")]
+    indexes = [c.summary for c in first.changes if c.summary.startswith("index ")]
     assert all(s.startswith("create table ") for s in created)
+    # Every link column gets its index (not the first column of a primary key: it has one).
+    assert "index purchase.recipient_id" in indexes and "index recipient_list_member.recipient_id" in indexes
+    assert "index recipient_list_member.list_id" not in indexes
     assert set(created) == {f"create table {t.name}" for t in schemas.current().metadata.sorted_tables}
     # Linked tables after the tables they link to.
     assert created.index("create table store") < created.index("create table recipient") < created.index("create table purchase")
@@ -162,7 +166,7 @@ def test_a_new_table_is_created_with_its_link(campaign):
         "name: visit\nfields:\n  - {name: day, kind: date}\nlinks:\n  - {name: recipient, table: recipient, via: email}\n", "visit",
     )
     plan = planned(campaign)
-    assert [c.summary for c in plan.changes] == ["create table store", "create table visit"]
+    assert [c.summary for c in plan.changes] == ["create table store", "create table visit", "index visit.recipient_id"]
     assert plan.ddl[0].startswith("CREATE TABLE store (")
     assert any(s.startswith("CREATE TABLE visit (") and "REFERENCES recipient (id)" in s for s in plan.ddl)
     before = state(campaign)
@@ -250,7 +254,7 @@ def test_a_link_column_is_added_with_its_foreign_key(campaign):
         "extends: recipient\nlinks:\n  - {name: home_store, table: store, via: code, on_delete: set_null}\n", "recipient_store",
     )
     plan = planned(campaign)
-    assert [c.summary for c in plan.changes] == ["add field recipient.home_store_id"]
+    assert [c.summary for c in plan.changes] == ["add field recipient.home_store_id", "index recipient.home_store_id"]
     assert plan.ddl[0].startswith("ALTER TABLE recipient ADD COLUMN home_store_id ")
     assert plan.ddl[0].endswith("REFERENCES store (id) ON DELETE SET NULL")
     apply(campaign)
