@@ -483,6 +483,9 @@ def write_results_md(path: Path) -> None:
     for tuning, command in (("block_size.md", "bench/block_size.py --rows 1000000"), ("validation.md", "bench/validation.py --rows 1000000")):
         if (RESULTS_DIR / tuning).exists():
             lines.append(f".venv/bin/python {command}")
+    if (RESULTS_DIR / "purchases.json").exists():  # each part's own command
+        parts = json.loads((RESULTS_DIR / "purchases.json").read_text())
+        lines += sorted({p["command"] for p in parts.values() if isinstance(p, dict) and p.get("command")})
     lines += [
         "```",
         "",
@@ -519,9 +522,9 @@ def write_results_md(path: Path) -> None:
     for tuning in ("block_size.md", "validation.md"):  # written by bench/block_size.py, bench/validation.py
         if (RESULTS_DIR / tuning).exists():
             lines += [(RESULTS_DIR / tuning).read_text().strip(), ""]
-    export = RESULTS_DIR / "export.md"
-    if export.exists():  # written by bench/export.py
-        lines += [export.read_text().strip(), ""]
+    for section in ("export.md", "purchases.md"):  # written by bench/export.py, bench/purchases.py
+        if (RESULTS_DIR / section).exists():
+            lines += [(RESULTS_DIR / section).read_text().strip(), ""]
     notes = BENCH / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]
