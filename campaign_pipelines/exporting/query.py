@@ -1,5 +1,6 @@
-"""Compile an export template to one SQLAlchemy SELECT: declarative filters become bound
-parameters (never SQL text), empty values sort last on every database."""
+"""Compile an export template to one SQLAlchemy SELECT: columns (linked, collected,
+calculated: see `columns`), declarative filters as bound parameters (never SQL text),
+empty values sorted last on every database; and the differential watermark."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 import schemas
+from campaign_pipelines.exporting.columns import ExportColumns
 from campaign_pipelines.templates import ExportTemplate, filter_conditions, filter_value
 
 COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
@@ -27,11 +29,6 @@ def condition(column: sa.Column, op: str, value: Any) -> sa.ColumnElement[bool]:
     return COMPARISONS[op](column, value)
 
 
-def exported_columns(template: ExportTemplate) -> list[str]:
-    """Table columns the file needs, each once, in template order."""
-    return list(dict.fromkeys(c.column for c in template.source.columns if c.column is not None))
-
-
 def day_window(template: ExportTemplate, window: Any) -> sa.ColumnElement[bool]:
     """Rows whose partition column falls in [window.start, window.end): a partition's day,
     in the partition's timezone. Timestamps are stored in UTC; dates compare as dates."""
@@ -43,30 +40,32 @@ def day_window(template: ExportTemplate, window: Any) -> sa.ColumnElement[bool]:
     return sa.and_(column >= window.start.astimezone(dt.UTC), column < window.end.astimezone(dt.UTC))
 
 
-def build_select(template: ExportTemplate, since: Any = None, limit: int | None = None, window: Any = None) -> sa.Select:
+def build_select(
+    template: ExportTemplate, since: Any = None, limit: int | None = None, window: Any = None,
+    columns: ExportColumns | None = None,
+) -> sa.Select:
+    """One SELECT: the template's columns labelled c0, c1… (see `ExportColumns`), its
+    links and collections as LEFT OUTER JOINs, its filter as bound parameters."""
     spec = template.table
     table = spec.table
     source = template.source
-    names = exported_columns(template)
-    differential = source.differential.column if source.differential else None
-    selected = [table.c[n] for n in names]
-    if differential and differential not in names:
-        selected.append(table.c[differential])  # to advance the watermark
-    query = sa.select(*selected)
+    columns = columns or ExportColumns(template)
+    query = sa.select(*(s.expression for s in columns.selected.values()))
     for name, conditions in source.filter.items():
+        column, f = columns.column(name)
         for op, raw in filter_conditions(conditions):
-            query = query.where(condition(table.c[name], op, filter_value(spec.field(name), op, raw)))
-    if differential and since is not None:
-        query = query.where(table.c[differential] > since)
+            query = query.where(condition(column, op, filter_value(f, op, raw)))
+    if columns.watermark and since is not None:
+        query = query.where(table.c[source.differential.column] > since)  # type: ignore[union-attr]
     if window is not None:
         query = query.where(day_window(template, window))
     if source.distinct:
         query = query.distinct()
-    order = [table.c[n].asc().nulls_last() for n in source.order_by]
+    order = [columns.column(n)[0].asc().nulls_last() for n in source.order_by]
     if not source.distinct and spec.primary_key:
         # A stable order for equal sort keys; DISTINCT may only order by selected columns.
         order += [table.c[k].asc() for k in spec.primary_key if k not in source.order_by]
-    query = query.order_by(*order)
+    query = query.select_from(columns.joins.from_clause).order_by(*order)
     limit = limit if limit is not None else source.limit
     return query.limit(limit) if limit is not None else query
 

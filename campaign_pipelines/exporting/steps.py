@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from campaign_pipelines.exporting.columns import ExportColumns
 from campaign_pipelines.exporting.query import build_select, read_watermark, write_watermark
 from campaign_pipelines.exporting.write import ExportWriter, format_rows
 from campaign_pipelines.templates import ExportTemplate
@@ -37,16 +38,15 @@ def output_path(template: ExportTemplate, run_id: str, when: dt.datetime) -> str
     return template.destination.path.format(date=when, run_id=run_id)
 
 
-def _frames(conn: sa.Connection, query: sa.Select, template: ExportTemplate) -> Iterator[pl.DataFrame]:
+def _frames(conn: sa.Connection, query: sa.Select, columns: ExportColumns) -> Iterator[pl.DataFrame]:
     """The query's rows in chunks, so memory holds one chunk whatever the table size."""
     if conn.dialect.name == "postgresql":
-        yield from _copy_frames(conn, query, template)
+        yield from _copy_frames(conn, query, columns)
         return
-    spec = template.table
+    selected = columns.by_label()
     result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(query)
-    names = list(result.keys())
     # SQLite gives naive UTC timestamps: read them naive, then say they are UTC.
-    schema = {n: pl.Datetime("us") if spec.field(n).kind == "timestamp" else spec.field(n).polars_dtype for n in names}
+    schema = {n: pl.Datetime("us") if selected[n].kind == "timestamp" else selected[n].polars_dtype for n in result.keys()}
     for rows in result.partitions():
         frame = pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
         yield frame.with_columns(pl.col(pl.Datetime).dt.replace_time_zone("UTC"))
@@ -68,60 +68,80 @@ def _copy_blocks(copy: Any, block_bytes: int = 8 << 20) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
-def _copy_frames(conn: sa.Connection, query: sa.Select, template: ExportTemplate) -> Iterator[pl.DataFrame]:
-    """PostgreSQL: COPY (SELECT ...) TO STDOUT, parsed by pyarrow block by block in a
-    producer thread, so the database, the parsing and the caller's writing overlap. Filter
-    values travel as parameters composed by psycopg; timestamps come as UTC text."""
-    spec = template.table
-    names = [c.name for c in query.selected_columns]
-    columns = [
-        sa.func.to_char(sa.func.timezone("UTC", c), 'YYYY-MM-DD"T"HH24:MI:SS.US').label(c.name)
-        if spec.field(c.name).kind == "timestamp" else c
-        for c in query.selected_columns
-    ]
-    compiled = query.with_only_columns(*columns, maintain_column_froms=True).compile(
-        dialect=conn.dialect, compile_kwargs={"render_postcompile": True}  # IN lists: one parameter per value
-    )
-    arrow_types = {"string": pa.string(), "integer": pa.int64(), "date": pa.date32(), "boolean": pa.bool_(), "timestamp": pa.string()}
-    read_options = pacsv.ReadOptions(column_names=names, block_size=16 << 20)
-    parse_options = pacsv.ParseOptions(newlines_in_values=True)
-    convert_options = pacsv.ConvertOptions(
-        column_types={n: arrow_types[spec.field(n).kind] for n in names},
-        true_values=["t"], false_values=["f"],
-        strings_can_be_null=True, quoted_strings_can_be_null=False,
-    )
+def _in_thread(items: Callable[[], Iterator[Any]], name: str) -> Iterator[Any]:
+    """`items()` made in a thread of its own and handed over through a bounded queue
+    (memory stays flat), so that stage overlaps the caller's; its error is raised here.
+    A caller that stops early lets the thread finish (a COPY is read to its end)."""
+    out: queue.Queue = queue.Queue(maxsize=2)
 
-    def produce(out: queue.Queue) -> None:
+    def produce() -> None:
         try:
-            cursor = conn.connection.driver_connection.cursor()
-            with cursor.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
-                for block in _copy_blocks(copy):
-                    out.put(pacsv.read_csv(pa.BufferReader(block), read_options, parse_options, convert_options))
+            for item in items():
+                out.put(item)
             out.put(None)
         except BaseException as exc:  # handed to the consumer, raised there
             out.put(exc)
 
-    batches: queue.Queue = queue.Queue(maxsize=2)  # bounded: memory stays flat
-    producer = threading.Thread(target=produce, args=(batches,), name="export-copy", daemon=True)
-    producer.start()
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
     try:
-        while (item := batches.get()) is not None:
+        while (item := out.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
-            frame = pl.from_arrow(item)
-            assert isinstance(frame, pl.DataFrame)
-            yield frame.with_columns(
-                pl.col(n).str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f").dt.replace_time_zone("UTC")
-                for n in names
-                if spec.field(n).kind == "timestamp"
-            )
+            yield item
     finally:
-        while producer.is_alive():  # the consumer stopped early: let the producer finish
+        while thread.is_alive():
             try:
-                batches.get(timeout=0.1)
+                out.get(timeout=0.1)
             except queue.Empty:
                 pass
-        producer.join()
+        thread.join()
+
+
+def _copy_frames(conn: sa.Connection, query: sa.Select, columns: ExportColumns) -> Iterator[pl.DataFrame]:
+    """PostgreSQL: COPY (SELECT ...) TO STDOUT read in one thread, parsed by pyarrow in
+    another, so the database, the reading, the parsing and the caller's writing overlap
+    (a parse in the reading thread would stall the server's output; measured on 1M rows
+    across a link: ~10 % of the wall time). Filter values travel as parameters composed
+    by psycopg. Each selected column's kind gives its arrow type; timestamps come as ISO
+    text in UTC with a Z, which pyarrow parses itself (several times faster than text
+    parsed again by polars)."""
+    selected = columns.by_label()
+    names = [c.name for c in query.selected_columns]
+    as_copied = [
+        sa.func.to_char(sa.func.timezone("UTC", c), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"').label(c.name)
+        if selected[c.name].kind == "timestamp" else c
+        for c in query.selected_columns
+    ]
+    compiled = query.with_only_columns(*as_copied, maintain_column_froms=True).compile(
+        dialect=conn.dialect, compile_kwargs={"render_postcompile": True}  # IN lists: one parameter per value
+    )
+    read_options = pacsv.ReadOptions(column_names=names, block_size=16 << 20)
+    # A one-column row holding NULL is an empty line: a row, not a line to skip.
+    parse_options = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
+    convert_options = pacsv.ConvertOptions(
+        column_types={n: selected[n].arrow_type for n in names},
+        true_values=["t"], false_values=["f"],
+        strings_can_be_null=True, quoted_strings_can_be_null=False,
+    )
+
+    def copied() -> Iterator[bytes]:
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
+            yield from _copy_blocks(copy)
+
+    def parsed() -> Iterator[pa.Table]:
+        blocks = _in_thread(copied, "export-copy")
+        try:
+            for block in blocks:
+                yield pacsv.read_csv(pa.BufferReader(block), read_options, parse_options, convert_options)
+        finally:
+            blocks.close()  # on a parse error, the reading thread finishes too
+
+    for table in _in_thread(parsed, "export-parse"):
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        yield frame
 
 
 def run_export(
@@ -137,15 +157,16 @@ def run_export(
     does not disturb the nightly differential."""
     now = now or dt.datetime.now(dt.UTC)
     differential = template.source.differential.column if template.source.differential and window is None else None
+    columns = ExportColumns(template)
     newest = None
     with engine.connect() as conn:
         since = read_watermark(conn, template) if differential else None
         with ExportWriter(template, path, run_id) as writer:
-            for frame in _frames(conn, build_select(template, since, window=window), template):
+            for frame in _frames(conn, build_select(template, since, window=window, columns=columns), columns):
                 if differential and frame.height:
-                    chunk_max = frame[differential].max()
+                    chunk_max = frame[columns.watermark].max()
                     newest = chunk_max if newest is None or chunk_max > newest else newest
-                writer.write(format_rows(frame, template))
+                writer.write(format_rows(frame, template, columns))
     # The file is complete and in place: only now may the watermark move.
     if differential and newest is not None:
         with engine.begin() as conn:
@@ -157,7 +178,8 @@ def preview_export(template: ExportTemplate, engine: sa.Engine, rows: int) -> pl
     """The first rows the export would write (watermark included), writing nothing."""
     with engine.connect() as conn:
         since = read_watermark(conn, template) if template.source.differential else None
-        frames = list(_frames(conn, build_select(template, since, limit=rows), template))
+        columns = ExportColumns(template)
+        frames = list(_frames(conn, build_select(template, since, limit=rows, columns=columns), columns))
     if not frames:
         return pl.DataFrame({c.title: pl.Series([], dtype=pl.Utf8) for c in template.source.columns})
-    return format_rows(pl.concat(frames), template)
+    return format_rows(pl.concat(frames), template, columns)

@@ -17,8 +17,9 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.exporting.columns import ExportColumns, Selected
 from campaign_pipelines.templates import Destination, ExportColumn, ExportTemplate, NumberFormat
-from campaign_pipelines.text import cased, scalar_text
+from campaign_pipelines.text import cased
 
 FORMULA_START = r"^[=+\-@\t\r]"
 DEFAULT_FORMATS = {"date": "%Y-%m-%d", "timestamp": "%Y-%m-%d %H:%M:%S"}
@@ -30,24 +31,27 @@ def _grouped(number: int | None, fmt: NumberFormat) -> str | None:
     return f"{number:,}".replace(",", fmt.thousands or "")
 
 
-def column_text(column: ExportColumn, template: ExportTemplate) -> pl.Expr:
-    """One output column as text, named by its title."""
-    if column.column is None:
-        text = pl.lit(scalar_text(column.value), dtype=pl.Utf8)
+def column_text(column: ExportColumn, template: ExportTemplate, label: str | None, selected: Selected | None) -> pl.Expr:
+    """One output column as text, named by its title: `label` is the query's column
+    holding its value (None for a constant), of the `selected` kind."""
+    if label is None or selected is None:
+        text = pl.lit(column.constant, dtype=pl.Utf8)
         is_text = True
     else:
-        f = template.table.field(column.column)
-        value = pl.col(column.column)
-        is_text = f.kind == "string"
-        if f.kind in DEFAULT_FORMATS:
-            fmt = column.format if isinstance(column.format, str) else DEFAULT_FORMATS[f.kind]
+        kind = selected.kind
+        value = pl.col(label)
+        is_text = kind == "string"
+        if kind in DEFAULT_FORMATS:
+            fmt = column.format if isinstance(column.format, str) else DEFAULT_FORMATS[kind]
             text = value.dt.strftime(fmt)
-        elif f.kind == "integer" and isinstance(column.format, NumberFormat) and column.format.thousands:
+        elif kind == "integer" and isinstance(column.format, NumberFormat) and column.format.thousands:
             number_format = column.format
             text = value.map_elements(lambda n: _grouped(n, number_format), return_dtype=pl.Utf8)
-        elif f.kind == "boolean":
+        elif kind == "boolean":
             text = pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
         else:
+            # A decimal keeps its scale's digits, 19.90: polars' Decimal (SQLite) or
+            # PostgreSQL's own text (COPY).
             text = value.cast(pl.Utf8)
     text = cased(text, column.case)
     if is_text and template.destination.neutralize_formulas:
@@ -56,8 +60,12 @@ def column_text(column: ExportColumn, template: ExportTemplate) -> pl.Expr:
     return text.alias(column.title)
 
 
-def format_rows(frame: pl.DataFrame, template: ExportTemplate) -> pl.DataFrame:
-    return frame.select([column_text(c, template) for c in template.source.columns])
+def format_rows(frame: pl.DataFrame, template: ExportTemplate, columns: ExportColumns) -> pl.DataFrame:
+    selected = columns.by_label()
+    return frame.select([
+        column_text(c, template, label, selected.get(label) if label else None)
+        for c, label in zip(template.source.columns, columns.outputs, strict=True)
+    ])
 
 
 class _HashingFile(io.RawIOBase):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import string
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -12,6 +14,7 @@ from campaign_pipelines.templates.common import (
     FILTER_OPERATORS, NAME_PATTERN, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding,
     _one_character, check_pattern, filter_conditions, filter_value,
 )
+from campaign_pipelines.text import scalar_text
 
 
 EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
@@ -24,25 +27,217 @@ EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
 }
 # Keys where null means something (no limit); elsewhere null means "as the template says".
 
+PARTS = ("year", "quarter", "month", "day", "hour", "minute", "second", "dow", "doy")
+
+
+@dataclass(frozen=True)
+class FieldPath:
+    """A column of the exported table, or of a table reached from it through many-to-one
+    links (`recipient.email`): the links in the order followed, and the field at the end."""
+
+    links: tuple[schemas.Link, ...]
+    field: schemas.Field
+
+
+@dataclass(frozen=True)
+class CollectionPath:
+    """A collection: the rows of `table` whose `owner` link points at the exported record,
+    and the column (possibly across `table`'s other links) whose values are gathered."""
+
+    table: schemas.TableSpec
+    owner: schemas.Link
+    path: FieldPath
+
+
+def follow(spec: schemas.TableSpec, dotted: str) -> FieldPath:
+    """`field` or `link.….field` from `spec`; ValueError naming what is missing."""
+    names = dotted.split(".")
+    if not all(names):
+        raise ValueError(f"{dotted!r} is not a column path (names joined by dots, such as recipient.email)")
+    links: list[schemas.Link] = []
+    current = spec
+    for name in names[:-1]:
+        link = current.link(name)
+        if link is None:
+            if current.has(name):
+                raise ValueError(f"{current.name}.{name} is a column, not a link; only links can be followed")
+            known = ", ".join(l.name for l in current.links) or "none"
+            raise ValueError(f"{current.name} has no link {name!r} (its links: {known})")
+        links.append(link)
+        current = schemas.table(link.table)
+    if not current.has(names[-1]):
+        link = current.link(names[-1])
+        hint = f"; {names[-1]} is a link: name one of its columns, such as {names[-1]}.id" if link else ""
+        raise ValueError(f"{current.name} has no column {names[-1]!r}{hint}")
+    return FieldPath(tuple(links), current.field(names[-1]))
+
+
+def collection_path(spec: schemas.TableSpec, dotted: str, link: str | None) -> CollectionPath:
+    """`<table>.<field>` or `<table>.<link>.….<field>`, `<table>` linking to `spec`; a
+    ValueError names the key at fault (`collection` or `link`)."""
+    names = dotted.split(".")
+    model = schemas.current()
+    if len(names) < 2 or not all(names):
+        raise ValueError(f"collection: {dotted!r} is not <table>.<column> or <table>.<link>.<column>")
+    table = model.tables.get(names[0])
+    linking = sorted({s.name for s, _ in model.links_to(spec.name)})
+    if table is None:
+        raise ValueError(f"collection: no table named {names[0]!r} (tables linking to {spec.name}: {', '.join(linking) or 'none'})")
+    owners = [l for l in table.links if l.table == spec.name]
+    if link is not None:
+        owner = table.link(link)
+        if owner is None or owner.table != spec.name:
+            raise ValueError(f"link: {table.name} has no link {link!r} to {spec.name} (its links to {spec.name}: "
+                             f"{', '.join(l.name for l in owners) or 'none'})")
+    elif not owners:
+        raise ValueError(f"collection: {table.name} has no link to {spec.name}; a collection gathers the rows of a "
+                         f"table that links to it (tables linking to {spec.name}: {', '.join(linking) or 'none'})")
+    elif len(owners) > 1:
+        raise ValueError(f"collection: {table.name} has {len(owners)} links to {spec.name} "
+                         f"({', '.join(l.name for l in owners)}); say which one holds the exported record with link:")
+    else:
+        owner = owners[0]
+    try:
+        return CollectionPath(table, owner, follow(table, ".".join(names[1:])))
+    except ValueError as exc:
+        raise ValueError(f"collection: {exc}") from None
+
+
+def value_parts(text: str) -> list[tuple[str, str | None]]:
+    """A calculated value as (literal text, column path or None) pieces: `{last_name}`
+    is a placeholder, `{{` and `}}` are braces."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError:
+        raise ValueError("a single { or } must be written {{ or }}") from None
+    parts: list[tuple[str, str | None]] = []
+    for literal, name, spec, conversion in parsed:
+        if name == "":
+            raise ValueError("{} names no column; write {{ and }} for braces")
+        if spec or conversion:
+            raise ValueError(f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}: a "
+                             "placeholder holds only a column path, such as {last_name}")
+        parts.append((literal, name))
+    return parts
+
+
+def label_key(f: schemas.Field | None, key: str) -> Any:
+    """A `labels` key (kept as text, so the template reads the same from YAML and from
+    the job's JSON) as a value of the column: `f` None means a date part (an integer)."""
+    kind = f.kind if f is not None else "integer"
+    if kind == "string":
+        return key
+    if kind == "integer":
+        try:
+            return int(key)
+        except ValueError:
+            raise ValueError(f"{key!r} is not a whole number") from None
+    if kind == "boolean":
+        if key not in ("true", "false"):
+            raise ValueError(f"{key!r} is not true or false")
+        return key == "true"
+    assert f is not None
+    return f.python_value(key)
+
+
 class ExportColumn(Model):
-    column: str | None = None
-    value: Any = None
+    column: str | None = None  # a column, or a linked one: recipient.email
+    value: Any = None  # a constant, or a calculated text: "{last_name} {first_name}"
+    collection: str | None = None  # <table>.<column> or <table>.<link>.<column>
+    link: str | None = None  # collection: the table's link to the exported record, when it has several
+    separator: str = ","  # collection: between values
+    part: Literal[PARTS] | None = None  # type: ignore[valid-type]
+    labels: dict[str, str] | None = None  # value -> label; other values pass unchanged
     label: str | None = None
     case: Literal["lower", "upper", "capitalize", "none"] = "none"
     format: str | NumberFormat | None = None
     width: Annotated[int, Field(ge=1)] | None = None  # fixed-width destinations
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        if not v:
+            raise ValueError("give at least one value: label pair")
+        for value, label in v.items():
+            if value is None or isinstance(value, (dict, list)) or label is None or isinstance(label, (dict, list)):
+                raise ValueError(f"{value!r}: {label!r}: values and labels are plain values")
+        return {scalar_text(value): scalar_text(label) for value, label in v.items()}
+
     @model_validator(mode="after")
-    def _column_or_value(self) -> "ExportColumn":
-        if (self.column is None) == ("value" not in self.model_fields_set):
-            raise ValueError("give exactly one of column (a table column) or value (a constant)")
-        if self.column is None and self.label is None:
-            raise ValueError("a constant (value) needs a label")
+    def _one_source(self) -> "ExportColumn":
+        given = [k for k in ("column", "value", "collection") if k in self.model_fields_set and (k == "value" or getattr(self, k) is not None)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of column (a table column), value (a constant or calculated text) or collection")
+        if self.column is None and self.collection is None and self.label is None:
+            raise ValueError("a calculated value needs a label" if self.calculated else "a constant (value) needs a label")
+        for key, needs in (("part", "column"), ("labels", "column"), ("separator", "collection"), ("link", "collection")):
+            if key in self.model_fields_set and getattr(self, needs) is None:
+                raise ValueError(f"{key} goes with {needs}")
         return self
 
     @property
+    def calculated(self) -> bool:
+        """A value holding placeholders: computed in SQL, per row."""
+        if self.column is not None or self.collection is not None or not isinstance(self.value, str):
+            return False
+        try:
+            return any(name is not None for _, name in value_parts(self.value))
+        except ValueError:
+            return True  # reported as such by the template's checks
+
+    @property
+    def constant(self) -> str | None:
+        """A constant's text (braces unescaped in a string)."""
+        if isinstance(self.value, str):
+            return "".join(literal for literal, _ in value_parts(self.value))
+        return scalar_text(self.value)
+
+    @property
     def title(self) -> str:
-        return self.label or self.column or ""
+        return self.label or self.column or self.collection or ""
+
+
+def column_kind(spec: schemas.TableSpec, column: ExportColumn, where: str) -> str | None:
+    """Check one column's paths against the data model; the kind of value the query
+    gives for it (None for a constant, which never reaches SQL)."""
+    if column.column is not None:
+        try:
+            f = follow(spec, column.column).field
+        except ValueError as exc:
+            raise ValueError(f"{where}.column: {exc}") from None
+        kind = f.kind
+        if column.part is not None:
+            if kind not in ("date", "timestamp"):
+                raise ValueError(f"{where}.part: a date part needs a date or timestamp column, {column.column} is a {kind}")
+            if kind == "date" and column.part in ("hour", "minute", "second"):
+                raise ValueError(f"{where}.part: {column.column} is a date: it has no {column.part}")
+            kind = "integer"
+        for key in column.labels or {}:
+            try:
+                label_key(f if column.part is None else None, key)
+            except ValueError as exc:
+                raise ValueError(f"{where}.labels: {exc}") from None
+        return "string" if column.labels is not None else kind
+    if column.collection is not None:
+        try:
+            collection_path(spec, column.collection, column.link)
+        except ValueError as exc:
+            raise ValueError(f"{where}.{exc}") from None
+        return "string"
+    if not isinstance(column.value, str):
+        return None
+    try:
+        names = [name for _, name in value_parts(column.value) if name is not None]
+        for name in names:
+            try:
+                follow(spec, name)
+            except ValueError as exc:
+                raise ValueError(f"{{{name}}}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}.value: {exc}") from None
+    return "string" if names else None
 
 
 class Differential(Model):
@@ -93,40 +288,70 @@ class ExportTemplate(Launchable):
     schedule: Schedule | None = None
     partitions: Partitions | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yes_no_label_keys(cls, data: Any) -> Any:
+        """YAML reads yes, no, on, off, true and false as booleans: a `labels` key read so
+        for a column holding no booleans was meant as text (and would match nothing)."""
+        try:
+            spec = schemas.table(data["source"]["schema"])
+            columns = list(data["source"]["columns"])
+        except (TypeError, KeyError):
+            return data
+        for i, column in enumerate(columns):
+            if not (isinstance(column, dict) and isinstance(column.get("labels"), dict) and isinstance(column.get("column"), str)):
+                continue
+            read_as = next((key for key in column["labels"] if isinstance(key, bool)), None)
+            try:
+                kind = follow(spec, column["column"]).field.kind
+            except ValueError:
+                continue
+            if read_as is not None and (kind != "boolean" or column.get("part")):
+                raise ValueError(f"source.columns[{i}].labels: a key was read as {str(read_as).lower()} (YAML reads yes, no, "
+                                 "on, off, true and false so); quote it, such as 'yes'")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> "ExportTemplate":
         spec = schemas.table(self.source.table)
         for i, column in enumerate(self.source.columns):
-            if column.column is not None and column.column not in spec.field_names:
-                raise ValueError(f"source.columns[{i}].column: {spec.name} has no column {column.column!r}")
+            kind = column_kind(spec, column, f"source.columns[{i}]")
             if self.destination.format == "fixed_width" and column.width is None:
                 raise ValueError(f"source.columns[{i}].width: required for a fixed_width destination")
-            if column.column is not None and column.format is not None:
-                kind = spec.field(column.column).kind
+            if column.format is not None and kind is not None:
+                if column.column is not None and column.labels is None:
+                    shown = f"{column.column} is a {kind}" if column.part is None else f"its {column.part} is a whole number"
+                else:
+                    shown = f"{column.title} is text"
                 if isinstance(column.format, str) and kind not in ("date", "timestamp"):
-                    raise ValueError(f"source.columns[{i}].format: a date format needs a date column, {column.column} is a {kind}")
+                    raise ValueError(f"source.columns[{i}].format: a date format needs a date column, {shown}")
                 if isinstance(column.format, NumberFormat) and kind != "integer":
-                    raise ValueError(f"source.columns[{i}].format: a number format needs a number column, {column.column} is a {kind}")
+                    raise ValueError(f"source.columns[{i}].format: a number format needs a number column, {shown}")
         for name in self.source.order_by:
-            if name not in spec.field_names:
-                raise ValueError(f"source.order_by: {spec.name} has no column {name!r}")
+            try:
+                follow(spec, name)
+            except ValueError as exc:
+                raise ValueError(f"source.order_by: {exc}") from None
         if self.source.differential:
             column = self.source.differential.column
             if column not in spec.field_names or spec.field(column).kind not in ("timestamp", "date", "integer"):
                 raise ValueError(f"source.differential.column: {column!r} must be a timestamp, date or number column of {spec.name}")
         for column, condition in self.source.filter.items():
-            if column not in spec.field_names:
-                raise ValueError(f"source.filter.{column}: {spec.name} has no column {column!r}")
+            try:
+                filtered = follow(spec, column).field
+            except ValueError as exc:
+                raise ValueError(f"source.filter.{column}: {exc}") from None
             for op, value in filter_conditions(condition):
                 where = f"source.filter.{column}.{op}"
                 if op not in FILTER_OPERATORS:
                     raise ValueError(f"{where}: unknown operator; use one of {', '.join(FILTER_OPERATORS)}")
                 try:
-                    filter_value(spec.field(column), op, value)
+                    filter_value(filtered, op, value)
                 except ValueError as exc:
                     raise ValueError(f"{where}: {exc}") from None
         if self.source.distinct:
-            exported = {c.column for c in self.source.columns}
+            # Ordered by what is selected: a column as stored, not through a part or labels.
+            exported = {c.column for c in self.source.columns if c.part is None and c.labels is None}
             for name in self.source.order_by:
                 if name not in exported:
                     raise ValueError(f"source.order_by: with distinct, {name!r} must be an exported column")
