@@ -80,3 +80,14 @@ def campaign_job(name: str) -> Any:
     from campaign_pipelines.definitions import build_definitions
 
     return build_definitions().resolve_job_def(name)
+
+
+# A small user table other data schemas link to.
+STORE = """\
+name: store
+label: Store
+fields:
+  - {name: code, kind: string, max_length: 8, nullable: false, unique: true}
+  - {name: city, kind: string, max_length: 64}
+key: [code]
+"""

@@ -11,16 +11,9 @@ import polars as pl
 import pytest
 
 import schemas
+from tests.helpers import STORE
 from schemas.model import load_model
 
-STORE = """\
-name: store
-label: Store
-fields:
-  - {name: code, kind: string, max_length: 8, nullable: false, unique: true}
-  - {name: city, kind: string, max_length: 64}
-key: [code]
-"""
 
 
 def load(folder: Path, **files: str) -> schemas.DataModel:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 
 import schemas
+from tests.helpers import STORE
 from campaign_pipelines.cli import main
 from resources import campaign_db
 from resources.campaign_db import model_engine, raw_engine
@@ -26,14 +27,6 @@ fields:
   - {name: loyalty_tier, kind: string, max_length: 16}
 """
 
-STORE = """\
-name: store
-label: Store
-fields:
-  - {name: code, kind: string, max_length: 8, nullable: false, unique: true}
-  - {name: city, kind: string, max_length: 64}
-key: [code]
-"""
 
 # Every kind, a link with set_null, a composite key, defaults and a link from a built-in table.
 EVERYTHING = {
