@@ -259,10 +259,6 @@ class TableSpec:
     def unique_fields(self) -> list[Field]:
         return [f for f in self.fields if f.unique]
 
-    @property
-    def display_label(self) -> str:
-        return self.label or self.name.replace("_", " ").capitalize()
-
     def bind(self, metadata: sa.MetaData) -> "TableSpec":
         """A copy of this spec with its SQLAlchemy table in `metadata` (one per data model:
         an extension changes a built-in table's columns)."""

@@ -107,7 +107,6 @@ class Mapper:
 
     def __init__(self, template: ImportTemplate):
         self.template = template
-        self.table = template.table
         # What each mapped value is typed and checked as (a link's: its `via` field).
         self.fields = {m.target: template.value_field(m.target) for m in template.columns}
         self.defaults = {
