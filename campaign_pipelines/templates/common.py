@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import schemas
+# One wording of a pydantic error for templates and data schemas alike: `key: message`.
+from schemas.files import validation_message as format_validation_error
 from campaign_pipelines.errors import TemplateError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -208,21 +210,3 @@ def filter_value(f: "schemas.Field", op: str, value: Any) -> Any:
     if value is None:
         raise ValueError(f"{op} needs a value; use is_null for empty values")
     return f.python_value(value)
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ""
-        for item in err["loc"]:
-            if isinstance(item, int):
-                loc += f"[{item}]"
-            elif item in ("function-after", "function-before") or "[" in str(item):
-                continue
-            else:
-                loc += ("." if loc else "") + str(item)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
