@@ -1,6 +1,6 @@
-"""The code location: one job per valid job template with its schedule and file
-collector, the run status sensors, the Campaign tables and each import's rejects as
-assets, and the resources."""
+"""The code location: the exchanges as assets (`assets.py`) and their checks, one job
+per valid job template with its schedule and file collector, the run status sensors,
+and the resources."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import logging
 import dagster as dg
 
 import schemas
+from campaign_pipelines.assets import exchange_assets, exchange_checks
 from campaign_pipelines.jobs import build_job
 from campaign_pipelines.schedules import build_schedule
 from campaign_pipelines.sensors import build_collector, cancelled_runs, failed_runs
 from campaign_pipelines.settings import Settings
-from campaign_pipelines.templates import Catalog, load_catalog
+from campaign_pipelines.templates import load_catalog
 from resources import CampaignDatabase, FileStore
+from resources.rejects_io import RejectsIOManager
 
 log = logging.getLogger(__name__)
 
@@ -24,40 +26,6 @@ def campaign_database(settings: Settings) -> CampaignDatabase:
     if settings.db_url:
         return CampaignDatabase(url=dg.EnvVar("CAMPAIGN_DB_URL"))
     return CampaignDatabase()
-
-
-def asset_specs(catalog: Catalog, model: schemas.DataModel) -> list[dg.AssetSpec]:
-    tables = [
-        dg.AssetSpec(
-            key=["campaign", spec.name],
-            description=spec.description,
-            group_name="campaign",
-            kinds={"sql"},
-            metadata={
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[
-                        dg.TableColumn(
-                            f.name, f.type_name, description=f.description or None,
-                            constraints=dg.TableColumnConstraints(nullable=f.nullable, unique=f.unique),
-                        )
-                        for f in spec.fields
-                    ]
-                ),
-                "schema_origin": dg.MetadataValue.text(spec.origin),
-            },
-        )
-        for spec in model.tables.values()
-    ]
-    rejects = [
-        dg.AssetSpec(
-            key=["rejects", name],
-            description=f"Lines rejected by the {name} import, with their line number and reason.",
-            group_name="rejects",
-        )
-        for name, template in sorted(catalog.templates.items())
-        if template.kind == "import"
-    ]
-    return tables + rejects
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -77,10 +45,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             cancelled_runs,
             failed_runs,
         ],
-        assets=asset_specs(catalog, model),
+        assets=exchange_assets(catalog, model),
+        asset_checks=exchange_checks(model),
         resources={
             "campaign_db": campaign_database(settings),
             "file_store": FileStore(data_dir=str(settings.data_dir)),
+            "rejects_io_manager": RejectsIOManager(data_dir=str(settings.data_dir)),
         },
     )
 

@@ -18,17 +18,25 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from campaign_pipelines.checks import IMPORT_CHECKS, failed_run_check, import_check_results, reject_rate
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.rejects import read_rejects
 from campaign_pipelines.partitions import partition_day
+from campaign_pipelines.progress import Progress
 from campaign_pipelines.templates import ExportTemplate, ImportTemplate
 from resources import CampaignDatabase, FileStore
 from resources.campaign_db import transient_error
+from resources.rejects_io import last_rejects_path, store_last_rejects
 
 STATUS_TAG = "campaign/status"
 PREVIEW_ROWS = 20
+
+
+def progress(context: dg.OpExecutionContext) -> Progress:
+    """The step's progress lines, in the run's log."""
+    return Progress(context.op.name, context.log.info)
 
 
 def set_status(context: dg.OpExecutionContext, status: str) -> None:
@@ -103,6 +111,18 @@ def with_retries(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, 
             time.sleep(delay)
 
 
+def report_failed_run(
+    context: dg.OpExecutionContext, file_store: FileStore, state: steps.ImportState, rejects: pa.Table, path: Path | None, failure: str
+) -> None:
+    """A run the reject policy failed still shows its rejects (the asset's value and its
+    materialization) and an ERROR on the reject_rate check."""
+    template = state.template
+    partition = context.partition_key if context.has_partition_key else None
+    store_last_rejects(last_rejects_path(file_store.root, template.name, partition), rejects, context.run_id)
+    context.log_event(rejects_materialization(template, context.run_id, rejects, path, failure))
+    context.log_event(failed_run_check(template, rejects.num_rows, state.rows_read, failure))
+
+
 def rejects_materialization(
     template: ImportTemplate, run_id: str, rejects: pa.Table, path: Path | None, failure: str | None = None
 ) -> dg.AssetMaterialization:
@@ -114,6 +134,7 @@ def rejects_materialization(
         metadata={
             "run_status": dg.MetadataValue.text("failed" if failure else "loaded"),
             "rows_rejected": dg.MetadataValue.int(rejects.num_rows),
+            "dagster/row_count": dg.MetadataValue.int(rejects.num_rows),
             "rejects_path": dg.MetadataValue.path(str(path)) if path else dg.MetadataValue.text("none"),
             "run_id": dg.MetadataValue.text(run_id),
             "preview": dg.MetadataValue.table(
@@ -136,6 +157,7 @@ def rejects_materialization(
 
 @dg.op(
     description="Read the file: split lines, parse fields as text, reject ragged lines.",
+    ins={"inbox": dg.In(dg.Nothing)},
     # Set by the job's config mapping: the template as JSON and the flat launch overrides.
     config_schema={"template": str, "overrides": dg.Permissive()},
 )
@@ -150,7 +172,7 @@ def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.Im
         raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
     file = file_store.resolve(path, what="file")
     context.log.info(f"reading {file}")
-    state = steps.read_step(template, file, file_store.work_dir(context.run_id))
+    state = steps.read_step(template, file, file_store.work_dir(context.run_id), progress(context))
     context.add_output_metadata({"file": dg.MetadataValue.path(str(file)), "rows_read": state.rows_read, "blank_lines": state.blank_lines})
     return state
 
@@ -161,7 +183,7 @@ def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.Im
 )
 @fails_clearly
 def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> steps.ImportState:
-    return steps.map_step(state)
+    return steps.map_step(state, progress(context))
 
 
 @dg.op(description="Validate every row with the target table's pandera checks; set failing rows aside.")
@@ -169,12 +191,14 @@ def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> ste
 def validate_rows(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportState:
-    state = with_retries(context, campaign_db, state.file, lambda session: steps.validate_step(state, session))
+    state = with_retries(
+        context, campaign_db, state.file, lambda session: steps.validate_step(state, session, progress(context))
+    )
     failure = steps.early_failure(state)
     if failure:
         rejects = read_rejects(list(state.reject_files))
         path = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
-        context.log_event(rejects_materialization(state.template, context.run_id, rejects, path, failure))
+        report_failed_run(context, file_store, state, rejects, path, failure)
         raise CampaignError(f"{state.file}: {failure}")
     return state
 
@@ -190,19 +214,22 @@ def reconcile(
     )
     remove_work_dir(context)
     if outcome.failure:
-        context.log_event(
-            rejects_materialization(state.template, context.run_id, outcome.rejects, outcome.rejects_path, outcome.failure)
-        )
+        report_failed_run(context, file_store, state, outcome.rejects, outcome.rejects_path, outcome.failure)
         raise CampaignError(f"{state.file}: {outcome.failure}")
     return outcome
 
 
 @dg.op(
-    description="Report: counts, rejects asset, target table asset, run status.",
+    description="Report: counts, checks, rejects (the rejects asset's value), target table materialization, run status.",
     required_resource_keys={"file_store", "campaign_db"},
+    out={
+        "result": dg.Out(description="The run's counts and status: the imports/<template> asset's value."),
+        "rejects": dg.Out(io_manager_key="rejects_io_manager", description="The rejected lines (line, column, reason, text)."),
+        **{check: dg.Out(dg.Nothing, is_required=False) for check in IMPORT_CHECKS},
+    },
 )
 @fails_clearly
-def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome) -> dict[str, Any]:
+def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
     campaign_db: CampaignDatabase = context.resources.campaign_db
     template = outcome.template
     summary = outcome.summary()
@@ -214,19 +241,38 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome) -> dict
                 **summary,
                 "dagster/row_count": dg.MetadataValue.int(outcome.table_rows),
                 "database": dg.MetadataValue.text(campaign_db.dialect),
+                "template": dg.MetadataValue.text(template.name),
             },
         )
     )
-    context.log_event(rejects_materialization(template, context.run_id, outcome.rejects, outcome.rejects_path))
     set_status(context, outcome.status)
+    if summary["rows_rejected"]:
+        context.log.warning(
+            f"{summary['rows_rejected']} of {summary['rows_read']} lines rejected "
+            f"({reject_rate(summary['rows_rejected'], summary['rows_read']):.2%}); the others were loaded. "
+            f"Their reasons: the rejects/{template.name} asset, or `campaign-pipelines rejects {context.run_id[:8]}`."
+        )
     ignored = {f"ignored: {cause}": count for cause, count in outcome.ignored_by_cause.items()}
     created = {f"created by the {link} link": count for link, count in outcome.links_created.items()}
-    context.add_output_metadata({**summary, "status": outcome.status, **ignored, **created})
-    return {**summary, "status": outcome.status, "rejects_path": str(outcome.rejects_path) if outcome.rejects_path else None}
+    rejects_metadata = rejects_materialization(template, context.run_id, outcome.rejects, outcome.rejects_path).metadata
+    yield dg.Output(
+        {**summary, "status": outcome.status, "rejects_path": str(outcome.rejects_path) if outcome.rejects_path else None},
+        "result",
+        metadata={
+            **summary,
+            "reject_rate": dg.MetadataValue.float(reject_rate(summary["rows_rejected"], summary["rows_read"])),
+            "status": outcome.status,
+            **ignored,
+            **created,
+        },
+    )
+    yield dg.Output(outcome.rejects, "rejects", metadata=dict(rejects_metadata))
+    yield from import_check_results(template, summary)
 
 
 @dg.op(
     description="Query the Campaign database in chunks and write the file under a temporary name, then rename it.",
+    ins={"table": dg.In(dg.Nothing)},
     config_schema={"template": str, "overrides": dg.Permissive()},
 )
 @fails_clearly
@@ -238,7 +284,7 @@ def export_file(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, f
     when = window.start if window else dt.datetime.now()
     path = file_store.resolve(output_path(template, context.run_id, when), what="output")
     context.log.info(f"exporting {template.source.table} to {path}")
-    return run_export(template, campaign_db.engine, path, context.run_id, window=window)
+    return run_export(template, campaign_db.engine, path, context.run_id, window=window, progress=progress(context))
 
 
 @dg.op(
@@ -253,6 +299,18 @@ def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dic
             asset_key=["campaign", template.source.table],
             description=f"Read by {template.name}.",
             metadata={"rows_exported": outcome.rows_exported, "output_path": dg.MetadataValue.path(str(outcome.path))},
+        )
+    )
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=["outbox", template.name],
+            description=f"Written by {template.name}.",
+            metadata={
+                "path": dg.MetadataValue.path(str(outcome.path)),
+                "dagster/row_count": dg.MetadataValue.int(outcome.rows_exported),
+                "bytes": outcome.size,
+                "sha256": outcome.sha256,
+            },
         )
     )
     summary = {"rows_exported": outcome.rows_exported, "output_path": str(outcome.path)}

@@ -22,7 +22,8 @@ import schemas
 
 from campaign_pipelines.definitions import build_definitions
 from campaign_pipelines.importing.steps import COUNT_KEYS
-from campaign_pipelines.jobs import run_config
+from campaign_pipelines.jobs import report_node, run_config
+from campaign_pipelines.launching import failure_message
 from campaign_pipelines.settings import Settings
 from campaign_pipelines.templates import load_catalog
 from resources.campaign_db import get_engine
@@ -152,12 +153,11 @@ class Campaign:
         # Intermediate files go with the run, whatever its end.
         assert not (self.data_dir / ".work" / result.run_id).exists()
         if not result.success:
-            from campaign_pipelines.cli import _failure_message
-
-            return RunResult(False, result.run_id, status, error=_failure_message(result), dagster=result)
-        if job.has_node_named("report_export"):
-            return RunResult(True, result.run_id, status, counts=result.output_for_node("report_export"), dagster=result)
-        counts = result.output_for_node("report")
+            return RunResult(False, result.run_id, status, error=failure_message(self.instance, result.run_id), dagster=result)
+        template = load_catalog(self.settings.templates_dir).get(name)
+        counts = result.output_for_node(report_node(template))
+        if template.kind == "export":
+            return RunResult(True, result.run_id, status, counts=counts, dagster=result)
         # The accounting identity of spec 5 holds for every import run.
         assert counts["rows_read"] == sum(counts[k] for k in COUNT_KEYS), counts
         return RunResult(True, result.run_id, status, counts=counts, dagster=result)

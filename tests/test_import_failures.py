@@ -10,9 +10,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from campaign_pipelines.cli import _failure_message
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.reconcile import Reconciler
+from campaign_pipelines.launching import failure_message
 from resources import CampaignDatabase
 from tests.helpers import people_file, people_template
 
@@ -143,8 +143,8 @@ def test_staged_rows_go_with_the_run_session(postgres_campaign, monkeypatch):
             conn.commit()
         return conn
 
-    def spy_validate(state, conn=None):
-        state = validate_step(state, conn)
+    def spy_validate(state, conn=None, progress=None):
+        state = validate_step(state, conn, progress)
         staged.append(conn.exec_driver_sql(f'SELECT count(*) FROM "{state.staged}"').scalar_one())
         conn.commit()
         return state
@@ -215,7 +215,7 @@ def test_a_step_re_executed_alone_says_so_and_writes_nothing(loaded, monkeypatch
     with dg.execute_job(job, instance=loaded.instance, reexecution_options=options, raise_on_error=False) as again:
         assert not again.success
         assert again.get_step_success_events() == []  # the re-executed reconcile failed, report never ran
-        error = _failure_message(again)
+        error = failure_message(loaded.instance, again.run_id)
     assert error.endswith("re-execute the whole job, not one of its steps."), error
     assert loaded.snapshot() == before
 

@@ -31,7 +31,7 @@ def test_a_partitioned_job_reads_each_days_file(deployment):
         dt.date(2025, 1, 1), dt.date(2025, 2, 1), "Europe/Paris")
     assert partitions.get_partition_keys()[-1] == "2025-01-31"
     config = job.partitioned_config.get_run_config_for_partition_key("2025-01-02")
-    assert config["ops"]["read_file"]["config"]["overrides"] == {"file": "inbox/crm/people_20250102.csv"}
+    assert config["ops"]["people_steps"]["config"] == {"file": "inbox/crm/people_20250102.csv"}
 
 
 def test_a_three_day_backfill_loads_each_day_and_a_rerun_converges(deployment):

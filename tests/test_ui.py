@@ -303,15 +303,15 @@ def test_run_page_shows_status_tag_and_rejects_asset(page: Page, webserver: Webs
 
     # The event log, filtered to materializations, as a user would type it in "Filter...".
     page.goto(f"/runs/{run_id}?logs=type:ASSET_MATERIALIZATION")
-    expect(page.get_by_text(f"Lines rejected by the run {run_id}.")).to_be_visible()
     expect(page.get_by_text("rejects / import_recipients")).to_be_visible()
+    expect(page.get_by_text("imports / import_recipients")).to_be_visible()
     expect(page.locator("a[href^='/assets/rejects/import_recipients']")).to_be_visible()
     expect(page.get_by_text("Loaded by import_recipients.")).to_be_visible()
     expect(page.get_by_text("campaign / recipient")).to_be_visible()
-    # Both materializations (the table's, folded under "View full message", and the rejects')
-    # count the sample's 3 rejected lines.
+    # The three materializations (the import's, the table's folded under "View full message",
+    # and the rejects') count the sample's 3 rejected lines.
     rejected = page.locator("tr").filter(has=page.get_by_text("rows_rejected", exact=True))
-    expect(rejected.locator("td:nth-child(2)")).to_have_text(["3", "3"])
+    expect(rejected.locator("td:nth-child(2)")).to_have_text(["3", "3", "3"])
     expect(page.get_by_text("RUN_SUCCESS", exact=True)).to_have_count(0)  # the filter is applied
     page.screenshot(path=str(SCREENSHOT))
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from campaign_pipelines.exporting.columns import ExportColumns
 from campaign_pipelines.exporting.query import build_select, read_watermark, write_watermark
 from campaign_pipelines.exporting.write import ExportWriter, format_rows
+from campaign_pipelines.progress import Progress
 from campaign_pipelines.templates import ExportTemplate
 
 CHUNK_ROWS = 100_000
@@ -151,6 +152,7 @@ def run_export(
     run_id: str,
     now: dt.datetime | None = None,
     window: Any = None,
+    progress: Progress | None = None,
 ) -> ExportOutcome:
     """Write the export's file. With a partition's time `window`, the rows that day
     changed, and the differential watermark is neither read nor moved: a backfilled day
@@ -167,6 +169,8 @@ def run_export(
                     chunk_max = frame[columns.watermark].max()
                     newest = chunk_max if newest is None or chunk_max > newest else newest
                 writer.write(format_rows(frame, template, columns))
+                if progress is not None:
+                    progress.update(writer.rows, None)
     # The file is complete and in place: only now may the watermark move.
     if differential and newest is not None:
         with engine.begin() as conn:

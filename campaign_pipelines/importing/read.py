@@ -82,6 +82,7 @@ class SourceReader:
         self.rejects = rejects
         self.layout = FileLayout()
         self.rows_read = 0
+        self.bytes_seen = 0  # of the decoded text (progress against the file's size)
         self.blank_lines = 0
         # The line number of the N-th data line, N = errors.stop_if_first_lines_rejected.
         self.watch_line: int | None = None
@@ -102,6 +103,7 @@ class SourceReader:
         saw_any_line = False
         for first_line, lines in iter_line_blocks(self.path, source, self.block_bytes, self._long_line):
             saw_any_line = True
+            self.bytes_seen += (pc.sum(pc.binary_length(lines)).as_py() or 0) + len(lines)
             numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
             if self._to_skip:
                 head = lines.slice(0, self._to_skip).to_pylist()

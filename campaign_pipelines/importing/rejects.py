@@ -29,7 +29,8 @@ class RejectWriter:
 
     def __init__(self, path: Path):
         self.path = path
-        self.count = 0
+        self.count = 0  # reasons: a line may have several
+        self._lines: list[pa.Array] = []  # their line numbers (8 bytes a reason), for `lines_rejected`
         self._writer: ipc.RecordBatchFileWriter | None = None
 
     def add(self, lines: pa.Array, texts: pa.Array, column: Any, reason: Any) -> None:
@@ -45,6 +46,14 @@ class RejectWriter:
             self._writer = ipc.new_file(self.path, REJECT_SCHEMA)
         self._writer.write_batch(batch)
         self.count += n
+        self._lines.append(batch.column(0))
+
+    @property
+    def lines_rejected(self) -> int:
+        """Distinct lines among the reasons so far."""
+        if not self._lines:
+            return 0
+        return len(pc.unique(pa.chunked_array(self._lines, pa.int64())))
 
     def close(self) -> None:
         if self._writer is not None:

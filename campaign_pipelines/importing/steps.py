@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -29,6 +30,7 @@ from campaign_pipelines.importing.stage import copy_rows, copy_to_stage, stage_t
 from campaign_pipelines.importing.rejects import REJECT_SCHEMA, RejectWriter, read_rejects, write_reject_files
 from campaign_pipelines.importing.transform import Mapper
 from campaign_pipelines.importing.validate import Validator
+from campaign_pipelines.progress import Progress
 from campaign_pipelines.templates import ErrorPolicy, ImportTemplate
 
 COUNT_KEYS = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted", "rows_ignored", "rows_rejected")
@@ -48,6 +50,12 @@ class ImportState:
     reject_files: tuple[Path, ...] = ()
     staged: str | None = None  # the run session's temporary table holding the valid rows
     rows_filtered: int = 0  # lines source.filter left out (ignored)
+    rejected_so_far: int = 0  # by the steps before (progress lines)
+
+    @property
+    def rows_in_data(self) -> int:
+        """The lines `data` holds: those read, less the rejected and the filtered."""
+        return self.rows_read - self.rejected_so_far - self.rows_filtered
 
     def next(self, **changes: object) -> "ImportState":
         return dataclasses.replace(self, **changes)
@@ -112,12 +120,30 @@ def require_work_files(state: ImportState) -> None:
         )
 
 
-def read_step(template: ImportTemplate, file: Path, work_dir: Path) -> ImportState:
+def _reported(frames: Iterator[Any], progress: Progress | None, rejects: RejectWriter, before: int) -> Iterator[Any]:
+    """The frames, with a progress line after each one is consumed."""
+    lines = 0
+    for frame in frames:
+        yield frame
+        lines += len(frame)
+        if progress is not None:
+            progress.update(lines, before + rejects.lines_rejected)
+
+
+def _read_reported(reader: SourceReader, rejects: RejectWriter, progress: Progress) -> Iterator[pa.RecordBatch]:
+    for batch in reader.batches():
+        yield batch
+        progress.update(reader.rows_read, rejects.lines_rejected, done=reader.bytes_seen)
+
+
+def read_step(template: ImportTemplate, file: Path, work_dir: Path, progress: Progress | None = None) -> ImportState:
     rejects_path = work_dir / "rejects_read.arrow"
+    if progress is not None and file.is_file() and file.suffix.lower() not in (".gz", ".zip"):
+        progress.total, progress.unit = file.stat().st_size, "bytes"  # a compressed file's size says little
     with RejectWriter(rejects_path) as rejects:
         reader = SourceReader(template, file, rejects)
         data = work_dir / "lines.arrow"
-        _write_batches(data, reader.batches())
+        _write_batches(data, reader.batches() if progress is None else _read_reported(reader, rejects, progress))
     return ImportState(
         template=template,
         file=file,
@@ -128,20 +154,27 @@ def read_step(template: ImportTemplate, file: Path, work_dir: Path) -> ImportSta
         prefix_lines=tuple(reader.layout.prefix_lines),
         data=data,
         reject_files=(rejects_path,),
+        rejected_so_far=rejects.lines_rejected,
     )
 
 
-def map_step(state: ImportState) -> ImportState:
+def map_step(state: ImportState, progress: Progress | None = None) -> ImportState:
     require_work_files(state)
     mapper = Mapper(state.template)
     rejects_path = state.work_dir / "rejects_map.arrow"
     out = state.work_dir / "mapped.arrow"
+    if progress is not None:
+        progress.total = state.rows_in_data
     with RejectWriter(rejects_path) as rejects:
-        _write_batches(out, (mapper.map_frame(frame, rejects) for frame in read_frames(state.data)))
-    return state.next(data=out, reject_files=(*state.reject_files, rejects_path), rows_filtered=mapper.rows_filtered)
+        frames = _reported(read_frames(state.data), progress, rejects, state.rejected_so_far)
+        _write_batches(out, (mapper.map_frame(frame, rejects) for frame in frames))
+    return state.next(
+        data=out, reject_files=(*state.reject_files, rejects_path), rows_filtered=mapper.rows_filtered,
+        rejected_so_far=state.rejected_so_far + rejects.lines_rejected,
+    )
 
 
-def validate_step(state: ImportState, session: sa.Connection | None = None) -> ImportState:
+def validate_step(state: ImportState, session: sa.Connection | None = None, progress: Progress | None = None) -> ImportState:
     """Validate every row. Given the run's PostgreSQL session, also stage the valid rows
     as they come (the server parses them while Python validates); nothing reaches the
     target tables before the reconcile step."""
@@ -150,8 +183,11 @@ def validate_step(state: ImportState, session: sa.Connection | None = None) -> I
     rejects_path = state.work_dir / "rejects_validate.arrow"
     out = state.work_dir / "valid.arrow"
     staged = None
+    if progress is not None:
+        progress.total = state.rows_in_data
     with RejectWriter(rejects_path) as rejects:
-        valid = (validator.validate_batch(f, rejects) for f in read_frames(state.data))
+        frames = _reported(read_frames(state.data), progress, rejects, state.rejected_so_far)
+        valid = (validator.validate_batch(f, rejects) for f in frames)
         if session is not None and session.dialect.name == "postgresql":
             stage = stage_table(state.template)
             with session.begin():
@@ -159,7 +195,10 @@ def validate_step(state: ImportState, session: sa.Connection | None = None) -> I
             staged = stage.name
         else:
             _write_batches(out, valid)
-    return state.next(data=out, reject_files=(*state.reject_files, rejects_path), staged=staged)
+    return state.next(
+        data=out, reject_files=(*state.reject_files, rejects_path), staged=staged,
+        rejected_so_far=state.rejected_so_far + rejects.lines_rejected,
+    )
 
 
 def early_failure(state: ImportState) -> str | None:
@@ -178,6 +217,11 @@ def reject_policy_failure(policy: ErrorPolicy, rows_read: int, watch_line: int |
         return f"{count} line(s) rejected and errors.on_error is stop; nothing was written (first: {first})."
     if policy.max_rejects is not None and count > policy.max_rejects:
         return f"{count} lines rejected, more than errors.max_rejects ({policy.max_rejects}); nothing was written (first: {first})."
+    if policy.max_reject_rate is not None and rows_read and count / rows_read > policy.max_reject_rate:
+        return (
+            f"{count} of {rows_read} lines rejected ({count / rows_read:.1%}), more than errors.max_reject_rate "
+            f"({policy.max_reject_rate:.1%}); nothing was written (first: {first})."
+        )
     n = policy.stop_if_first_lines_rejected
     if n and watch_line is not None:
         early = pc.sum(pc.less_equal(rejects["line"], watch_line)).as_py() or 0

@@ -160,6 +160,10 @@ class ImportTarget(Model):
 class ErrorPolicy(Model):
     on_error: Literal["reject_line", "stop"] = "reject_line"
     max_rejects: Annotated[int, Field(ge=0)] | None = None
+    # Rejected lines / lines read: above max_reject_rate the run fails (nothing written);
+    # above warn_reject_rate it loads with a warning (a yellow check in the UI).
+    max_reject_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    warn_reject_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     stop_if_first_lines_rejected: Annotated[int, Field(ge=1)] | None = None
     # A file with no data line is an empty delta (finished, nothing written) unless this is set.
     fail_if_empty: bool = False
@@ -223,6 +227,11 @@ class ImportTemplate(Launchable):
                 check_pattern(key, path, date=dt.date(2000, 1, 1))
         if self.partitions:
             daily = self.partitions.daily
+            if self.collector:
+                raise ValueError(
+                    "collector: a daily partitioned import reads its day's file (partitions.daily.path); "
+                    "a collected file has no day: use one or the other"
+                )
             if daily.column is not None:
                 raise ValueError("partitions.daily.column: only for exports; an import partition reads its day's file")
             if daily.path is None and not (self.source.path and has_date_field(self.source.path)):

@@ -1,0 +1,61 @@
+"""A template's launch keys: the flat config its job's Launchpad shows, pre-filled from
+the template, and how its graph hands them to the first step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Template
+
+ON_ERROR = dg.Enum("OnError", [dg.EnumValue("reject_line"), dg.EnumValue("stop")])
+
+
+def launch_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
+    source, errors = template.source, template.errors
+    return {
+        # A daily template's path keeps its {date:...}: the run fills in its partition's day.
+        "file": dg.Field(
+            str, default_value=template.partition_path or source.path or "", description="File to import, under CAMPAIGN_DATA_DIR."
+        ),
+        "delimiter": dg.Field(str, default_value=source.delimiter, description="One character; \\t for tab."),
+        "quote": dg.Field(dg.Noneable(str), default_value=source.quote, description="String delimiter; null for none."),
+        "encoding": dg.Field(str, default_value=source.encoding, description="Any Python codec."),
+        "skip_lines": dg.Field(int, default_value=source.skip_lines, description="Lines skipped before the header."),
+        "limit": dg.Field(dg.Noneable(int), default_value=source.limit, description="Import only the first N data lines."),
+        "on_error": dg.Field(
+            ON_ERROR,
+            default_value=errors.on_error,
+            description="reject_line: reject the line, load the rest; stop: any reject fails the run.",
+        ),
+        "max_rejects": dg.Field(dg.Noneable(int), default_value=errors.max_rejects, description="More rejects fail the run."),
+    }
+
+
+def export_config_schema(template: ExportTemplate) -> dict[str, dg.Field]:
+    destination = template.destination
+    return {
+        "output": dg.Field(str, default_value=destination.path, description="File to write under CAMPAIGN_DATA_DIR; {date:%Y%m%d} and {run_id} are filled in."),
+        "delimiter": dg.Field(str, default_value=destination.delimiter, description="One character; \\t for tab."),
+        "quote": dg.Field(dg.Noneable(str), default_value=destination.quote, description="String delimiter; null for none."),
+        "encoding": dg.Field(str, default_value=destination.encoding, description="Any Python codec."),
+        "header": dg.Field(bool, default_value=destination.header, description="Write a header line."),
+        "limit": dg.Field(dg.Noneable(int), default_value=template.source.limit, description="Export at most N rows."),
+    }
+
+
+def graph_config_mapping(template: Template) -> dg.ConfigMapping:
+    """The template's graph takes the flat launch keys, every one defaulted from the
+    template (so Materialize on the asset page needs no config), and hands its first step
+    the template as JSON with the keys as overrides."""
+    if isinstance(template, ExportTemplate):
+        first_op, schema = "export_file", export_config_schema(template)
+    else:
+        first_op, schema = "read_file", launch_config_schema(template)
+    template_json = template.model_dump_json(by_alias=True, exclude_unset=True)
+
+    def to_first_step(launch: dict[str, Any]) -> dict[str, Any]:
+        return {first_op: {"config": {"template": template_json, "overrides": launch}}}
+
+    return dg.ConfigMapping(config_fn=to_first_step, config_schema=schema)
