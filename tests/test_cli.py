@@ -154,7 +154,10 @@ def test_run_a_partition_or_a_given_file_of_a_partitioned_template(home, capsys)
     home.file("inbox/late.csv", people_file("bob@x.org;C2;Bob;Ray"))
     code, out, _ = run_cli(capsys, "run", "people", "--partition", "2025-01-02", "--json")
     assert code == 0 and json.loads(out)["rows_inserted"] == 1
-    code, out, _ = run_cli(capsys, "run", "people", "--file", "inbox/late.csv", "--json")
+    # A day's partition is one asset partition: another file loads as a given day's.
+    code, _, err = run_cli(capsys, "run", "people", "--file", "inbox/late.csv")
+    assert code == 2 and "people is partitioned by day: give --partition YYYY-MM-DD" in err
+    code, out, _ = run_cli(capsys, "run", "people", "--partition", "2025-01-03", "--file", "inbox/late.csv", "--json")
     assert code == 0 and json.loads(out)["rows_inserted"] == 1
     code, _, err = run_cli(capsys, "run", "people", "--partition", "2024-12-31")
     assert code == 2 and "--partition '2024-12-31': people has no such daily partition" in err

@@ -4,6 +4,7 @@ launched and backfilled with Dagster's own CLI, as an operator would."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -178,3 +179,42 @@ def test_the_daemon_runs_a_collector_that_imports_and_archives(production):
     assert ticks and ticks[0].cursor  # the cursor lives in the instance's PostgreSQL storage
     time.sleep(3)  # more ticks: nothing more to import
     assert len(production.runs("people")) == 1
+
+
+def test_a_cli_run_goes_through_the_queue_the_daemon_serves(production):
+    """`campaign-pipelines run` on a queued instance with a live daemon: the run is queued,
+    the daemon launches it (the instance's limits apply), the command waits and prints
+    its counts; `--no-wait` prints the run id and returns at once."""
+    from campaign_pipelines.launching import daemon_serves_queue
+
+    production.write("templates/people.yaml", people_template())
+    production.write("data/inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray"))
+    production.wait_for("the daemon's first heartbeat", lambda: daemon_serves_queue(production.instance))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = subprocess.Popen(
+            [str(BIN / "campaign-pipelines"), *args], cwd=REPO, env=production.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        out, err = command.communicate(timeout=180)
+        return subprocess.CompletedProcess(command.pid, command.returncode, out, err)
+
+    done = cli("run", "people", "--json")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert (payload["status"], payload["rows_read"], payload["rows_inserted"]) == ("finished", 2, 2)
+    run_id = payload["run_id"]
+    assert production.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
+    # Dequeued by the daemon and started in a run worker of its code server, not in the command.
+    run = production.instance.get_run_by_id(run_id)
+    assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/code_location"] == "campaign_pipelines"
+    engine_events = [e.user_message for e in production.instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+    assert any(m.startswith("Executing steps in process (pid: ") for m in engine_events), engine_events
+    assert not any(f"(pid: {done.args})" in m for m in engine_events), engine_events  # not the command's process
+
+    queued = cli("run", "people", "--no-wait")
+    assert queued.returncode == 0 and "note:" not in queued.stderr, queued.stderr
+    second = queued.stdout.strip()
+    production.wait_for("the --no-wait run to end", lambda: production.instance.get_run_by_id(second).is_finished)
+    assert production.instance.get_run_by_id(second).status == dg.DagsterRunStatus.SUCCESS
+    assert production.instance.get_run_by_id(second).tags["campaign/status"] == "finished"

@@ -1,0 +1,161 @@
+"""How `campaign-pipelines run` launches a template's job: as the UI does, a run of the
+workspace's code location (its job origin, tags and `.dagster/repository` label), so it
+shows on its job's page and re-executes from the UI; through the run queue when the
+instance has one and a daemon serves it.
+
+- Queued instance (QueuedRunCoordinator, Dagster's default) with a live `dagster-daemon`:
+  the run is queued, the daemon launches it under the instance's limits (one writer per
+  table), and the command waits for its end (`--no-wait`: prints its id and returns).
+- Queued instance, no live daemon: waiting would never end, so the command runs the job in
+  its own process at once (the per-table limits then do not apply to it; the merge's table
+  locks still keep writers apart). `--no-wait` queues it: it starts when a daemon does.
+- Instance without a queue (DefaultRunCoordinator): the command runs the job itself.
+
+The result (counts, status, rejects) is read back from the run's events in the instance,
+whichever process ran it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.repository_definition.valid_definitions import (
+    SINGLETON_REPOSITORY_NAME,
+)
+from dagster._core.execution.api import execute_run
+from dagster._core.origin import JobPythonOrigin
+from dagster._core.remote_origin import (
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._daemon.controller import get_daemon_statuses
+
+from campaign_pipelines.assets import exports_key, imports_key, rejects_key
+from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing.steps import COUNT_KEYS
+from campaign_pipelines.templates import ExportTemplate, Template
+
+# workspace.yaml's code location: runs launched here belong to it.
+LOCATION_NAME = "campaign_pipelines"
+DEFINITIONS_MODULE = "campaign_pipelines.definitions"
+ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Launched:
+    run_id: str
+    how: str  # "queued" (handed to the daemon), "here" (run in this process)
+
+
+def code_origin(name: str) -> JobPythonOrigin:
+    """Where a run worker loads the job from: the workspace's code location (module `defs`)."""
+    repository = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=os.getcwd())
+    return repository.get_reconstructable_job(name).get_python_origin()
+
+
+def remote_origin(job_name: str) -> RemoteJobOrigin:
+    loadable = LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=os.getcwd())
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(loadable_target_origin=loadable, location_name=LOCATION_NAME)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job_name)
+
+
+def daemon_serves_queue(instance: dg.DagsterInstance) -> bool:
+    status = get_daemon_statuses(instance, ["QUEUED_RUN_COORDINATOR"], ignore_errors=True)["QUEUED_RUN_COORDINATOR"]
+    return status.healthy is True
+
+
+def create_run(
+    instance: dg.DagsterInstance, job: dg.JobDefinition, run_config: dict[str, Any] | None, partition: str | None
+) -> dg.DagsterRun:
+    tags: dict[str, str] = {}
+    if partition is not None:
+        tags[PARTITION_NAME_TAG] = partition
+        if run_config is None:
+            run_config = job.partitioned_config.get_run_config_for_partition_key(partition)
+    return instance.create_run_for_job(
+        job_def=job,
+        run_config=run_config,
+        tags={**job.run_tags, **tags},
+        remote_job_origin=remote_origin(job.name),
+        job_code_origin=code_origin(job.name),
+    )
+
+
+def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterRun, *, wait: bool) -> Launched:
+    """Hand the run to the queue, or run `job` (the code location's, built in this process) here."""
+    queued = isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    if not wait:
+        if not queued:
+            raise CampaignError(
+                "--no-wait hands the run to the instance's run queue, and this instance has none "
+                "(its run_coordinator is not the QueuedRunCoordinator): run without --no-wait."
+            )
+        instance.submit_run(run.run_id, workspace=None)  # type: ignore[arg-type]  # the queue only records it
+        return Launched(run.run_id, "queued")
+    if queued and daemon_serves_queue(instance):
+        instance.submit_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+        while instance.get_run_by_id(run.run_id).status not in ENDED:
+            time.sleep(POLL_SECONDS)
+        return Launched(run.run_id, "queued")
+    execute_run(InMemoryJob(job), run, instance)
+    return Launched(run.run_id, "here")
+
+
+def run_outcome(instance: dg.DagsterInstance, run_id: str, template: Template) -> dict[str, Any]:
+    """The command's payload, from the run's events: what its report step materialized, or
+    its one-sentence error and its rejects."""
+    run = instance.get_run_by_id(run_id)
+    succeeded = run.status == dg.DagsterRunStatus.SUCCESS
+    payload: dict[str, Any] = {
+        "run_id": run_id,
+        "template": template.name,
+        "status": run.tags.get("campaign/status", "finished" if succeeded else "failed"),
+    }
+    materialized = _materializations(instance, run_id)
+    exporting = isinstance(template, ExportTemplate)
+    if succeeded:
+        metadata = materialized.get(exports_key(template.name) if exporting else imports_key(template.name), {})
+        keys = ("rows_exported", "output_path", "bytes", "sha256") if exporting else ("rows_read", *COUNT_KEYS)
+        payload.update({k: metadata[k].value for k in keys if k in metadata})
+    else:
+        payload["error"] = failure_message(instance, run_id)
+        if not exporting and "rows_rejected" in (rejects := materialized.get(rejects_key(template.name), {})):
+            payload["rows_rejected"] = rejects["rows_rejected"].value
+    if not exporting:
+        rejects_path = materialized.get(rejects_key(template.name), {}).get("rejects_path")
+        # A path, or the text "none" when no line was rejected.
+        payload["rejects_path"] = rejects_path.value if isinstance(rejects_path, dg.PathMetadataValue) else None
+    return payload
+
+
+def _materializations(instance: dg.DagsterInstance, run_id: str) -> dict[dg.AssetKey, dict[str, Any]]:
+    """Each asset's last materialization metadata in the run."""
+    found: dict[dg.AssetKey, dict[str, Any]] = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.dagster_event.event_specific_data.materialization
+        found[materialization.asset_key] = dict(materialization.metadata)
+    return found
+
+
+def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The failed step's one sentence (or the run's own failure, e.g. a config error)."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        data = entry.dagster_event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return data.user_failure_data.description
+        return data.error.message.strip() if data.error else "the run failed"
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
+        return entry.message or "the run failed"
+    return "the run failed"

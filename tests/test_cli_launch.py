@@ -1,0 +1,100 @@
+"""`campaign-pipelines run` launches as the UI does: a run of the workspace's code
+location (job origin, repository label, tags) that shows on its job's page; `--no-wait`
+hands it to the run queue; `--progress` draws the steps' progress lines; `--file` takes a
+path from the working directory inside CAMPAIGN_DATA_DIR."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dagster as dg
+import pytest
+
+from campaign_pipelines.cli import main
+from campaign_pipelines.launching import LOCATION_NAME
+from tests.test_cli import SAMPLE
+
+REPOSITORY_LABEL = f"__repository__@{LOCATION_NAME}"  # what a job page's Runs tab filters on
+
+
+@pytest.fixture
+def home(sqlite_campaign, monkeypatch, tmp_path):
+    """A Dagster home with no dagster.yaml: Dagster's default, a run queue."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    sqlite_campaign.file("inbox/recipients.csv", SAMPLE.read_bytes())
+    return sqlite_campaign
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def instance_of(home) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
+
+
+def test_a_cli_run_belongs_to_the_code_location_and_its_job(home, capsys):
+    code, out, _ = run_cli(capsys, "run", "import_recipients", "--json")
+    payload = json.loads(out)
+    assert code == 0 and (payload["rows_read"], payload["rows_inserted"], payload["rows_rejected"]) == (9, 5, 3)
+    with instance_of(home) as instance:
+        run = instance.get_run_by_id(payload["run_id"])
+        assert run.remote_job_origin.location_name == LOCATION_NAME
+        assert run.remote_job_origin.job_name == "import_recipients"
+        assert run.job_code_origin.repository_origin.code_pointer.module == "campaign_pipelines.definitions"
+        assert run.tags["campaign/table"] == "recipient" and run.tags["dagster/code_location"] == LOCATION_NAME
+        # The job page's Runs tab: its job name and the location's repository label.
+        on_job_page = instance.get_runs(dg.RunsFilter(job_name="import_recipients", tags={".dagster/repository": REPOSITORY_LABEL}))
+        assert [r.run_id for r in on_job_page] == [payload["run_id"]]
+        # No daemon serves this home's queue: the command ran the job itself.
+        assert instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED) == []
+
+
+def test_no_wait_queues_the_run_and_says_no_daemon_serves_the_queue(home, capsys):
+    code, out, err = run_cli(capsys, "run", "import_recipients", "--no-wait")
+    run_id = out.strip()
+    assert code == 0
+    assert f"note: run {run_id} is queued; no dagster-daemon serves this instance's queue" in err
+    with instance_of(home) as instance:
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.QUEUED
+    assert home.rows("recipient") == []  # nothing ran
+
+
+def test_no_wait_on_an_instance_without_a_queue_is_one_sentence(home, capsys):
+    (home.root / "dagster_home" / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
+    code, _, err = run_cli(capsys, "run", "import_recipients", "--no-wait")
+    assert code == 2
+    assert err.strip() == (
+        "error: --no-wait hands the run to the instance's run queue, and this instance has none "
+        "(its run_coordinator is not the QueuedRunCoordinator): run without --no-wait."
+    )
+
+
+def test_progress_lines_go_to_stderr_when_asked(home, capsys):
+    code, out, err = run_cli(capsys, "run", "import_recipients", "--json", "--progress")
+    assert code == 0 and json.loads(out)["rows_inserted"] == 5
+    lines = err.strip().splitlines()
+    assert lines == [
+        line for line in lines if line.startswith("progress ")
+    ], err  # nothing else: Dagster's own output stays off stderr
+    steps = [line.split(":")[0] for line in lines]
+    assert steps == ["progress read_file", "progress map_columns", "progress validate_rows"]
+    assert lines[-1].startswith("progress validate_rows: 9 of 9 lines (100%), 3 rejected so far,")
+    # Without --progress and not on a terminal: nothing.
+    code, _, err = run_cli(capsys, "run", "import_recipients", "--json")
+    assert code == 0 and err == ""
+
+
+def test_a_file_given_from_the_working_directory_inside_the_data_dir(home, capsys, monkeypatch):
+    monkeypatch.chdir(home.root)
+    code, out, _ = run_cli(capsys, "run", "import_recipients", "--file", "data/inbox/recipients.csv", "--json")
+    assert code == 0 and json.loads(out)["rows_read"] == 9
+    (home.root / "elsewhere.csv").write_bytes(SAMPLE.read_bytes())
+    code, _, err = run_cli(capsys, "run", "import_recipients", "--file", "elsewhere.csv")
+    assert code == 2 and "is outside CAMPAIGN_DATA_DIR" in err
