@@ -10,6 +10,7 @@ Without Chromium or Playwright the tests are skipped, except under CI=true where
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -82,6 +83,7 @@ class Webserver:
     home: Path  # DAGSTER_HOME
     port: int
     log: Path
+    env: dict[str, str]  # the webserver's environment: a CLI run with it shares its home and data
 
     @property
     def url(self) -> str:
@@ -128,7 +130,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
     env.update(CAMPAIGN_DATA_DIR=str(data_dir), CAMPAIGN_TEMPLATES_DIR=str(templates_dir), DAGSTER_HOME=str(home),
                CAMPAIGN_SCHEMAS_DIR=str(SHOP_SCHEMAS))
 
-    server = Webserver(root=root, data_dir=data_dir, home=home, port=free_port(), log=root / "webserver.log")
+    server = Webserver(root=root, data_dir=data_dir, home=home, port=free_port(), log=root / "webserver.log", env=env)
     binary = Path(sys.executable).parent / "dagster-webserver"
     command = [str(binary), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(server.port)]
     with server.log.open("wb") as log:
@@ -193,18 +195,26 @@ def finished_run(webserver: Webserver) -> str:
     return run_id
 
 
-def launch_and_wait(webserver: Webserver, run_config: dict) -> tuple[str, str]:
-    """Launch import_recipients through the webserver's GraphQL API; its id and end status."""
+def launch_and_wait(webserver: Webserver, run_config: dict, job: str = "import_recipients") -> tuple[str, str]:
+    """Launch a job through the webserver's GraphQL API; its id and end status."""
     from dagster_graphql import DagsterGraphQLClient
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port, timeout=60)
-    run_id = client.submit_job_execution("import_recipients", run_config=run_config)
+    run_id = client.submit_job_execution(job, run_config=run_config)
+    return run_id, wait_for_run(webserver, run_id)
+
+
+def wait_for_run(webserver: Webserver, run_id: str) -> str:
+    """The run's end status, once it has one."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port, timeout=60)
     deadline = time.monotonic() + RUN_TIMEOUT
     while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
         if time.monotonic() > deadline:
             pytest.fail(f"run {run_id} still {status} after {RUN_TIMEOUT}s:\n{webserver.log_tail()}")
         time.sleep(0.5)
-    return run_id, status
+    return status
 
 
 def builtin_job_names() -> set[str]:
@@ -385,23 +395,22 @@ def test_collector_is_listed_on_its_job_and_switches_on_and_off(page: Page, webs
 
 
 def test_backfill_of_a_date_range_is_launched_from_the_partitions_tab(page: Page, webserver: Webserver) -> None:
-    """Three days of a daily template, typed as a range in the backfill dialog: the instance
-    records one backfill of exactly those days (without a daemon, none of its runs start)."""
+    """Three days of a daily template, typed as a range in the job's Materialize dialog: the
+    instance records one asset backfill of exactly those days of the import's assets
+    (without a daemon, none of its runs start)."""
     with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
         assert instance.get_backfills() == []
     page.goto(f"/locations/{LOCATION}/jobs/{DAILY_TEMPLATE}/partitions")
-    page.get_by_role("button", name="Launch backfill…").click()
+    expect(page.get_by_text("Total partitions", exact=True)).to_be_visible()
+    page.get_by_role("button", name=re.compile(r"Materialize…$")).first.click()
     dialog = page.get_by_role("dialog")
-    expect(dialog.get_by_text(f"Launch {DAILY_TEMPLATE} backfill", exact=True)).to_be_visible()
-    # Its buttons' names start with their icon's (a ligature such as open_in_new).
-    expect(dialog.get_by_role("button", name=re.compile(r"\bSelect partitions to submit$"))).to_be_disabled()
+    expect(dialog.get_by_text("Launch runs to materialize 2 assets", exact=True)).to_be_visible()
     # The box's example spans the template's days: `end` (2025-01-11) is exclusive.
     days = dialog.get_by_placeholder("ex: 2025-01-01, 2025-01-02, [2025-01-03...2025-01-10]", exact=True)
     days.fill("[2025-01-02...2025-01-04]")
     days.press("Enter")  # the box applies what was typed on Enter (or on blur)
-    # All three days are missing, and the missing ones are selected by default.
-    expect(dialog.get_by_role("checkbox", name="Missing (3)", exact=True)).to_be_checked()
-    submit = dialog.get_by_role("button", name=re.compile(r"\bSubmit 3 runs$"))
+    expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible()
+    submit = dialog.get_by_role("button", name="Launch backfill", exact=True)
     expect(submit).to_be_enabled()
     with page.expect_response(
         lambda r: "/graphql" in r.url and "launchPartitionBackfill(" in (r.request.post_data or "")
@@ -409,18 +418,15 @@ def test_backfill_of_a_date_range_is_launched_from_the_partitions_tab(page: Page
         submit.click()
     launched = response.value.json()["data"]["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
     expect(dialog).to_have_count(0)
-    # The tab's backfill history lists it, with its three days.
-    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=backfill_id, exact=True))
-    expect(row).to_contain_text("3 partitions")
 
     with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
-        backfills = instance.get_backfills()
+        (backfill,) = instance.get_backfills()
         runs = instance.get_runs(dg.RunsFilter(job_name=DAILY_TEMPLATE))
-    assert [(b.backfill_id, b.job_name, b.partition_names, b.status) for b in backfills] == [
-        (backfill_id, DAILY_TEMPLATE, ["2025-01-02", "2025-01-03", "2025-01-04"], BulkActionStatus.REQUESTED)
-    ]
+    assert backfill.backfill_id == launched["backfillId"] and backfill.status == BulkActionStatus.REQUESTED
+    imports, rejects = dg.AssetKey(["imports", DAILY_TEMPLATE]), dg.AssetKey(["rejects", DAILY_TEMPLATE])
+    assert set(backfill.asset_selection) == {imports, rejects}
+    assert backfill.partition_names == ["2025-01-02", "2025-01-03", "2025-01-04"]
     # The UI records the backfill rather than launching runs: the daemon submits them.
     assert runs == []
 
@@ -436,3 +442,120 @@ def test_a_user_table_is_an_asset_with_its_column_schema(page: Page) -> None:
     page.screenshot(path="/tmp/ui_purchase_asset.png", full_page=True)
     page.goto("/assets/campaign/recipient")
     expect(page.get_by_role("row").filter(has_text="loyalty_tier").filter(has_text="string(16)").first).to_be_visible()
+
+
+LINEAGE = [("inbox", "import_recipients"), ("imports", "import_recipients"), ("campaign", "recipient"),
+           ("exports", "new_text_export"), ("outbox", "new_text_export")]
+
+
+def graph_nodes_and_edges(page: Page) -> tuple[list[dict], list[dict]]:
+    """The lineage graph as drawn: each asset node's name and box, each edge's two ends."""
+    return page.evaluate("""() => {
+        const nodes = Array.from(document.querySelectorAll("[class*='AssetNode_assetName']")).map(e => {
+            const box = e.closest('foreignObject');
+            return {name: e.textContent, x: +box.getAttribute('x'), y: +box.getAttribute('y'),
+                    width: +box.getAttribute('width'), height: +box.getAttribute('height')};
+        });
+        const svg = document.querySelector('foreignObject').ownerSVGElement;
+        const edges = Array.from(svg.querySelectorAll('path[stroke]')).map(p => {
+            const n = p.getAttribute('d').match(/-?[0-9.]+/g).map(Number);
+            return {x1: n[0], y1: n[1], x2: n[n.length - 2], y2: n[n.length - 1]};
+        });
+        return [nodes, edges];
+    }""")
+
+
+def test_the_lineage_reads_inbox_import_table_export_outbox(page: Page) -> None:
+    """From the import's asset page, its lineage: the inbox file, the import, the table it
+    loads, the export reading that table and the file the export writes, each joined to
+    the next by an edge."""
+    page.goto("/assets/imports/import_recipients?view=lineage&lineageScope=neighbors&lineageDepth=3")
+    for group, name in LINEAGE:
+        expect(page.get_by_text(group, exact=True).first).to_be_visible()
+    expect(page.locator("[class*='AssetNode_assetName']", has_text="new_text_export")).to_have_count(2)
+    nodes, edges = graph_nodes_and_edges(page)
+    columns = sorted(nodes, key=lambda n: n["x"])
+    assert [n["name"] for n in columns] == [name for _, name in LINEAGE], nodes
+    for left, right in zip(columns, columns[1:]):
+        joined = [e for e in edges
+                  if abs(e["x1"] - (left["x"] + left["width"])) < 12 and abs(e["x2"] - right["x"]) < 12
+                  and left["y"] <= e["y1"] <= left["y"] + left["height"] and right["y"] <= e["y2"] <= right["y"] + right["height"]]
+        assert joined, (left["name"], right["name"], edges)
+    page.screenshot(path="/tmp/ui_lineage.png")
+
+
+def check_row(page: Page, name: str):
+    """A check in the asset's Checks tab list: its icon, its name and its last result."""
+    return page.locator(f"div[title='{name}']").first.locator("xpath=ancestor::div[contains(@class, 'Box_flexRow')][1]")
+
+
+def materialize_from_the_asset_page(page: Page, webserver: Webserver, template: str) -> str:
+    """Materialize on imports/<template>'s page (no config to give); the run's id, once it succeeded."""
+    page.goto(f"/assets/imports/{template}")
+    page.get_by_role("button", name=re.compile(r"Materialize$")).first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text(f"rejects / {template}")).to_be_visible()  # materialized with it
+    with page.expect_response(lambda r: "/graphql" in r.url and "LaunchPipelineExecution" in (r.request.post_data or "")) as response:
+        dialog.get_by_role("button", name="Confirm").click()
+    launched = response.value.json()["data"]["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"].get("runId") or launched["run"]["id"]
+    assert wait_for_run(webserver, run_id) == "SUCCESS", webserver.log_tail()
+    return run_id
+
+
+def test_materialize_runs_the_import_and_its_checks_warn_then_pass(page: Page, webserver: Webserver) -> None:
+    """Materialize on an import's asset page runs the import. A file with a rejected line:
+    reject_rate fails as a warning (yellow), lines_accounted passes; the same file fixed:
+    both pass (green)."""
+    inbox = webserver.data_dir / "inbox" / "people.csv"  # the user template's source.path
+    inbox.write_text("email;crm_id;first_name;last_name\nui.one@example.org;U1;Ui;One\n;;No;Key\n")
+    run_id = materialize_from_the_asset_page(page, webserver, USER_TEMPLATE)
+    page.goto(f"/assets/imports/{USER_TEMPLATE}?view=checks")
+    expect(page.get_by_text("Checks (2)", exact=True)).to_be_visible()
+    expect(check_row(page, "reject_rate")).to_contain_text("Failed")
+    expect(check_row(page, "reject_rate").locator("[aria-label='warning_outline']")).to_be_visible()
+    expect(check_row(page, "lines_accounted")).to_contain_text("Succeeded")
+    page.get_by_text("reject_rate", exact=True).first.click()
+    expect(page.get_by_text(re.compile(r"1 of 2 lines rejected \(50\.00%\); errors\.warn_reject_rate is 0\.00%\."))).to_be_visible()
+    page.screenshot(path="/tmp/ui_checks_warn.png")
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        run = instance.get_run_by_id(run_id)
+    assert run.job_name == "__ASSET_JOB" and run.tags["campaign/status"] == "finished_with_errors"
+
+    inbox.write_text("email;crm_id;first_name;last_name\nui.one@example.org;U1;Ui;One\nui.two@example.org;U2;Ui;Two\n")
+    materialize_from_the_asset_page(page, webserver, USER_TEMPLATE)
+    page.goto(f"/assets/imports/{USER_TEMPLATE}?view=checks")
+    expect(check_row(page, "reject_rate")).to_contain_text("Succeeded")
+    expect(check_row(page, "lines_accounted")).to_contain_text("Succeeded")
+    page.screenshot(path="/tmp/ui_checks_pass.png")
+
+
+def test_a_cli_run_is_on_its_jobs_page_and_re_executes_from_the_ui(page: Page, webserver: Webserver) -> None:
+    """`campaign-pipelines run` with the webserver's home: the run shows on its job's Runs
+    tab, its log carries the progress lines, and Re-execute all launches a new run of it."""
+    cli = Path(sys.executable).parent / "campaign-pipelines"
+    done = subprocess.run([str(cli), "run", "import_recipients", "--file", "inbox/recipients.csv", "--json"],
+                          cwd=webserver.root, env=webserver.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+
+    page.goto(f"/locations/{LOCATION}/jobs/import_recipients/runs")
+    expect(page.locator(f"a[href='/runs/{run_id}']").filter(has_text=run_id[:8])).to_be_visible()  # its row
+    page.screenshot(path="/tmp/ui_cli_run_on_job_page.png")
+
+    page.goto(f"/runs/{run_id}?logs=progress")
+    for step in ("read_file", "map_columns", "validate_rows"):
+        expect(page.get_by_text(re.compile(rf"^progress {step}: .*9 lines.*\(100%\)")).first).to_be_visible()
+    page.screenshot(path="/tmp/ui_progress_lines.png")
+
+    page.goto(f"/runs/{run_id}")
+    with page.expect_response(lambda r: "/graphql" in r.url and "LaunchPipelineReexecution" in (r.request.post_data or "")) as response:
+        page.get_by_role("button", name=re.compile(r"Re-execute all")).click()
+    launched = response.value.json()["data"]["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    again = launched["run"].get("runId") or launched["run"]["id"]
+    assert wait_for_run(webserver, again) == "SUCCESS", webserver.log_tail()
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        rerun = instance.get_run_by_id(again)
+    assert rerun.parent_run_id == run_id and rerun.tags["campaign/status"] == "finished_with_errors"
