@@ -221,7 +221,7 @@ def run_floor_sqlite(args, csv: Path, work: Path, load: str) -> dict:
     return m
 
 
-STEP_LINE = re.compile(r'Finished execution of step "([a-z_]+)" in ([0-9hms. ]+?)\.?$', re.M)
+STEP_LINE = re.compile(r'Finished execution of step "(?:\w+\.)?([a-z_]+)" in ([0-9hms. ]+?)\.?$', re.M)
 DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|h|m|s)")
 
 
