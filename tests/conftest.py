@@ -226,3 +226,13 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
     storage = {"storage": {"postgres": {"postgres_url": request.getfixturevalue("postgres_instance_url")}}}
     with dg.instance_for_test(overrides=storage) as instance:
         yield Campaign(tmp_path, db_url, instance, monkeypatch)
+
+
+@pytest.fixture
+def cli_home(sqlite_campaign: Campaign, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Campaign:
+    """For CLI tests: a Dagster home with no dagster.yaml (Dagster's default, a run queue
+    and no daemon) and the sample file in the inbox."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    sqlite_campaign.file("inbox/recipients.csv", (Path(__file__).parent.parent / "examples" / "recipients.csv").read_bytes())
+    return sqlite_campaign

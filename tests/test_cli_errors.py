@@ -11,15 +11,7 @@ import dagster as dg
 import pytest
 
 from tests.helpers import people_file, people_template
-from tests.test_cli import SAMPLE, run_cli
-
-
-@pytest.fixture
-def home(sqlite_campaign, monkeypatch, tmp_path):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    (tmp_path / "dagster_home").mkdir()
-    sqlite_campaign.file("inbox/recipients.csv", SAMPLE.read_bytes())
-    return sqlite_campaign
+from tests.test_cli import run_cli
 
 
 def runs_in_home() -> list[str]:
@@ -36,7 +28,7 @@ def runs_in_home() -> list[str]:
         ("skip_lines=1.5", "skip_lines=1.5 (source.skip_lines): Input should be a valid integer"),
     ],
 )
-def test_a_launch_value_of_the_wrong_type_is_a_usage_error_before_any_run(home, capsys, setting, says):
+def test_a_launch_value_of_the_wrong_type_is_a_usage_error_before_any_run(cli_home, capsys, setting, says):
     code, out, err = run_cli(capsys, "run", "import_recipients", "--set", setting, "--json")
     assert code == 2 and out == ""
     assert err == f"error: launch config for import_recipients: {says}" + err.split(says, 1)[1]
@@ -44,12 +36,12 @@ def test_a_launch_value_of_the_wrong_type_is_a_usage_error_before_any_run(home, 
     assert runs_in_home() == []
 
 
-def test_a_whole_number_given_as_a_float_is_taken_as_the_number(home, capsys):
+def test_a_whole_number_given_as_a_float_is_taken_as_the_number(cli_home, capsys):
     code, out, _ = run_cli(capsys, "run", "import_recipients", "--set", "max_rejects=3.0", "--json")
     assert code == 0 and json.loads(out)["rows_rejected"] == 3
 
 
-def test_a_missing_dagster_home_is_one_sentence(home, capsys, monkeypatch, tmp_path):
+def test_a_missing_dagster_home_is_one_sentence(cli_home, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "typo"))
     code, out, err = run_cli(capsys, "run", "import_recipients")
     assert code == 2 and out == ""
@@ -57,10 +49,10 @@ def test_a_missing_dagster_home_is_one_sentence(home, capsys, monkeypatch, tmp_p
     assert not (tmp_path / "typo").exists()
 
 
-def test_a_failed_run_prints_one_sentence_unless_verbose(home, capsys):
+def test_a_failed_run_prints_one_sentence_unless_verbose(cli_home, capsys):
     code, out, err = run_cli(capsys, "run", "import_recipients", "--file", "inbox/absent.csv")
     assert code == 1
-    assert err == f"error: file {home.data_dir / 'inbox' / 'absent.csv'} does not exist.\n"
+    assert err == f"error: file {cli_home.data_dir / 'inbox' / 'absent.csv'} does not exist.\n"
     assert "status: failed" in out
     code, _, err = run_cli(capsys, "run", "import_recipients", "--file", "inbox/absent.csv", "--verbose")
     assert code == 1
@@ -68,15 +60,15 @@ def test_a_failed_run_prints_one_sentence_unless_verbose(home, capsys):
     assert err.rstrip().endswith("absent.csv does not exist.")
 
 
-def test_a_failed_runs_rejects_are_reported_like_a_finished_runs(home, capsys):
+def test_a_failed_runs_rejects_are_reported_like_a_finished_runs(cli_home, capsys):
     code, out, err = run_cli(capsys, "run", "import_recipients", "--set", "max_rejects=1", "--json")
     payload = json.loads(out)
     assert code == 1 and payload["status"] == "failed" and err == ""
     assert "3 lines rejected, more than errors.max_rejects (1)" in payload["error"]
     assert payload["rows_rejected"] == 3
-    rejects_file = home.data_dir / "rejects" / "import_recipients" / f"{payload['run_id']}.csv"
+    rejects_file = cli_home.data_dir / "rejects" / "import_recipients" / f"{payload['run_id']}.csv"
     assert payload["rejects_path"] == str(rejects_file) and rejects_file.exists()
-    assert home.rows("import_reject", order_by="line_number") == [] and home.rows("recipient") == []  # nothing written
+    assert cli_home.rows("import_reject", order_by="line_number") == [] and cli_home.rows("recipient") == []  # nothing written
 
     # `rejects` takes the short id the UI shows, and reads the failed run's rejects file.
     code, out, _ = run_cli(capsys, "rejects", payload["run_id"][:8], "--csv")
@@ -94,9 +86,9 @@ def test_a_failed_runs_rejects_are_reported_like_a_finished_runs(home, capsys):
     assert event.asset_materialization.description.startswith(f"Lines rejected by the failed run {payload['run_id']}: 3 lines rejected")
 
 
-def test_rejects_of_an_unknown_ambiguous_or_clean_run(home, capsys):
-    home.template(people_template())
-    home.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee"))
+def test_rejects_of_an_unknown_ambiguous_or_clean_run(cli_home, capsys):
+    cli_home.template(people_template())
+    cli_home.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee"))
     code, out, _ = run_cli(capsys, "run", "people", "--json")
     clean = json.loads(out)["run_id"]
     code, out, err = run_cli(capsys, "rejects", clean)
@@ -109,7 +101,7 @@ def test_rejects_of_an_unknown_ambiguous_or_clean_run(home, capsys):
     assert code == 1
     # Two runs whose ids start alike (their rejects files are all `rejects` needs to see them).
     for run_id in ("abcd1111-0000-0000-0000-000000000000", "abcd2222-0000-0000-0000-000000000000"):
-        home.file(f"rejects/people/{run_id}.reasons.csv", "line,column,reason,text\n2,email,bad,x\n")
+        cli_home.file(f"rejects/people/{run_id}.reasons.csv", "line,column,reason,text\n2,email,bad,x\n")
     code, _, err = run_cli(capsys, "rejects", "abcd")
     assert code == 2
     assert err == "error: run id 'abcd' matches 2 runs (abcd1111-0000-0000-0000-000000000000, abcd2222-0000-0000-0000-000000000000); give more of it.\n"
@@ -117,7 +109,7 @@ def test_rejects_of_an_unknown_ambiguous_or_clean_run(home, capsys):
     assert code == 0 and out == "line 2: bad  [email]\n    x\n"
 
 
-def test_first_runs_on_a_new_dagster_home_at_once_all_finish(home, tmp_path):
+def test_first_runs_on_a_new_dagster_home_at_once_all_finish(cli_home, tmp_path):
     """Three commands started together on a home no run has used yet: they create its
     storage in turn (each used to race the others in alembic and print a traceback)."""
     import os

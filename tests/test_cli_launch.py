@@ -5,43 +5,28 @@ path from the working directory inside CAMPAIGN_DATA_DIR."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import dagster as dg
-import pytest
 
-from campaign_pipelines.cli import main
 from campaign_pipelines.launching import LOCATION_NAME
-from tests.test_cli import SAMPLE
+from campaign_pipelines.progress import Bar
+from tests.test_cli import SAMPLE, run_cli
 
 REPOSITORY_LABEL = f"__repository__@{LOCATION_NAME}"  # what a job page's Runs tab filters on
 
 
-@pytest.fixture
-def home(sqlite_campaign, monkeypatch, tmp_path):
-    """A Dagster home with no dagster.yaml: Dagster's default, a run queue."""
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    (tmp_path / "dagster_home").mkdir()
-    sqlite_campaign.file("inbox/recipients.csv", SAMPLE.read_bytes())
-    return sqlite_campaign
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def instance_of(home) -> dg.DagsterInstance:
+def dagster_home_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
 
 
-def test_a_cli_run_belongs_to_the_code_location_and_its_job(home, capsys):
+def test_a_cli_run_belongs_to_the_code_location_and_its_job(cli_home, capsys):
     code, out, _ = run_cli(capsys, "run", "import_recipients", "--json")
     payload = json.loads(out)
     assert code == 0 and (payload["rows_read"], payload["rows_inserted"], payload["rows_rejected"]) == (9, 5, 3)
-    with instance_of(home) as instance:
+    with dagster_home_instance() as instance:
         run = instance.get_run_by_id(payload["run_id"])
         assert run.remote_job_origin.location_name == LOCATION_NAME
         assert run.remote_job_origin.job_name == "import_recipients"
@@ -54,18 +39,18 @@ def test_a_cli_run_belongs_to_the_code_location_and_its_job(home, capsys):
         assert instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED) == []
 
 
-def test_no_wait_queues_the_run_and_says_no_daemon_serves_the_queue(home, capsys):
+def test_no_wait_queues_the_run_and_says_no_daemon_serves_the_queue(cli_home, capsys):
     code, out, err = run_cli(capsys, "run", "import_recipients", "--no-wait")
     run_id = out.strip()
     assert code == 0
     assert f"note: run {run_id} is queued; no dagster-daemon serves this instance's queue" in err
-    with instance_of(home) as instance:
+    with dagster_home_instance() as instance:
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.QUEUED
-    assert home.rows("recipient") == []  # nothing ran
+    assert cli_home.rows("recipient") == []  # nothing ran
 
 
-def test_no_wait_on_an_instance_without_a_queue_is_one_sentence(home, capsys):
-    (home.root / "dagster_home" / "dagster.yaml").write_text(
+def test_no_wait_on_an_instance_without_a_queue_is_one_sentence(cli_home, capsys):
+    (cli_home.root / "dagster_home" / "dagster.yaml").write_text(
         "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
     code, _, err = run_cli(capsys, "run", "import_recipients", "--no-wait")
@@ -76,7 +61,7 @@ def test_no_wait_on_an_instance_without_a_queue_is_one_sentence(home, capsys):
     )
 
 
-def test_progress_lines_go_to_stderr_when_asked(home, capsys):
+def test_progress_lines_go_to_stderr_when_asked(cli_home, capsys):
     code, out, err = run_cli(capsys, "run", "import_recipients", "--json", "--progress")
     assert code == 0 and json.loads(out)["rows_inserted"] == 5
     lines = err.strip().splitlines()
@@ -91,10 +76,28 @@ def test_progress_lines_go_to_stderr_when_asked(home, capsys):
     assert code == 0 and err == ""
 
 
-def test_a_file_given_from_the_working_directory_inside_the_data_dir(home, capsys, monkeypatch):
-    monkeypatch.chdir(home.root)
+def test_a_file_given_from_the_working_directory_inside_the_data_dir(cli_home, capsys, monkeypatch):
+    monkeypatch.chdir(cli_home.root)
     code, out, _ = run_cli(capsys, "run", "import_recipients", "--file", "data/inbox/recipients.csv", "--json")
     assert code == 0 and json.loads(out)["rows_read"] == 9
-    (home.root / "elsewhere.csv").write_bytes(SAMPLE.read_bytes())
+    (cli_home.root / "elsewhere.csv").write_bytes(SAMPLE.read_bytes())
     code, _, err = run_cli(capsys, "run", "import_recipients", "--file", "elsewhere.csv")
     assert code == 2 and "is outside CAMPAIGN_DATA_DIR" in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_progress_is_one_bar_redrawn_in_place():
+    screen = Terminal()
+    bar = Bar(screen)
+    bar.draw("progress validate_rows: 250 of 1,000 lines (25%), 2 rejected so far, 0.5 s elapsed, about 1.5 s left")
+    bar.draw("unrelated log line")
+    bar.draw("progress validate_rows: 1,000 of 1,000 lines (100%), 3 rejected so far, 2.0 s elapsed, about 0.0 s left")
+    bar.close()
+    frames = screen.getvalue().split("\r\x1b[2K")[1:]
+    assert frames[0] == "[######..................] validate_rows: 250 of 1,000 lines (25%), 2 rejected so far, 0.5 s elapsed, about 1.5 s left"
+    assert frames[1].startswith("[########################] validate_rows: 1,000 of 1,000 lines (100%)") and frames[1].endswith("\n")
+    assert len(frames) == 2  # the other line drew nothing

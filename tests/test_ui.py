@@ -559,3 +559,25 @@ def test_a_cli_run_is_on_its_jobs_page_and_re_executes_from_the_ui(page: Page, w
     with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
         rerun = instance.get_run_by_id(again)
     assert rerun.parent_run_id == run_id and rerun.tags["campaign/status"] == "finished_with_errors"
+
+
+def test_a_duplicated_template_shows_as_a_job_after_the_reload_it_asks_for(page: Page, webserver: Webserver) -> None:
+    """`templates duplicate --reload`: the copy is a job of the running UI at once, with its own label."""
+    cli = Path(sys.executable).parent / "campaign-pipelines"
+    done = subprocess.run(
+        [str(cli), "templates", "duplicate", "import_recipients", "ui_copy", "--reload", f"127.0.0.1:{webserver.port}"],
+        cwd=webserver.root, env={**webserver.env, "CAMPAIGN_TEMPLATES_DIR": str(webserver.root / "templates")},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    try:
+        assert done.stdout.strip().endswith(f"reloaded {LOCATION} on 127.0.0.1:{webserver.port}")
+        page.goto("/jobs")
+        expect(page.locator(f"a[href='/locations/{LOCATION}/jobs/ui_copy']")).to_have_text("ui_copy")
+        page.goto(f"/locations/{LOCATION}/jobs/ui_copy")
+        expect(page.get_by_text("Import recipients (copy)").first).to_be_visible()
+    finally:  # the other tests of this webserver count its jobs
+        (webserver.root / "templates" / "ui_copy.yaml").unlink()
+        from dagster_graphql import DagsterGraphQLClient
+
+        DagsterGraphQLClient("127.0.0.1", port_number=webserver.port, timeout=60).reload_repository_location(LOCATION)
