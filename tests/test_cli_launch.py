@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 import dagster as dg
 
@@ -101,3 +102,16 @@ def test_on_a_terminal_progress_is_one_bar_redrawn_in_place():
     assert frames[0] == "[######..................] validate_rows: 250 of 1,000 lines (25%), 2 rejected so far, 0.5 s elapsed, about 1.5 s left"
     assert frames[1].startswith("[########################] validate_rows: 1,000 of 1,000 lines (100%)") and frames[1].endswith("\n")
     assert len(frames) == 2  # the other line drew nothing
+
+
+def test_each_steps_last_progress_line_counts_all_of_its_lines(cli_home, capsys):
+    """A line the map step rejects (no such date) is not in the validation's total."""
+    lines = SAMPLE.read_text().splitlines()
+    lines[1] = lines[1].replace("07/11/1967", "31/02/1967")
+    cli_home.file("inbox/recipients.csv", "\n".join(lines) + "\n")
+    code, out, err = run_cli(capsys, "run", "import_recipients", "--json", "--progress")
+    assert code == 0 and json.loads(out)["rows_rejected"] == 4
+    last = {line.split(":")[0]: line for line in err.splitlines()}
+    assert last["progress map_columns"].startswith("progress map_columns: 9 of 9 lines (100%), 1 rejected so far")
+    done, total = re.match(r"progress validate_rows: (\d+) of (\d+) lines \(100%\)", last["progress validate_rows"]).groups()
+    assert done == total, last["progress validate_rows"]

@@ -51,11 +51,7 @@ class ImportState:
     staged: str | None = None  # the run session's temporary table holding the valid rows
     rows_filtered: int = 0  # lines source.filter left out (ignored)
     rejected_so_far: int = 0  # by the steps before (progress lines)
-
-    @property
-    def rows_in_data(self) -> int:
-        """The lines `data` holds: those read, less the rejected and the filtered."""
-        return self.rows_read - self.rejected_so_far - self.rows_filtered
+    data_rows: int = 0  # the rows `data` holds (the next step's progress total)
 
     def next(self, **changes: object) -> "ImportState":
         return dataclasses.replace(self, **changes)
@@ -78,9 +74,10 @@ class ImportOutcome:
         return {"rows_read": self.rows_read, **{k: self.counts.get(k, 0) for k in COUNT_KEYS}}
 
 
-def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame]) -> None:
-    """Stream batches to an Arrow IPC file (none at all when there is no batch)."""
+def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame]) -> int:
+    """Stream batches to an Arrow IPC file (none at all when there is no batch); the rows written."""
     writer = None
+    rows = 0
     try:
         for batch in batches:
             if isinstance(batch, pl.DataFrame):
@@ -88,9 +85,11 @@ def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame])
             if writer is None:
                 writer = ipc.new_file(path, batch.schema)
             writer.write(batch)
+            rows += batch.num_rows
     finally:
         if writer is not None:
             writer.close()
+    return rows
 
 
 def read_batches(path: Path | None) -> Iterator[pa.RecordBatch]:
@@ -143,7 +142,7 @@ def read_step(template: ImportTemplate, file: Path, work_dir: Path, progress: Pr
     with RejectWriter(rejects_path) as rejects:
         reader = SourceReader(template, file, rejects)
         data = work_dir / "lines.arrow"
-        _write_batches(data, reader.batches() if progress is None else _read_reported(reader, rejects, progress))
+        data_rows = _write_batches(data, reader.batches() if progress is None else _read_reported(reader, rejects, progress))
     return ImportState(
         template=template,
         file=file,
@@ -155,6 +154,7 @@ def read_step(template: ImportTemplate, file: Path, work_dir: Path, progress: Pr
         data=data,
         reject_files=(rejects_path,),
         rejected_so_far=rejects.lines_rejected,
+        data_rows=data_rows,
     )
 
 
@@ -164,13 +164,13 @@ def map_step(state: ImportState, progress: Progress | None = None) -> ImportStat
     rejects_path = state.work_dir / "rejects_map.arrow"
     out = state.work_dir / "mapped.arrow"
     if progress is not None:
-        progress.total = state.rows_in_data
+        progress.total = state.data_rows
     with RejectWriter(rejects_path) as rejects:
         frames = _reported(read_frames(state.data), progress, rejects, state.rejected_so_far)
-        _write_batches(out, (mapper.map_frame(frame, rejects) for frame in frames))
+        data_rows = _write_batches(out, (mapper.map_frame(frame, rejects) for frame in frames))
     return state.next(
         data=out, reject_files=(*state.reject_files, rejects_path), rows_filtered=mapper.rows_filtered,
-        rejected_so_far=state.rejected_so_far + rejects.lines_rejected,
+        rejected_so_far=state.rejected_so_far + rejects.lines_rejected, data_rows=data_rows,
     )
 
 
@@ -184,20 +184,20 @@ def validate_step(state: ImportState, session: sa.Connection | None = None, prog
     out = state.work_dir / "valid.arrow"
     staged = None
     if progress is not None:
-        progress.total = state.rows_in_data
+        progress.total = state.data_rows
     with RejectWriter(rejects_path) as rejects:
         frames = _reported(read_frames(state.data), progress, rejects, state.rejected_so_far)
         valid = (validator.validate_batch(f, rejects) for f in frames)
         if session is not None and session.dialect.name == "postgresql":
             stage = stage_table(state.template)
             with session.begin():
-                _write_batches(out, copy_to_stage(session, state.template, stage, valid))
+                data_rows = _write_batches(out, copy_to_stage(session, state.template, stage, valid))
             staged = stage.name
         else:
-            _write_batches(out, valid)
+            data_rows = _write_batches(out, valid)
     return state.next(
         data=out, reject_files=(*state.reject_files, rejects_path), staged=staged,
-        rejected_so_far=state.rejected_so_far + rejects.lines_rejected,
+        rejected_so_far=state.rejected_so_far + rejects.lines_rejected, data_rows=data_rows,
     )
 
 
