@@ -5,7 +5,8 @@ goes first), so the machine's drift weighs on both alike.
 
 Each commit is checked out in a temporary git worktree and runs on this venv's packages,
 its own code first on PYTHONPATH, through its own `bench/run.py --only ours --db pg`
-(first load, then re-import, on the same generated file). Prints each round's seconds
+(first load, then re-import, on the same generated file), in a work folder (data, Dagster
+home) per commit, so that neither reads the other's runs. Prints each round's seconds
 and the ratio AFTER / BEFORE of the medians and round by round; saves nothing.
 """
 
@@ -32,7 +33,7 @@ def worktree(rev: str, parent: Path) -> Path:
 
 def one_run(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", "pg",
-           "--loads", "first,reimport", "--no-save", "--work", str(args.work)]
+           "--loads", "first,reimport", "--no-save", "--work", str(args.work / tree.name)]
     done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{tree.name}: bench/run.py failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")

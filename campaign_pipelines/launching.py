@@ -39,7 +39,6 @@ from dagster._core.remote_origin import (
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._daemon.controller import get_daemon_statuses
 
 from campaign_pipelines.assets import exports_key, imports_key, rejects_key
 from campaign_pipelines.errors import CampaignError
@@ -51,6 +50,7 @@ LOCATION_NAME = "campaign_pipelines"
 DEFINITIONS_MODULE = "campaign_pipelines.definitions"
 ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 POLL_SECONDS = 0.5
+HEARTBEAT_TOLERANCE_SECONDS = 60
 
 
 @dataclass
@@ -72,8 +72,11 @@ def remote_origin(job_name: str) -> RemoteJobOrigin:
 
 
 def daemon_serves_queue(instance: dg.DagsterInstance) -> bool:
-    status = get_daemon_statuses(instance, ["QUEUED_RUN_COORDINATOR"], ignore_errors=True)["QUEUED_RUN_COORDINATOR"]
-    return status.healthy is True
+    """A dagster-daemon beat for the queue within two of its 30-second intervals. Stricter
+    than Dagster's own health check (30 minutes' tolerance), which would have the command
+    wait on a queue no daemon serves any more; and it spares importing the daemon (0.3 s)."""
+    beat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
+    return beat is not None and time.time() - beat.timestamp < HEARTBEAT_TOLERANCE_SECONDS
 
 
 def create_run(
