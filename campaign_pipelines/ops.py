@@ -1,6 +1,6 @@
 """The ops: thin Dagster wrappers around `importing.steps` and `exporting.steps`.
 
-Defined once and shared by every job; each job's config mapping hands the first op its
+Defined once and shared by every template's graph (assets.py); its config mapping hands the first op its
 template (as JSON) and the launch overrides. Any error ends the run with one sentence,
 the run tag `campaign/status=failed`, and nothing written to the database.
 """
@@ -158,7 +158,7 @@ def rejects_materialization(
 @dg.op(
     description="Read the file: split lines, parse fields as text, reject ragged lines.",
     ins={"inbox": dg.In(dg.Nothing)},
-    # Set by the job's config mapping: the template as JSON and the flat launch overrides.
+    # Set by the template graph's config mapping (launch.py): the template as JSON and the flat launch overrides.
     config_schema={"template": str, "overrides": dg.Permissive()},
 )
 @fails_clearly
