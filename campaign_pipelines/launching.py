@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -51,12 +50,6 @@ DEFINITIONS_MODULE = "campaign_pipelines.definitions"
 ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 POLL_SECONDS = 0.5
 HEARTBEAT_TOLERANCE_SECONDS = 60
-
-
-@dataclass
-class Launched:
-    run_id: str
-    how: str  # "queued" (handed to the daemon), "here" (run in this process)
 
 
 def code_origin(name: str) -> JobPythonOrigin:
@@ -96,7 +89,7 @@ def create_run(
     )
 
 
-def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterRun, *, wait: bool) -> Launched:
+def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterRun, *, wait: bool) -> None:
     """Hand the run to the queue, or run `job` (the code location's, built in this process) here."""
     queued = isinstance(instance.run_coordinator, QueuedRunCoordinator)
     if not wait:
@@ -106,14 +99,13 @@ def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterR
                 "(its run_coordinator is not the QueuedRunCoordinator): run without --no-wait."
             )
         instance.submit_run(run.run_id, workspace=None)  # type: ignore[arg-type]  # the queue only records it
-        return Launched(run.run_id, "queued")
+        return
     if queued and daemon_serves_queue(instance):
         instance.submit_run(run.run_id, workspace=None)  # type: ignore[arg-type]
         while instance.get_run_by_id(run.run_id).status not in ENDED:
             time.sleep(POLL_SECONDS)
-        return Launched(run.run_id, "queued")
+        return
     execute_run(InMemoryJob(job), run, instance)
-    return Launched(run.run_id, "here")
 
 
 def run_outcome(instance: dg.DagsterInstance, run_id: str, template: Template) -> dict[str, Any]:

@@ -90,15 +90,19 @@ class Bar:
 
 def follow(instance: Any, run_id: str, bar: Bar, stop: threading.Event, every: float = 0.25) -> None:
     """Draw the run's progress lines as its events reach the instance, until `stop`
-    (then once more: the last lines are not lost)."""
-    seen = 0
+    (then once more: the last lines are not lost). Each look reads only the new events."""
+    cursor = None
     while True:
         ended = stop.wait(every)
-        logs = instance.all_logs(run_id)
-        for entry in logs[seen:]:
-            if entry.user_message.startswith(PREFIX):
-                bar.draw(entry.user_message)
-        seen = len(logs)
+        while True:
+            page = instance.get_records_for_run(run_id, cursor=cursor)
+            for record in page.records:
+                message = record.event_log_entry.user_message
+                if message.startswith(PREFIX):
+                    bar.draw(message)
+            cursor = page.cursor
+            if not page.has_more:
+                break
         if ended:
             bar.close()
             return

@@ -63,14 +63,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             run = launching.create_run(instance, job, config, args.partition)
         except dg.DagsterInvalidConfigError as exc:
             raise UsageError(f"launch config for {template.name}: {exc.errors[0].message if exc.errors else exc}") from None
-        launched = _launch_with_progress(args, instance, job, run, terminal)
+        _launch_with_progress(args, instance, job, run, terminal)
     if args.no_wait:
-        print(json.dumps({"run_id": launched.run_id, "template": template.name, "status": "queued"}) if args.json else launched.run_id)
+        print(json.dumps({"run_id": run.run_id, "template": template.name, "status": "queued"}) if args.json else run.run_id)
         if not launching.daemon_serves_queue(instance):
-            print(f"note: run {launched.run_id} is queued; no dagster-daemon serves this instance's queue "
+            print(f"note: run {run.run_id} is queued; no dagster-daemon serves this instance's queue "
                   f"({os.environ['DAGSTER_HOME']}): it starts when one does.", file=sys.stderr)
         return EXIT_OK
-    payload = launching.run_outcome(instance, launched.run_id, template)
+    payload = launching.run_outcome(instance, run.run_id, template)
     succeeded = "error" not in payload
     if args.json:
         print(json.dumps(payload))
@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if succeeded else EXIT_FAILED
 
 
-def _launch_with_progress(args: argparse.Namespace, instance: Any, job: Any, run: Any, terminal: Any) -> Any:
+def _launch_with_progress(args: argparse.Namespace, instance: Any, job: Any, run: Any, terminal: Any) -> None:
     """Launch the run; while it runs, draw its progress lines on a terminal (or with --progress)."""
     import threading
 
@@ -90,12 +90,13 @@ def _launch_with_progress(args: argparse.Namespace, instance: Any, job: Any, run
     from campaign_pipelines.progress import Bar, follow
 
     if args.no_wait or not (args.progress or terminal.isatty()):
-        return launching.launch(instance, job, run, wait=not args.no_wait)
+        launching.launch(instance, job, run, wait=not args.no_wait)
+        return
     stop = threading.Event()
     watcher = threading.Thread(target=follow, args=(instance, run.run_id, Bar(terminal), stop), daemon=True)
     watcher.start()
     try:
-        return launching.launch(instance, job, run, wait=True)
+        launching.launch(instance, job, run, wait=True)
     finally:
         stop.set()
         watcher.join()
