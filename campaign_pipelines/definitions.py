@@ -1,6 +1,6 @@
 """The code location: the exchanges as assets (`assets.py`) and their checks, one job
 per valid job template with its schedule and file collector, the run status sensors,
-and the resources."""
+the work data cleanup, and the resources."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import dagster as dg
 
 import schemas
 from campaign_pipelines.assets import exchange_assets, exchange_checks
+from campaign_pipelines.cleanup import cleanup_job, cleanup_schedule
 from campaign_pipelines.jobs import build_job
 from campaign_pipelines.schedules import build_schedule
 from campaign_pipelines.sensors import build_collector, cancelled_runs, failed_runs
@@ -17,6 +18,7 @@ from campaign_pipelines.settings import Settings
 from campaign_pipelines.templates import load_catalog
 from resources import CampaignDatabase, FileStore
 from resources.rejects_io import RejectsIOManager
+from resources.work_io import WorkIOManager
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     catalog = load_catalog(settings.templates_dir)
     for error in catalog.errors:
         log.warning("job template skipped: %s", error)
-    jobs = {name: build_job(t) for name, t in catalog.templates.items()}
+    jobs = {name: build_job(t, settings.executor) for name, t in catalog.templates.items()}
     return dg.Definitions(
-        jobs=list(jobs.values()),
-        schedules=[build_schedule(t, jobs[name]) for name, t in catalog.templates.items() if t.schedule],
+        jobs=[*jobs.values(), cleanup_job],
+        schedules=[*(build_schedule(t, jobs[name]) for name, t in catalog.templates.items() if t.schedule), cleanup_schedule],
         sensors=[
             *(build_collector(t, jobs[name]) for name, t in catalog.templates.items() if t.kind == "import" and t.collector),
             cancelled_runs,
@@ -51,6 +53,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "campaign_db": campaign_database(settings),
             "file_store": FileStore(data_dir=str(settings.data_dir)),
             "rejects_io_manager": RejectsIOManager(data_dir=str(settings.data_dir)),
+            "work_io_manager": WorkIOManager(data_dir=str(settings.data_dir)),
         },
     )
 

@@ -9,15 +9,19 @@ from typing import Any
 import dagster as dg
 
 from campaign_pipelines.assets import exports_key, graph_name, imports_key
+from campaign_pipelines.executors import executor_def
 from campaign_pipelines.launch import export_config_schema, launch_config_schema
 from campaign_pipelines.partitions import partition_launch, partitions_def
 from campaign_pipelines.templates import ExportTemplate, Template
 
 # Runs that write the same table wait for each other (the instance's tag_concurrency_limits).
 TABLE_TAG = "campaign/table"
-def build_job(template: Template) -> dg.UnresolvedAssetJobDefinition:
+
+
+def build_job(template: Template, executor: str = "in_process") -> dg.UnresolvedAssetJobDefinition:
     """The job materializing the template's assets (`assets.py`): an import's
-    imports/<template> and rejects/<template> with their checks, an export's exports/<template>."""
+    imports/<template> and rejects/<template> with their checks, an export's exports/<template>;
+    its steps run on the deployment's executor (executors.py)."""
     if isinstance(template, ExportTemplate):
         # An export only reads its table: it does not take the table's write slot.
         schema, key, tags = export_config_schema(template), exports_key(template.name), {"campaign/source": template.source.table}
@@ -26,6 +30,7 @@ def build_job(template: Template) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         selection=dg.AssetSelection.assets(key).required_multi_asset_neighbors(),
         tags={**_tags(template), **tags},
+        executor_def=executor_def(executor),
         **_job_options(template, schema),
     )
 
@@ -53,7 +58,7 @@ def _tags(template: Template) -> dict[str, str]:
 
 
 def _job_options(template: Template, launch_schema: dict[str, dg.Field]) -> dict[str, Any]:
-    """What every template's job shares: name, label and description, executor, and its
+    """What every template's job shares: name, label and description, and its
     launch config: flat (a config mapping), or per day for a partitioned template."""
     partitions = partitions_def(template)
     if partitions is None:
@@ -73,8 +78,4 @@ def _job_options(template: Template, launch_schema: dict[str, dg.Field]) -> dict
         "name": template.name,
         "description": template.display_label + (f"\n\n{template.description}" if template.description else ""),
         "config": config,
-        # The steps run one after the other and hand each other files on disk, and an
-        # import's validation and merge share one database session (its staged rows): a
-        # process per op would break that and add seconds of start-up to every run.
-        "executor_def": dg.in_process_executor,
     }

@@ -11,6 +11,14 @@ instance has one and a daemon serves it.
   locks still keep writers apart). `--no-wait` queues it: it starts when a daemon does.
 - Instance without a queue (DefaultRunCoordinator): the command runs the job itself.
 
+The command runs the job in its own process with the job's executor: in-process from the
+definitions already loaded; any other (multiprocess, Celery) from the code location's
+module, which each step's process loads again. A Celery run is refused at launch when its
+broker does not answer.
+
+`campaign-pipelines rerun RUN_ID [--from-failure]` creates a re-execution as the UI's
+"Re-execute" does (the parent's config and tags, its root run), launched the same way.
+
 The result (counts, status, rejects) is read back from the run's events in the instance,
 whichever process ran it.
 """
@@ -24,7 +32,7 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.job_base import InMemoryJob
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.definitions.repository_definition.valid_definitions import (
     SINGLETON_REPOSITORY_NAME,
 )
@@ -36,11 +44,12 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 from dagster._core.run_coordinator import QueuedRunCoordinator
-from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG, PARTITION_NAME_TAG, RESUME_RETRY_TAG, ROOT_RUN_ID_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from campaign_pipelines.assets import exports_key, imports_key, rejects_key
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.executors import check_broker
 from campaign_pipelines.importing.steps import COUNT_KEYS
 from campaign_pipelines.templates import ExportTemplate, Template
 
@@ -52,10 +61,14 @@ POLL_SECONDS = 0.5
 HEARTBEAT_TOLERANCE_SECONDS = 60
 
 
-def code_origin(name: str) -> JobPythonOrigin:
-    """Where a run worker loads the job from: the workspace's code location (module `defs`)."""
+def reconstructable_job(name: str) -> ReconstructableJob:
+    """The job as another process loads it: the workspace's code location (module `defs`)."""
     repository = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=os.getcwd())
-    return repository.get_reconstructable_job(name).get_python_origin()
+    return repository.get_reconstructable_job(name)
+
+
+def code_origin(name: str) -> JobPythonOrigin:
+    return reconstructable_job(name).get_python_origin()
 
 
 def remote_origin(job_name: str) -> RemoteJobOrigin:
@@ -89,8 +102,46 @@ def create_run(
     )
 
 
+# A re-execution's own: the parent's status tag and Dagster's re-execution tags are set anew.
+_NOT_INHERITED = ("campaign/status", PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG, RESUME_RETRY_TAG)
+
+
+def create_rerun(instance: dg.DagsterInstance, job: dg.JobDefinition, parent: dg.DagsterRun, *, from_failure: bool) -> dg.DagsterRun:
+    """A re-execution of `parent` as the UI creates one: every step, or from failure (the
+    failed and skipped steps, on the outputs of the steps that succeeded)."""
+    from dagster._core.execution.api import create_execution_plan
+    from dagster._core.execution.plan.state import KnownExecutionState
+
+    plan = None
+    root = parent.root_run_id or parent.run_id
+    tags = {k: v for k, v in parent.tags.items() if k not in _NOT_INHERITED and not k.startswith(".dagster")}
+    tags |= {PARENT_RUN_ID_TAG: parent.run_id, ROOT_RUN_ID_TAG: root}
+    if from_failure:
+        if parent.status != dg.DagsterRunStatus.FAILURE:
+            raise CampaignError(
+                f"run {parent.run_id} did not fail ({parent.status.value.lower()}): --from-failure re-executes a failed run; "
+                "rerun it without --from-failure to re-execute every step."
+            )
+        step_keys, known_state = KnownExecutionState.build_resume_retry_reexecution(instance, parent)
+        plan = create_execution_plan(InMemoryJob(job), parent.run_config, step_keys_to_execute=step_keys, known_state=known_state, tags=parent.tags)
+        tags[RESUME_RETRY_TAG] = "true"
+    return instance.create_run_for_job(
+        job_def=job,
+        execution_plan=plan,
+        run_config=parent.run_config,
+        tags=tags,
+        asset_selection=parent.asset_selection,
+        root_run_id=root,
+        parent_run_id=parent.run_id,
+        remote_job_origin=remote_origin(job.name),
+        job_code_origin=code_origin(job.name),
+    )
+
+
 def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterRun, *, wait: bool) -> None:
     """Hand the run to the queue, or run `job` (the code location's, built in this process) here."""
+    if job.executor_def.name == "campaign_celery":
+        check_broker()
     queued = isinstance(instance.run_coordinator, QueuedRunCoordinator)
     if not wait:
         if not queued:
@@ -105,7 +156,9 @@ def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterR
         while instance.get_run_by_id(run.run_id).status not in ENDED:
             time.sleep(POLL_SECONDS)
         return
-    execute_run(InMemoryJob(job), run, instance)
+    # Other executors' step processes load the job from the code location.
+    in_process = job.executor_def.name == dg.in_process_executor.name
+    execute_run(InMemoryJob(job) if in_process else reconstructable_job(job.name), run, instance)
 
 
 def run_outcome(instance: dg.DagsterInstance, run_id: str, template: Template) -> dict[str, Any]:

@@ -3,13 +3,18 @@
 Defined once and shared by every template's graph (assets.py); its config mapping hands the first op its
 template (as JSON) and the launch overrides. Any error ends the run with one sentence,
 the run tag `campaign/status=failed`, and nothing written to the database.
+
+The steps hand each other their outputs through the work IO manager (resources/work_io.py)
+and keep their rows in the root run's work folder (and, on PostgreSQL, its stage table),
+so any executor can run them in other processes and "re-execute from failure" resumes at
+the failed step. A successful run removes its work data; the cleanup job removes the
+others' after CAMPAIGN_WORK_RETENTION.
 """
 
 import datetime as dt
 import functools
 import itertools
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +24,7 @@ import dagster as dg
 import pyarrow as pa
 
 from campaign_pipelines.checks import IMPORT_CHECKS, failed_run_check, import_check_results, reject_rate
+from campaign_pipelines.cleanup import remove_run_work
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
 from campaign_pipelines.importing import steps
@@ -29,9 +35,12 @@ from campaign_pipelines.templates import ExportTemplate, ImportTemplate
 from resources import CampaignDatabase, FileStore
 from resources.campaign_db import transient_error
 from resources.rejects_io import last_rejects_path, store_last_rejects
+from resources.work_io import root_run_id
 
 STATUS_TAG = "campaign/status"
 PREVIEW_ROWS = 20
+# A step's output, for the next step in any process (resources/work_io.py).
+WORK = dg.Out(io_manager_key="work_io_manager")
 
 
 def progress(context: dg.OpExecutionContext) -> Progress:
@@ -43,14 +52,14 @@ def set_status(context: dg.OpExecutionContext, status: str) -> None:
     context.instance.add_run_tags(context.run_id, {STATUS_TAG: status})
 
 
-def remove_work_dir(context: dg.OpExecutionContext) -> None:
-    file_store: FileStore = context.resources.file_store
-    shutil.rmtree(file_store.resolve(f".work/{context.run_id}"), ignore_errors=True)
+def remove_work_data(context: dg.OpExecutionContext) -> None:
+    """The root run's work folder and stage table: nothing is left to resume."""
+    remove_run_work(context.resources.file_store.root, context.resources.campaign_db.engine, root_run_id(context.run))
 
 
 def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn any error into a failed run with a one-sentence description, and drop the
-    run's intermediate files (the database was not touched, or was rolled back)."""
+    """Turn any error into a failed run with a one-sentence description (the database was
+    not touched, or was rolled back). The work data stays, for a re-execution from failure."""
 
     @functools.wraps(step)
     def wrapper(context: dg.OpExecutionContext, *args: Any, **kwargs: Any) -> Any:
@@ -66,7 +75,6 @@ def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
             else:
                 message = f"{_database_failure(context, what, exc)}; nothing was written."
         set_status(context, "failed")
-        remove_work_dir(context)
         # One line, whatever a quoted value held (a reason may quote a multi-line value).
         message = " ".join(message.split("\n")).replace("\r", " ")
         raise dg.Failure(description=message, allow_retries=False) from None
@@ -158,6 +166,7 @@ def rejects_materialization(
 @dg.op(
     description="Read the file: split lines, parse fields as text, reject ragged lines.",
     ins={"inbox": dg.In(dg.Nothing)},
+    out=WORK,
     # Set by the template graph's config mapping (launch.py): the template as JSON and the flat launch overrides.
     config_schema={"template": str, "overrides": dg.Permissive()},
 )
@@ -172,7 +181,7 @@ def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.Im
         raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
     file = file_store.resolve(path, what="file")
     context.log.info(f"reading {file}")
-    state = steps.read_step(template, file, file_store.work_dir(context.run_id), progress(context))
+    state = steps.read_step(template, file, file_store.work_dir(root_run_id(context.run)), progress(context))
     context.add_output_metadata({"file": dg.MetadataValue.path(str(file)), "rows_read": state.rows_read, "blank_lines": state.blank_lines})
     return state
 
@@ -180,41 +189,54 @@ def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.Im
 @dg.op(
     description="Map the file's columns to the target's: trim, case, remap, formats, constants.",
     required_resource_keys={"file_store"},
+    out=WORK,
 )
 @fails_clearly
 def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> steps.ImportState:
     return steps.map_step(state, progress(context))
 
 
-@dg.op(description="Validate every row with the target table's pandera checks; set failing rows aside.")
+@dg.op(description="Validate every row with the target table's pandera checks; set failing rows aside.", out=WORK)
 @fails_clearly
 def validate_rows(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportState:
+    root = root_run_id(context.run)
     state = with_retries(
-        context, campaign_db, state.file, lambda session: steps.validate_step(state, session, progress(context))
+        context, campaign_db, state.file, lambda session: steps.validate_step(state, session, progress(context), root)
     )
     failure = steps.early_failure(state)
     if failure:
         rejects = read_rejects(list(state.reject_files))
         path = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
         report_failed_run(context, file_store, state, rejects, path, failure)
+        remove_work_data(context)  # the same file fails the same way: nothing to resume
         raise CampaignError(f"{state.file}: {failure}")
     return state
 
 
-@dg.op(description="Reconcile valid rows with the Campaign database in one transaction.")
+@dg.op(
+    description="Reconcile valid rows with the Campaign database in one transaction (at most once per root run).",
+    out=WORK,
+)
 @fails_clearly
 def reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportOutcome:
     rejects_dir = file_store.rejects_dir(state.template.name)
+    root = root_run_id(context.run)
     outcome = with_retries(
-        context, campaign_db, state.file, lambda session: steps.reconcile_step(state, session, context.run_id, rejects_dir)
+        context, campaign_db, state.file,
+        lambda session: steps.reconcile_step(state, session, context.run_id, rejects_dir, root_run_id=root),
     )
-    remove_work_dir(context)
+    if outcome.committed_by:
+        context.log.info(
+            f"the merge of this run's file was committed by run {outcome.committed_by}: nothing written again; "
+            "its counts are reported."
+        )
     if outcome.failure:
         report_failed_run(context, file_store, state, outcome.rejects, outcome.rejects_path, outcome.failure)
+        remove_work_data(context)
         raise CampaignError(f"{state.file}: {outcome.failure}")
     return outcome
 
@@ -268,12 +290,14 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
     )
     yield dg.Output(outcome.rejects, "rejects", metadata=dict(rejects_metadata))
     yield from import_check_results(template, summary)
+    remove_work_data(context)
 
 
 @dg.op(
     description="Query the Campaign database in chunks and write the file under a temporary name, then rename it.",
     ins={"table": dg.In(dg.Nothing)},
     config_schema={"template": str, "overrides": dg.Permissive()},
+    out=WORK,
 )
 @fails_clearly
 def export_file(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
@@ -324,4 +348,5 @@ def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dic
         }
     )
     set_status(context, "finished")
+    remove_work_data(context)
     return {**summary, "status": "finished", "bytes": outcome.size, "sha256": outcome.sha256}

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from campaign_pipelines.errors import CampaignError
 
 DATA_SUBDIRS = ("inbox", "outbox", "archive", "rejects")
+EXECUTORS = ("in_process", "multiprocess", "celery")
+DEFAULT_WORK_RETENTION = "7d"
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
+
+
+def parse_duration(text: str, what: str = "CAMPAIGN_WORK_RETENTION") -> dt.timedelta:
+    """`7d`, `12h`, `1d12h`, `30m`: days, hours and minutes."""
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise CampaignError(f"{what} '{text}' is not a duration such as 7d, 12h, 1d12h or 30m.")
+    days, hours, minutes = (int(g or 0) for g in match.groups())
+    return dt.timedelta(days=days, hours=hours, minutes=minutes)
 
 
 @dataclass(frozen=True)
@@ -17,6 +31,10 @@ class Settings:
     data_dir: Path
     templates_dir: Path
     schemas_dir: Path
+    # How a run's steps execute (executors.py): a deployment's choice, not the templates'.
+    executor: str = "in_process"
+    # How long a run that did not succeed keeps its work data for a re-execution.
+    work_retention: dt.timedelta = dt.timedelta(days=7)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -25,7 +43,16 @@ class Settings:
             data_dir=Path(os.environ.get("CAMPAIGN_DATA_DIR", ".campaign/data")).absolute(),
             templates_dir=Path(os.environ.get("CAMPAIGN_TEMPLATES_DIR", "job_templates")).absolute(),
             schemas_dir=Path(os.environ.get("CAMPAIGN_SCHEMAS_DIR", "data_schemas")).absolute(),
+            executor=executor_from_env(),
+            work_retention=parse_duration(os.environ.get("CAMPAIGN_WORK_RETENTION") or DEFAULT_WORK_RETENTION),
         )
+
+
+def executor_from_env() -> str:
+    name = (os.environ.get("CAMPAIGN_EXECUTOR") or "in_process").strip()
+    if name not in EXECUTORS:
+        raise CampaignError(f"CAMPAIGN_EXECUTOR '{name}' is not one of {', '.join(EXECUTORS)}.")
+    return name
 
 
 def default_db_url() -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from campaign_pipelines.settings import DATA_SUBDIRS, resolve_data_path
+from resources.work_io import work_dir
 
 
 class FileStore(dg.ConfigurableResource):
@@ -27,8 +28,8 @@ class FileStore(dg.ConfigurableResource):
     def rejects_dir(self, template: str) -> Path:
         return self.resolve(f"rejects/{template}")
 
-    def work_dir(self, run_id: str) -> Path:
-        """Scratch space for one run's intermediate Arrow files."""
-        path = self.resolve(f".work/{run_id}")
+    def work_dir(self, root_run_id: str) -> Path:
+        """The work data of a run and its re-executions: the steps' Arrow files (resources/work_io.py)."""
+        path = work_dir(self.root, root_run_id)
         path.mkdir(parents=True, exist_ok=True)
         return path

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas import export_watermark, import_reject, recipient, recipient_list, recipient_list_member, service, subscription
+from schemas import export_watermark, import_commit, import_reject, recipient, recipient_list, recipient_list_member, service, subscription
 from schemas.base import Check, Field, Link, TableSpec
 from schemas.model import DataModel, build_model, load_model, schemas_dir_from_env
 
@@ -18,6 +18,7 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
     service.TABLE,
     subscription.TABLE,
     import_reject.TABLE,
+    import_commit.TABLE,
     export_watermark.TABLE,
 )
 # The built-in tables alone: what the importer's own bookkeeping (rejects, watermarks) uses.

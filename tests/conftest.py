@@ -150,8 +150,8 @@ class Campaign:
             run_config=config, instance=self.instance, raise_on_error=False, tags=tags, partition_key=partition_key
         )
         status = self.instance.get_run_by_id(result.run_id).tags.get("campaign/status")
-        # Intermediate files go with the run, whatever its end.
-        assert not (self.data_dir / ".work" / result.run_id).exists()
+        if result.success:  # a successful run leaves no work data (a failed one keeps it to resume)
+            assert not (self.data_dir / ".work" / result.run_id).exists()
         if not result.success:
             return RunResult(False, result.run_id, status, error=failure_message(self.instance, result.run_id), dagster=result)
         template = load_catalog(self.settings.templates_dir).get(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -74,9 +75,11 @@ columns:
 """
 
 
-def campaign_job(name: str) -> Any:
+def campaign_job(name: str, deployment: str = "") -> Any:
     """A template's job from the code location the environment describes: what Dagster
-    rebuilds in a new process to re-execute a run (dg.build_reconstructable_job)."""
+    rebuilds in a new process to re-execute a run (dg.build_reconstructable_job). Dagster
+    caches a rebuilt job by its arguments: `deployment` (a test's folder) keeps one test's
+    job, with its data dir, from serving the next test in the same process."""
     from campaign_pipelines.definitions import build_definitions
 
     return build_definitions().resolve_job_def(name)
@@ -91,3 +94,48 @@ fields:
   - {name: city, kind: string, max_length: 64}
 key: [code]
 """
+
+
+@contextlib.contextmanager
+def failing_writes(engine: Any, table: str = "recipient") -> Any:
+    """Every write to `table` fails ("disk on fire") while this lasts, in any process:
+    a trigger in the database, as a real fault would be (a run's merge rolls back)."""
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text(
+                "CREATE FUNCTION disk_on_fire() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$"
+            ))
+            conn.execute(sa.text(
+                f'CREATE TRIGGER disk_on_fire BEFORE INSERT OR UPDATE ON "{table}" '
+                "FOR EACH STATEMENT EXECUTE FUNCTION disk_on_fire()"
+            ))
+        else:
+            for event in ("INSERT", "UPDATE"):
+                conn.execute(sa.text(
+                    f'CREATE TRIGGER disk_on_fire_{event.lower()} BEFORE {event} ON "{table}" '
+                    "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+                ))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.text(f'DROP TRIGGER disk_on_fire ON "{table}"'))
+                conn.execute(sa.text("DROP FUNCTION disk_on_fire()"))
+            else:
+                for event in ("insert", "update"):
+                    conn.execute(sa.text(f"DROP TRIGGER disk_on_fire_{event}"))
+
+
+def work_folders(data_dir: Any) -> list[str]:
+    work = data_dir / ".work"
+    return sorted(p.name for p in work.iterdir()) if work.exists() else []
+
+
+def stage_tables(engine: Any) -> list[str]:
+    import sqlalchemy as sa
+
+    return sorted(n for n in sa.inspect(engine).get_table_names() if n.startswith("import_stage_"))

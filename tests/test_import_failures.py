@@ -14,7 +14,7 @@ from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.reconcile import Reconciler
 from campaign_pipelines.launching import failure_message
 from resources import CampaignDatabase
-from tests.helpers import people_file, people_template
+from tests.helpers import people_file, people_template, stage_tables
 
 GOOD = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray")
 
@@ -126,14 +126,17 @@ def test_a_crash_in_the_merge_leaves_every_table_unchanged(loaded, monkeypatch):
     assert_failed_cleanly(loaded, result, before, "unexpected error in reconcile: RuntimeError: disk on fire")
 
 
-def test_staged_rows_go_with_the_run_session(postgres_campaign, monkeypatch):
-    """PostgreSQL: the validate step copies the valid rows into a temporary table on the
-    run's session, the merge reads them there, and the session ends with the run: a run
-    that failed after staging leaves no staged rows behind on a pooled connection."""
+def test_staged_rows_live_in_the_run_stage_table(postgres_campaign, monkeypatch):
+    """PostgreSQL: the validate step copies the valid rows into the root run's stage table
+    (import_stage_<run id>, UNLOGGED: any session, any process can read it), the merge
+    reads it and drops it with its commit; a run the reject policy failed drops it too.
+    Each run's session ends with the run."""
+    from campaign_pipelines.importing.stage import run_stage_name
+
     campaign = postgres_campaign
     campaign.template(people_template())
     sessions: dict[sa.Connection, int] = {}  # each run's session -> its backend pid
-    staged: list[int] = []  # rows in the stage table when each validation ended
+    staged: list[tuple[str, int, str]] = []  # (table, rows, persistence) when each validation ended
     validate_step, session = steps.validate_step, CampaignDatabase.session
 
     def spy_session(self):
@@ -143,10 +146,14 @@ def test_staged_rows_go_with_the_run_session(postgres_campaign, monkeypatch):
             conn.commit()
         return conn
 
-    def spy_validate(state, conn=None, progress=None):
-        state = validate_step(state, conn, progress)
-        staged.append(conn.exec_driver_sql(f'SELECT count(*) FROM "{state.staged}"').scalar_one())
-        conn.commit()
+    def spy_validate(state, conn=None, progress=None, root=None):
+        state = validate_step(state, conn, progress, root)
+        with campaign.engine.connect() as other:  # another session sees the stage
+            rows = other.exec_driver_sql(f'SELECT count(*) FROM "{state.staged}"').scalar_one()
+            persistence = other.execute(
+                sa.text("SELECT relpersistence FROM pg_class WHERE relname = :n"), {"n": state.staged}
+            ).scalar_one()
+        staged.append((state.staged, rows, persistence))
         return state
 
     monkeypatch.setattr(CampaignDatabase, "session", spy_session)
@@ -164,12 +171,14 @@ def test_staged_rows_go_with_the_run_session(postgres_campaign, monkeypatch):
     campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee", "oops;C2;X;Y", "bob@x.org;C3;Bob;Ray"))
     ok = campaign.run("people")
     assert ok.counts["rows_inserted"] == 2
+    assert stage_tables(campaign.engine) == []
     before = campaign.snapshot()
-    # Staged, then failed by the reject policy after the merge: rolled back.
+    # Staged, then failed by the reject policy after the merge: rolled back, stage dropped.
     campaign.file("inbox/people.csv", people_file("cid@x.org;C1;Cid;Moe", "oops;C4;X;Y", "dan@x.org;C5;Dan;Fox"))
     failed = campaign.run("people", max_rejects=1)
     assert_failed_cleanly(campaign, failed, before, "2 lines rejected, more than errors.max_rejects (1)")
-    assert staged == [2, 2]
+    assert staged == [(run_stage_name(ok.run_id), 2, "u"), (run_stage_name(failed.run_id), 2, "u")]
+    assert stage_tables(campaign.engine) == []
     assert len(sessions) == 2 and not any(backend_alive(pid) for pid in sessions.values())
 
 
@@ -189,35 +198,6 @@ def test_a_merge_on_another_session_stages_again(postgres_campaign, tmp_path):
         outcome = steps.reconcile_step(state, merging, "run", tmp_path / "rejects")
     assert outcome.counts["rows_inserted"] == 2
     assert [r["email"] for r in postgres_campaign.rows("recipient")] == ["ann@x.org", "bob@x.org"]
-
-
-def test_a_step_re_executed_alone_says_so_and_writes_nothing(loaded, monkeypatch):
-    """Dagster's "re-execute from failure" runs the failed step alone, on the outputs of
-    the steps before it; their work files (and staged rows) went with the failed run. The
-    re-executed merge must not see an empty file: the list's "replace" would empty it."""
-    from campaign_pipelines.jobs import run_config
-    from campaign_pipelines.templates import load_catalog
-
-    before = loaded.snapshot()
-    assert before["recipient_list_member"]
-    loaded.file("inbox/people.csv", people_file("ann@x.org;C1;Annie;Lee", "cid@x.org;C3;Cid;Moe"))
-    job = dg.build_reconstructable_job("tests.helpers", "campaign_job", reconstructable_args=("people",))
-    config = run_config(load_catalog(loaded.templates_dir).get("people"), {})
-
-    def crash(self):
-        raise RuntimeError("disk on fire")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Reconciler, "_link_list_and_service", crash)
-        with dg.execute_job(job, instance=loaded.instance, run_config=config, raise_on_error=False) as failed:
-            assert not failed.success
-    options = dg.ReexecutionOptions.from_failure(failed.run_id, loaded.instance)
-    with dg.execute_job(job, instance=loaded.instance, reexecution_options=options, raise_on_error=False) as again:
-        assert not again.success
-        assert again.get_step_success_events() == []  # the re-executed reconcile failed, report never ran
-        error = failure_message(loaded.instance, again.run_id)
-    assert error.endswith("re-execute the whole job, not one of its steps."), error
-    assert loaded.snapshot() == before
 
 
 def test_missing_file(loaded):

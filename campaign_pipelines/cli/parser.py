@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from campaign_pipelines.cli.admin import cmd_init, cmd_schema_apply, cmd_schema_plan
-from campaign_pipelines.cli.runs import cmd_rejects, cmd_run
+from campaign_pipelines.cli.runs import cmd_rejects, cmd_rerun, cmd_run
 from campaign_pipelines.cli.templates import (
     cmd_templates_duplicate, cmd_templates_list, cmd_templates_new, cmd_templates_preview, cmd_templates_show,
     cmd_templates_validate,
@@ -21,8 +21,10 @@ every rejected line kept and explained.
 Settings come from the environment: CAMPAIGN_DATA_DIR (the exchange files, default
 .campaign/data), CAMPAIGN_TEMPLATES_DIR (your templates, default ./job_templates),
 CAMPAIGN_SCHEMAS_DIR (your tables and fields, default ./data_schemas), CAMPAIGN_DB_URL
-(default: SQLite in .campaign/campaign.db) and DAGSTER_HOME (runs and events, default
-.campaign/dagster).
+(default: SQLite in .campaign/campaign.db), DAGSTER_HOME (runs and events, default
+.campaign/dagster), CAMPAIGN_EXECUTOR (in_process, multiprocess or celery; default
+in_process) and CAMPAIGN_WORK_RETENTION (how long a failed run keeps its work data for a
+re-execution, default 7d).
 
 Exit codes: 0 a run that finished (with or without rejects), 1 a failed run, 2 a usage
 or template error. An error prints one sentence."""
@@ -117,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(imports); delimiter, quote, encoding, header, limit (exports)",
     )
     p.add_argument("--partition", metavar="YYYY-MM-DD", help="the day to run, for a template with daily partitions")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--no-wait", action="store_true", help="queue the run, print its id and return (needs a run queue)")
+    p.add_argument("--progress", action="store_true", help="print progress lines on stderr even when it is not a terminal")
+    p.add_argument("--verbose", action="store_true", help="also print Dagster's events and warnings on stderr")
+
+    p = _command(
+        sub, "rerun", cmd_rerun, "re-execute a run: every step, or from its failed step on the earlier steps' outputs",
+        ["campaign-pipelines rerun 3f2a9c1e --from-failure", "campaign-pipelines rerun 3f2a9c1e --json"],
+        "Re-execute a run as the UI's Re-execute does: with its config and tags, as a run of the same root run. "
+        "--from-failure starts at the failed step, on the outputs the earlier steps kept (CAMPAIGN_WORK_RETENTION); "
+        "an import's merge commits at most once per root run, so a re-execution after a committed merge changes "
+        "nothing and reports the committed counts.",
+    )
+    p.add_argument("run_id", help="the run's id, or the start of it (8 characters are usually enough)")
+    p.add_argument("--from-failure", action="store_true", help="re-execute only the failed step and the ones after it")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--no-wait", action="store_true", help="queue the run, print its id and return (needs a run queue)")
     p.add_argument("--progress", action="store_true", help="print progress lines on stderr even when it is not a terminal")

@@ -70,7 +70,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"note: run {run.run_id} is queued; no dagster-daemon serves this instance's queue "
                   f"({os.environ['DAGSTER_HOME']}): it starts when one does.", file=sys.stderr)
         return EXIT_OK
-    payload = launching.run_outcome(instance, run.run_id, template)
+    return _print_outcome(args, launching.run_outcome(instance, run.run_id, template))
+
+
+def _print_outcome(args: argparse.Namespace, payload: dict[str, Any]) -> int:
     succeeded = "error" not in payload
     if args.json:
         print(json.dumps(payload))
@@ -80,6 +83,32 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not succeeded and not args.json:
         print(f"error: {payload['error']}", file=sys.stderr)
     return EXIT_OK if succeeded else EXIT_FAILED
+
+
+def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
+    """Re-execute a run as the UI's "Re-execute" does: every step, or from failure."""
+    from campaign_pipelines import launching
+    from campaign_pipelines.definitions import build_definitions
+
+    terminal = sys.stderr
+    with quiet(args.verbose):
+        instance = dagster_instance()
+        prefix = args.run_id.lower()
+        ids = [r for r in instance.get_run_ids() if r.startswith(prefix)] if RUN_ID_PREFIX.fullmatch(prefix) else []
+        if len(ids) != 1:
+            raise UsageError(
+                f"run id {args.run_id!r} matches {len(ids)} runs of the instance ({os.environ['DAGSTER_HOME']}); "
+                "give the run id or more of it."
+            )
+        parent = instance.get_run_by_id(ids[0])
+        template = template_catalog(settings).get(parent.job_name)
+        job = build_definitions(settings).resolve_job_def(template.name)
+        run = launching.create_rerun(instance, job, parent, from_failure=args.from_failure)
+        _launch_with_progress(args, instance, job, run, terminal)
+    if args.no_wait:
+        print(json.dumps({"run_id": run.run_id, "template": template.name, "status": "queued"}) if args.json else run.run_id)
+        return EXIT_OK
+    return _print_outcome(args, launching.run_outcome(instance, run.run_id, template))
 
 
 def _launch_with_progress(args: argparse.Namespace, instance: Any, job: Any, run: Any, terminal: Any) -> None:

@@ -23,18 +23,17 @@ import sqlalchemy as sa
 
 import schemas
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing.commits import committed_outcome, record_commit
 from campaign_pipelines.importing.filter import FILTERED
+from campaign_pipelines.importing.outcome import COUNT_KEYS, ImportOutcome
 from campaign_pipelines.importing.read import LINE, TEXT, SourceReader
 from campaign_pipelines.importing.reconcile import Reconciler
-from campaign_pipelines.importing.stage import copy_rows, copy_to_stage, stage_table
+from campaign_pipelines.importing.stage import copy_rows, copy_to_stage, run_stage_name, stage_table
 from campaign_pipelines.importing.rejects import REJECT_SCHEMA, RejectWriter, read_rejects, write_reject_files
 from campaign_pipelines.importing.transform import Mapper
 from campaign_pipelines.importing.validate import Validator
 from campaign_pipelines.progress import Progress
 from campaign_pipelines.templates import ErrorPolicy, ImportTemplate
-
-COUNT_KEYS = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted", "rows_ignored", "rows_rejected")
-
 
 @dataclass(frozen=True)
 class ImportState:
@@ -48,30 +47,13 @@ class ImportState:
     prefix_lines: tuple[str, ...] = ()
     data: Path | None = None  # the latest step's rows
     reject_files: tuple[Path, ...] = ()
-    staged: str | None = None  # the run session's temporary table holding the valid rows
+    staged: str | None = None  # the table holding the valid rows (PostgreSQL: the run's stage)
     rows_filtered: int = 0  # lines source.filter left out (ignored)
     rejected_so_far: int = 0  # by the steps before (progress lines)
     data_rows: int = 0  # the rows `data` holds (the next step's progress total)
 
     def next(self, **changes: object) -> "ImportState":
         return dataclasses.replace(self, **changes)
-
-
-@dataclass
-class ImportOutcome:
-    template: ImportTemplate
-    counts: dict[str, int]
-    ignored_by_cause: dict[str, int]
-    rejects: pa.Table
-    rejects_path: Path | None  # the reasons are beside it, in <run_id>.reasons.csv
-    status: str
-    table_rows: int
-    rows_read: int = 0
-    failure: str | None = None
-    links_created: dict[str, int] = dataclasses.field(default_factory=dict)  # on_missing_link: create
-
-    def summary(self) -> dict[str, int]:
-        return {"rows_read": self.rows_read, **{k: self.counts.get(k, 0) for k in COUNT_KEYS}}
 
 
 def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame]) -> int:
@@ -110,12 +92,14 @@ def read_frames(path: Path | None) -> Iterator[pl.DataFrame]:
 
 
 def require_work_files(state: ImportState) -> None:
-    """A step reads the files of the steps before it, which go when their run ends: a
-    step re-executed alone (Dagster's "re-execute from failure") must not load nothing."""
-    if not state.work_dir.exists():
+    """A step reads the files of the steps before it, kept until the run (or a
+    re-execution of it) succeeds or CAMPAIGN_WORK_RETENTION passes: a step re-executed
+    after the cleanup must not load nothing (a list's "replace" would empty it)."""
+    missing_rows = state.data_rows and state.data is not None and not state.data.exists()
+    if missing_rows or not state.work_dir.exists():
         raise CampaignError(
-            f"{state.file}: the rows of the earlier steps went with their run ({state.work_dir.name}); "
-            "re-execute the whole job, not one of its steps."
+            f"{state.file}: the work data of run {state.work_dir.name} was cleaned up (CAMPAIGN_WORK_RETENTION): "
+            "re-run the whole job; nothing was written."
         )
 
 
@@ -174,10 +158,13 @@ def map_step(state: ImportState, progress: Progress | None = None) -> ImportStat
     )
 
 
-def validate_step(state: ImportState, session: sa.Connection | None = None, progress: Progress | None = None) -> ImportState:
-    """Validate every row. Given the run's PostgreSQL session, also stage the valid rows
-    as they come (the server parses them while Python validates); nothing reaches the
-    target tables before the reconcile step."""
+def validate_step(
+    state: ImportState, session: sa.Connection | None = None, progress: Progress | None = None, root_run_id: str | None = None
+) -> ImportState:
+    """Validate every row. Given a PostgreSQL session, also stage the valid rows as they
+    come (the server parses them while Python validates): in the root run's stage table,
+    which the merge reads from any session, or without a run in a temporary table of this
+    session. Nothing reaches the target tables before the reconcile step."""
     require_work_files(state)
     validator = Validator(state.template, Mapper(state.template))
     rejects_path = state.work_dir / "rejects_validate.arrow"
@@ -189,7 +176,7 @@ def validate_step(state: ImportState, session: sa.Connection | None = None, prog
         frames = _reported(read_frames(state.data), progress, rejects, state.rejected_so_far)
         valid = (validator.validate_batch(f, rejects) for f in frames)
         if session is not None and session.dialect.name == "postgresql":
-            stage = stage_table(state.template)
+            stage = stage_table(state.template, run_stage_name(root_run_id) if root_run_id else None)
             with session.begin():
                 data_rows = _write_batches(out, copy_to_stage(session, state.template, stage, valid))
             staged = stage.name
@@ -245,13 +232,17 @@ def _texts_for(path: Path | None, lines: list[int]) -> dict[int, str]:
 
 
 def reconcile_step(
-    state: ImportState, conn: sa.Connection, run_id: str, rejects_dir: Path, now: dt.datetime | None = None
+    state: ImportState, conn: sa.Connection, run_id: str, rejects_dir: Path, now: dt.datetime | None = None,
+    root_run_id: str | None = None,
 ) -> ImportOutcome:
     """Merge (staging first, unless the validation did) and record rejects in one
-    transaction on `conn`, the run's session; the reject policy decides, after the merge,
-    whether to commit. Reject files are written either way."""
-    require_work_files(state)
+    transaction on `conn`; the reject policy decides, after the merge, whether to commit.
+    Reject files are written either way. Given the root run, the merge commits at most
+    once for it: a re-execution after a committed merge changes nothing and reports it."""
     template = state.template
+    if root_run_id and (committed := committed_outcome(conn, template, root_run_id)) is not None:
+        return committed
+    require_work_files(state)
     now = now or dt.datetime.now(dt.UTC)
     if state.rows_read == 0:
         return empty_delta(state, conn)
@@ -259,10 +250,11 @@ def reconcile_step(
     failure: str | None = None
     result = None
     table_rows = 0
+    outcome: ImportOutcome | None = None
     rejects = read_rejects(list(state.reject_files))
     with conn.begin() as transaction:
-        # The stage lives as long as the session that filled it: a step re-executed in
-        # another process, or tried again on a new session, stages again from the
+        # A run's stage is there until a merge commits; a temporary one lives as long as
+        # the session that filled it: merging on another session stages again from the
         # validated rows' file.
         staged = state.staged if state.staged and conn.scalar(sa.func.to_regclass(state.staged)) else None
         reconciler = Reconciler(conn, template, now, staged=staged)
@@ -285,6 +277,10 @@ def reconcile_step(
         else:
             _record_rejects(conn, template.name, run_id, rejects, now)
             table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
+            outcome = _outcome(state, result, rejects, table_rows, None)
+            if root_run_id:
+                outcome.rejects_path = reject_paths(state, run_id, rejects_dir)[0] if rejects.num_rows else None
+                record_commit(conn, root_run_id, run_id, outcome, now)
             try:
                 transaction.commit()
             except sa.exc.DBAPIError as exc:
@@ -296,6 +292,13 @@ def reconcile_step(
                     "it was written is unknown; run the file again (a re-run converges)."
                 ) from None
     assert result is not None
+    outcome = outcome or _outcome(state, result, rejects, table_rows, failure)
+    outcome.rejects_path = write_rejects(state, run_id, rejects_dir, rejects)
+    return outcome
+
+
+def _outcome(state: ImportState, result: Any, rejects: pa.Table, table_rows: int, failure: str | None) -> ImportOutcome:
+    """The merge's outcome, its line accounting checked (a failed one counts its rejects only)."""
     if state.rows_filtered:
         result.ignored_by_cause[FILTERED] = state.rows_filtered
     counts = dict(result.counts)
@@ -304,15 +307,14 @@ def reconcile_step(
     accounted = sum(counts.get(k, 0) for k in COUNT_KEYS)
     if accounted != state.rows_read and not failure:
         raise RuntimeError(f"line accounting broke: {accounted} lines accounted for, {state.rows_read} read ({counts})")
-    rejects_path = write_rejects(state, run_id, rejects_dir, rejects)
     status = "failed" if failure else ("finished_with_errors" if rejects.num_rows else "finished")
     return ImportOutcome(
-        template=template,
+        template=state.template,
         counts=counts if not failure else {"rows_rejected": rejects.num_rows},
         ignored_by_cause=result.ignored_by_cause,
         links_created={} if failure else result.links_created,
         rejects=rejects,
-        rejects_path=rejects_path,
+        rejects_path=None,
         status=status,
         table_rows=table_rows,
         rows_read=state.rows_read,
@@ -335,14 +337,18 @@ def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: p
     """The rejects file in the input's format, and its reasons beside it; None if no reject."""
     if not rejects.num_rows:
         return None
+    lines_path, reasons_path = reject_paths(state, run_id, rejects_dir)
+    write_reject_files(rejects, list(state.prefix_lines), state.template.source.encoding, lines_path, reasons_path)
+    return lines_path
+
+
+def reject_paths(state: ImportState, run_id: str, rejects_dir: Path) -> tuple[Path, Path]:
+    """A run's rejects file, named and formatted as its input, and its reasons beside it."""
     name = state.file.name
     for compressed in (".gz", ".zip"):
         name = name.removesuffix(compressed)
     extension = Path(name).suffix or ".txt"
-    lines_path = rejects_dir / f"{run_id}{extension}"
-    reasons_path = rejects_dir / f"{run_id}.reasons.csv"
-    write_reject_files(rejects, list(state.prefix_lines), state.template.source.encoding, lines_path, reasons_path)
-    return lines_path
+    return rejects_dir / f"{run_id}{extension}", rejects_dir / f"{run_id}.reasons.csv"
 
 
 def _storable(texts: pa.ChunkedArray) -> pa.ChunkedArray:

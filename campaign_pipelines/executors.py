@@ -1,0 +1,64 @@
+"""The executor every template's job runs its steps with: a deployment's choice
+(CAMPAIGN_EXECUTOR), never the templates'. See docs/executors.md.
+
+- `in_process` (default): the steps one after the other in the run's process; the fastest
+  for one machine (no process start-up per step).
+- `multiprocess`: each step in its own process, on the run's machine.
+- `celery`: each step as a task on a Celery broker, run by `dagster-celery worker`
+  processes on any machine that shares CAMPAIGN_DATA_DIR, the Dagster instance and the
+  Campaign database. Broker and result backend come from CAMPAIGN_CELERY_BROKER and
+  CAMPAIGN_CELERY_BACKEND, read when a run starts (a password in them is never shown).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from campaign_pipelines.errors import CampaignError
+
+DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_BACKEND = "rpc://"
+BROKER_ENV = "CAMPAIGN_CELERY_BROKER"
+BACKEND_ENV = "CAMPAIGN_CELERY_BACKEND"
+BROKER_TIMEOUT_SECONDS = 5.0
+
+
+def _from_env(variable: str, default: str) -> Any:
+    # Through the env, the value is read by the run and never stored in its config.
+    return {"env": variable} if os.environ.get(variable) else default
+
+
+def executor_def(name: str) -> dg.ExecutorDefinition:
+    if name == "in_process":
+        return dg.in_process_executor
+    if name == "multiprocess":
+        return dg.multiprocess_executor
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured(
+        {"broker": _from_env(BROKER_ENV, DEFAULT_BROKER), "backend": _from_env(BACKEND_ENV, DEFAULT_BACKEND)},
+        name="campaign_celery",
+    )
+
+
+def broker_url() -> str:
+    return os.environ.get(BROKER_ENV) or DEFAULT_BROKER
+
+
+def check_broker(url: str | None = None, timeout: float = BROKER_TIMEOUT_SECONDS) -> None:
+    """Refuse to launch a run whose steps would wait forever on a broker that does not answer."""
+    from kombu import Connection
+
+    url = url or broker_url()
+    try:
+        with Connection(url, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        shown = Connection(url).as_uri()  # the URL with its password masked
+        raise CampaignError(
+            f"the Celery broker {shown} ({BROKER_ENV}) does not answer ({type(exc).__name__}: {exc}); "
+            "start it or fix the URL: no run was launched."
+        ) from None
