@@ -7,7 +7,8 @@
 - `celery`: each step as a task on a Celery broker, run by `dagster-celery worker`
   processes on any machine that shares CAMPAIGN_DATA_DIR, the Dagster instance and the
   Campaign database. Broker and result backend come from CAMPAIGN_CELERY_BROKER and
-  CAMPAIGN_CELERY_BACKEND, read when a run starts (a password in them is never shown).
+  CAMPAIGN_CELERY_BACKEND, read when a run starts (a password in them is never shown);
+  CAMPAIGN_CELERY_QUEUE names the queue (default `dagster`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 DEFAULT_BACKEND = "rpc://"
 BROKER_ENV = "CAMPAIGN_CELERY_BROKER"
 BACKEND_ENV = "CAMPAIGN_CELERY_BACKEND"
+QUEUE_ENV = "CAMPAIGN_CELERY_QUEUE"  # the workers' -q; default dagster
 BROKER_TIMEOUT_SECONDS = 5.0
 
 
@@ -38,8 +40,18 @@ def executor_def(name: str) -> dg.ExecutorDefinition:
         return dg.multiprocess_executor
     from dagster_celery import celery_executor
 
+    # A step whose worker dies goes back to the queue for another worker (acknowledged once
+    # done, rejected on a lost worker): steps restart from their inputs, and a merge commits
+    # at most once per root run, so running one again is safe.
+    config_source: dict[str, Any] = {"task_acks_late": True, "task_reject_on_worker_lost": True}
+    if queue := os.environ.get(QUEUE_ENV):
+        config_source["task_default_queue"] = queue
     return celery_executor.configured(
-        {"broker": _from_env(BROKER_ENV, DEFAULT_BROKER), "backend": _from_env(BACKEND_ENV, DEFAULT_BACKEND)},
+        {
+            "broker": _from_env(BROKER_ENV, DEFAULT_BROKER),
+            "backend": _from_env(BACKEND_ENV, DEFAULT_BACKEND),
+            "config_source": config_source,
+        },
         name="campaign_celery",
     )
 

@@ -88,6 +88,7 @@ def daemon_serves_queue(instance: dg.DagsterInstance) -> bool:
 def create_run(
     instance: dg.DagsterInstance, job: dg.JobDefinition, run_config: dict[str, Any] | None, partition: str | None
 ) -> dg.DagsterRun:
+    check_executor(job)
     tags: dict[str, str] = {}
     if partition is not None:
         tags[PARTITION_NAME_TAG] = partition
@@ -112,6 +113,7 @@ def create_rerun(instance: dg.DagsterInstance, job: dg.JobDefinition, parent: dg
     from dagster._core.execution.api import create_execution_plan
     from dagster._core.execution.plan.state import KnownExecutionState
 
+    check_executor(job)
     plan = None
     root = parent.root_run_id or parent.run_id
     tags = {k: v for k, v in parent.tags.items() if k not in _NOT_INHERITED and not k.startswith(".dagster")}
@@ -138,10 +140,14 @@ def create_rerun(instance: dg.DagsterInstance, job: dg.JobDefinition, parent: dg
     )
 
 
-def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterRun, *, wait: bool) -> None:
-    """Hand the run to the queue, or run `job` (the code location's, built in this process) here."""
+def check_executor(job: dg.JobDefinition) -> None:
+    """Before a run is created: a Celery run's steps would wait on a broker that does not answer."""
     if job.executor_def.name == "campaign_celery":
         check_broker()
+
+
+def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterRun, *, wait: bool) -> None:
+    """Hand the run to the queue, or run `job` (the code location's, built in this process) here."""
     queued = isinstance(instance.run_coordinator, QueuedRunCoordinator)
     if not wait:
         if not queued:
@@ -203,6 +209,12 @@ def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
         data = entry.dagster_event.step_failure_data
         if data.user_failure_data is not None and data.user_failure_data.description:
             return data.user_failure_data.description
+        if data.error and data.error.cls_name == "ChildProcessCrashException":
+            return (
+                f"the process running step {entry.step_key} ended before the step did (killed, or out of memory); "
+                "a merge in progress was rolled back; re-execute the run from failure "
+                f"(campaign-pipelines rerun {run_id[:8]} --from-failure)."
+            )
         return data.error.message.strip() if data.error else "the run failed"
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
         return entry.message or "the run failed"

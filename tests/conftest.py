@@ -7,6 +7,7 @@ CI=true where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 import uuid
@@ -44,18 +45,40 @@ def postgres_admin_engine() -> sa.Engine:
     return engine
 
 
-@pytest.fixture
-def postgres_url() -> Any:
+def require_service(name: str, host: str, port: int) -> None:
+    """A test that needs a service fails without it on CI, and is skipped elsewhere."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        message = f"{name} is not reachable at {host}:{port}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Any:
+    """An empty PostgreSQL schema of its own, as a Campaign database URL."""
     admin = postgres_admin_engine()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    yield url
-    get_engine(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Any:
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -357,7 +357,7 @@ def inject(campaign, admin, monkeypatch, where: str, times: int) -> Terminator:
             pid = conn.connection.driver_connection.info.backend_pid
             if len(terminator.killed) < terminator.times:
                 query = admin.execute(sa.text("SELECT query FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar_one()
-                assert query.startswith('COPY "stage_'), query
+                assert query.startswith('COPY "import_stage_'), query
             terminator(pid)
             yield first
             yield from copying
@@ -460,7 +460,7 @@ def test_a_session_terminated_at_every_try_fails_the_run_in_one_sentence(
 BIG = 250_000
 PRELOADED = 1_000  # the big file's first keys, loaded before with other first names
 KILL_POINTS = {
-    "copy": "query LIKE 'COPY \"stage\\_%'",
+    "copy": "query LIKE 'COPY \"import\\_stage\\_%'",
     "decide": "(query LIKE 'WITH matched%' OR query LIKE 'INSERT INTO decided\\_%')",
     "insert": "query LIKE 'INSERT INTO recipient %'",
 }

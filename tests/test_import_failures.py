@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.reconcile import Reconciler
-from campaign_pipelines.launching import failure_message
 from resources import CampaignDatabase
 from tests.helpers import people_file, people_template, stage_tables
 

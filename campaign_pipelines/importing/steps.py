@@ -8,6 +8,7 @@ the next one (it is small: paths and counts).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator
@@ -177,8 +178,9 @@ def validate_step(
         valid = (validator.validate_batch(f, rejects) for f in frames)
         if session is not None and session.dialect.name == "postgresql":
             stage = stage_table(state.template, run_stage_name(root_run_id) if root_run_id else None)
-            with session.begin():
-                data_rows = _write_batches(out, copy_to_stage(session, state.template, stage, valid))
+            # Closed on any error, so the COPY ends before the rollback (else it waits forever).
+            with session.begin(), contextlib.closing(copy_to_stage(session, state.template, stage, valid)) as copying:
+                data_rows = _write_batches(out, copying)
             staged = stage.name
         else:
             data_rows = _write_batches(out, valid)

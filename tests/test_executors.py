@@ -1,0 +1,247 @@
+"""Executors chosen by deployment (issue 14), tested for real through the command line:
+the multiprocess executor (a process per step) and dagster-celery's with two real
+`dagster-celery worker` processes on the local RabbitMQ. Each runs the same exchange as
+the in-process executor: a run, a failed merge then `rerun --from-failure`, and the three
+daily runs a 3-day backfill launches; the final tables are the in-process run's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psutil
+import pytest
+
+from campaign_pipelines.assets import graph_name
+from tests.conftest import Campaign, postgres_schema, require_service
+from tests.helpers import failing_writes, people_file, people_template, stage_tables, work_folders
+
+ROOT = Path(__file__).parent.parent
+CLI = Path(sys.executable).parent / "campaign-pipelines"
+FIRST = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray")
+SECOND = people_file("ann@x.org;C1;Annie;Lee", "cid@x.org;C3;Cid;Moe")
+DAILY = {"daily": {"start": "2025-01-01", "end": "2025-02-01", "timezone": "Europe/Paris",
+                   "path": "inbox/crm/people_{date:%Y%m%d}.csv"}}
+DAYS = {
+    "2025-01-01": ["dan@x.org;C4;Dan;Poe", "bob@x.org;C2;Bob;Ray"],
+    "2025-01-02": ["dan@x.org;C4;Dan;Poe-Lee", "eve@x.org;C5;Eve;Roe"],
+    "2025-01-03": ["fay@x.org;C6;Fay;Day"],
+}
+
+
+def deployment(root: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, executor: str) -> Campaign:
+    """A deployment of its own (data dir, templates, Dagster home) on `executor`."""
+    root.mkdir()
+    (root / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+    monkeypatch.setenv("CAMPAIGN_EXECUTOR", executor)
+    campaign = Campaign(root, db_url, None, monkeypatch)
+    campaign.template(people_template(target={"list": {"name": "vip", "mode": "replace"}}))
+    campaign.template(people_template(name="people_daily", partitions=DAILY))
+    return campaign
+
+
+def cli(*args: str, timeout: float = 300) -> tuple[int, dict[str, Any]]:
+    """The command as a user runs it, in its own process, with the deployment's environment."""
+    done = subprocess.run([str(CLI), *args, "--json"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=timeout)
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
+
+
+def step_pids(run_id: str) -> dict[str, int]:
+    """The process each step of a run ran in (its STEP_START event's)."""
+    with instance() as dagster:
+        return {e.step_key: e.dagster_event.pid for e in dagster.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)}
+
+
+COUNTS = ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_rejected")
+
+
+def exchange(campaign: Campaign) -> dict[str, Any]:
+    """A run, a failed merge re-executed from failure, and a 3-day backfill's runs; what
+    each reported, which steps ran where, and the final tables."""
+    campaign.file("inbox/people.csv", FIRST)
+    code, first = cli("run", "people")
+    assert code == 0, first
+    campaign.file("inbox/people.csv", SECOND)
+    with failing_writes(campaign.engine):
+        code, failed = cli("run", "people")
+    assert code == 1 and "disk on fire" in failed["error"], failed
+    assert failed["run_id"] in work_folders(campaign.data_dir)  # kept for the re-execution
+    code, again = cli("rerun", failed["run_id"], "--from-failure")
+    assert code == 0, again
+    for key, lines in DAYS.items():
+        campaign.file(f"inbox/crm/people_{key.replace('-', '')}.csv", people_file(*lines))
+    days = [cli("run", "people_daily", "--partition", key) for key in DAYS]
+    assert all(code == 0 for code, _ in days), days
+    runs = [first, again, *(payload for _, payload in days)]
+    assert work_folders(campaign.data_dir) == [] and stage_tables(campaign.engine) == []
+    steps_again = set(step_pids(again["run_id"]))
+    assert steps_again == {f"{graph_name('people')}.reconcile", f"{graph_name('people')}.report"}
+    return {
+        "counts": [{k: run[k] for k in COUNTS} for run in runs],
+        "pids": {run["run_id"]: step_pids(run["run_id"]) for run in runs},
+        "tables": {
+            "recipient": campaign.rows("recipient", "id", "email", "crm_id", "first_name", "last_name"),
+            "recipient_list_member": campaign.rows("recipient_list_member", "list_id", "recipient_id", order_by="recipient_id"),
+            "import_commit": len(campaign.rows("import_commit", order_by="root_run_id")),
+        },
+    }
+
+
+def in_process_exchange(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    reference = exchange(deployment(tmp_path / "in_process", db_url, monkeypatch, "in_process"))
+    assert [c["rows_inserted"] for c in reference["counts"]] == [2, 1, 1, 1, 1]
+    return reference
+
+
+@pytest.fixture
+def reference_db_url(db_url: str, tmp_path: Path) -> Any:
+    """Another empty database of the same kind, for the in-process reference."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'reference.db'}"
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+def test_multiprocess_runs_each_step_in_its_own_process(tmp_path, db_url, reference_db_url, monkeypatch):
+    reference = in_process_exchange(tmp_path, reference_db_url, monkeypatch)
+    result = exchange(deployment(tmp_path / "multiprocess", db_url, monkeypatch, "multiprocess"))
+    assert result["counts"] == reference["counts"]
+    assert result["tables"] == reference["tables"]
+    for pids in reference["pids"].values():
+        assert len(set(pids.values())) == 1  # in process: every step in the run's process
+    for pids in result["pids"].values():
+        assert len(set(pids.values())) == len(pids)  # a process per step
+
+
+def test_a_step_process_killed_mid_merge_fails_cleanly_and_resumes(tmp_path, postgres_url, monkeypatch):
+    """The merge's process is killed while it waits for the table (another session holds
+    it): the run fails, the table is as it was, and a re-execution from failure completes."""
+    campaign = deployment(tmp_path / "multiprocess", postgres_url, monkeypatch, "multiprocess")
+    campaign.file("inbox/people.csv", FIRST)
+    assert cli("run", "people")[0] == 0
+    before = campaign.snapshot()
+    campaign.file("inbox/people.csv", SECOND)
+    command = subprocess.Popen([str(CLI), "run", "people", "--json"], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, text=True)
+    with campaign.engine.connect() as holder:
+        # Blocks writers only: the other steps, and each step process's schema check, read on.
+        holder.exec_driver_sql("BEGIN")
+        holder.exec_driver_sql("LOCK TABLE recipient IN SHARE ROW EXCLUSIVE MODE")
+        waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'recipient'::regclass"
+        with campaign.engine.connect() as probe:
+            for _ in range(1200):
+                if probe.exec_driver_sql(waiting).scalar_one():
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail("the merge never reached its table lock")
+        with instance() as dagster:
+            (run,) = dagster.get_runs(limit=1)
+            merging = step_pids(run.run_id)[f"{graph_name('people')}.reconcile"]
+        psutil.Process(merging).kill()
+        payload = json.loads(command.communicate(timeout=120)[0])
+        holder.exec_driver_sql("ROLLBACK")
+    assert command.returncode == 1, payload
+    assert payload["error"] == (
+        f"the process running step {graph_name('people')}.reconcile ended before the step did (killed, or out of memory); "
+        f"a merge in progress was rolled back; re-execute the run from failure (campaign-pipelines rerun {payload['run_id'][:8]} --from-failure)."
+    )
+    assert campaign.snapshot() == before
+    code, again = cli("rerun", payload["run_id"], "--from-failure")
+    assert code == 0 and (again["rows_inserted"], again["rows_updated"]) == (1, 1), again
+    assert [r["first_name"] for r in campaign.rows("recipient")] == ["Annie", "Bob", "Cid"]
+
+
+class Workers:
+    """Two `dagster-celery worker` processes on the local RabbitMQ, on a queue of their own."""
+
+    def __init__(self, root: Path, queue: str):
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+        for name in ("w1", "w2"):
+            log = root / f"{name}.log"
+            self.logs[name] = log
+            self.processes[name] = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+                 "-y", str(ROOT / "deploy" / "celery" / "worker.yaml"), "-n", f"{name}-{queue}", "-q", queue,
+                 "--", "--pool", "solo"],
+                # dagster-celery starts `celery` from the PATH: the virtual environment's.
+                cwd=ROOT, env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+                stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + 120
+        while not all("ready." in log.read_text() for log in self.logs.values()):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes.values()):
+                pytest.fail("the Celery workers did not start: " + " | ".join(log.read_text()[-800:] for log in self.logs.values()))
+            time.sleep(0.2)
+
+    def pids(self, name: str) -> set[int]:
+        process = psutil.Process(self.processes[name].pid)
+        return {process.pid, *(child.pid for child in process.children(recursive=True))}
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def celery_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    queue = f"campaign_test_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("CAMPAIGN_CELERY_BROKER", "pyamqp://guest:guest@127.0.0.1:5672//")
+    monkeypatch.setenv("CAMPAIGN_CELERY_BACKEND", "rpc://")
+    monkeypatch.setenv("CAMPAIGN_CELERY_QUEUE", queue)
+    return queue
+
+
+def test_celery_spreads_the_steps_over_two_workers(tmp_path, postgres_url, monkeypatch, celery_env):
+    with postgres_schema() as reference_url:
+        reference = in_process_exchange(tmp_path, reference_url, monkeypatch)
+    campaign = deployment(tmp_path / "celery", postgres_url, monkeypatch, "celery")
+    workers = Workers(tmp_path, celery_env)
+    try:
+        result = exchange(campaign)
+        seen = {name: workers.pids(name) for name in workers.processes}
+    finally:
+        workers.stop()
+    assert result["counts"] == reference["counts"]
+    assert result["tables"] == reference["tables"]
+    step_processes = [pid for pids in result["pids"].values() for pid in pids.values()]
+    # Every step ran on one of the two workers, and both took steps.
+    assert all(any(pid in seen[name] for name in seen) for pid in step_processes)
+    assert all(any(pid in seen[name] for pid in step_processes) for name in seen), (seen, step_processes)
+
+
+def test_a_broker_that_does_not_answer_is_refused_at_launch(cli_home, monkeypatch, capsys):
+    from tests.test_cli import run_cli
+
+    monkeypatch.setenv("CAMPAIGN_EXECUTOR", "celery")
+    monkeypatch.setenv("CAMPAIGN_CELERY_BROKER", "pyamqp://guest:secret@127.0.0.1:1//")
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, "run", "import_recipients")
+    assert code == 2
+    assert err.startswith("error: the Celery broker amqp://guest:**@127.0.0.1:1// (CAMPAIGN_CELERY_BROKER) does not answer"), err
+    assert err.strip().endswith("start it or fix the URL: no run was launched.") and "secret" not in err
+    assert time.monotonic() - started < 60  # refused, not hung
+    with dg.DagsterInstance.get() as dagster:
+        assert dagster.get_run_ids() == []  # no run created
