@@ -172,6 +172,7 @@ class Workers:
     def __init__(self, root: Path, queue: str):
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
+        # One after the other: each creates the Dagster home's storage if it is not there yet.
         for name in ("w1", "w2"):
             log = root / f"{name}.log"
             self.logs[name] = log
@@ -183,11 +184,12 @@ class Workers:
                 cwd=ROOT, env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
                 stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
             )
-        deadline = time.monotonic() + 120
-        while not all("ready." in log.read_text() for log in self.logs.values()):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes.values()):
-                pytest.fail("the Celery workers did not start: " + " | ".join(log.read_text()[-800:] for log in self.logs.values()))
-            time.sleep(0.2)
+            deadline = time.monotonic() + 120
+            while "ready." not in log.read_text():
+                if time.monotonic() > deadline or self.processes[name].poll() is not None:
+                    self.stop()
+                    pytest.fail(f"the Celery worker {name} did not start: {log.read_text()[-1500:]}")
+                time.sleep(0.2)
 
     def pids(self, name: str) -> set[int]:
         process = psutil.Process(self.processes[name].pid)

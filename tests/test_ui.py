@@ -256,7 +256,7 @@ def switches_on_and_off(page: Page, webserver: Webserver, name: str, kind: Insti
 
 
 def test_jobs_page_lists_one_job_per_template(page: Page) -> None:
-    expected = builtin_job_names() | {USER_TEMPLATE, DAILY_TEMPLATE}
+    expected = builtin_job_names() | {USER_TEMPLATE, DAILY_TEMPLATE, "campaign_cleanup"}  # and the work data cleanup
     assert {"import_recipients", "import_denylist", "new_text_import"} <= expected
     page.goto("/jobs")
     job_links = page.locator(f"a[href^='/locations/{LOCATION}/jobs/']")
@@ -531,6 +531,27 @@ def test_materialize_runs_the_import_and_its_checks_warn_then_pass(page: Page, w
     page.screenshot(path="/tmp/ui_checks_pass.png")
 
 
+def re_execute(page: Page, webserver: Webserver, run_id: str, option: str | None = None) -> str:
+    """A run page's "Re-execute all", or `option` of its menu ("From failure"); the new
+    run's id, once it succeeded."""
+    page.goto(f"/runs/{run_id}")
+    primary = page.get_by_role("button", name=re.compile(r"Re-execute all"))
+    with page.expect_response(lambda r: "/graphql" in r.url and "LaunchPipelineReexecution" in (r.request.post_data or "")) as response:
+        if option is None:
+            primary.click()
+        else:
+            page.get_by_role("img", name="arrow_drop_down").locator("xpath=ancestor::button[1]").click()  # its menu
+            item = page.get_by_role("menuitem", name=re.compile(option))
+            expect(item).to_be_enabled()
+            page.screenshot(path="/tmp/ui_reexecute_menu.png")
+            item.click()
+    launched = response.value.json()["data"]["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    again = launched["run"].get("runId") or launched["run"]["id"]
+    assert wait_for_run(webserver, again) == "SUCCESS", webserver.log_tail()
+    return again
+
+
 def test_a_cli_run_is_on_its_jobs_page_and_re_executes_from_the_ui(page: Page, webserver: Webserver) -> None:
     """`campaign-pipelines run` with the webserver's home: the run shows on its job's Runs
     tab, its log carries the progress lines, and Re-execute all launches a new run of it."""
@@ -549,13 +570,7 @@ def test_a_cli_run_is_on_its_jobs_page_and_re_executes_from_the_ui(page: Page, w
         expect(page.get_by_text(re.compile(rf"^progress {step}: .*9 lines.*\(100%\)")).first).to_be_visible()
     page.screenshot(path="/tmp/ui_progress_lines.png")
 
-    page.goto(f"/runs/{run_id}")
-    with page.expect_response(lambda r: "/graphql" in r.url and "LaunchPipelineReexecution" in (r.request.post_data or "")) as response:
-        page.get_by_role("button", name=re.compile(r"Re-execute all")).click()
-    launched = response.value.json()["data"]["launchPipelineReexecution"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    again = launched["run"].get("runId") or launched["run"]["id"]
-    assert wait_for_run(webserver, again) == "SUCCESS", webserver.log_tail()
+    again = re_execute(page, webserver, run_id)
     with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
         rerun = instance.get_run_by_id(again)
     assert rerun.parent_run_id == run_id and rerun.tags["campaign/status"] == "finished_with_errors"
@@ -581,3 +596,35 @@ def test_a_duplicated_template_shows_as_a_job_after_the_reload_it_asks_for(page:
         from dagster_graphql import DagsterGraphQLClient
 
         DagsterGraphQLClient("127.0.0.1", port_number=webserver.port, timeout=60).reload_repository_location(LOCATION)
+
+
+def test_a_failed_merge_re_executes_from_failure_in_the_ui(page: Page, webserver: Webserver, finished_run: str) -> None:
+    """A run whose merge failed on the database: Re-execute → From failure in the UI runs
+    the merge and the report alone, on the rows the earlier steps kept, and loads them."""
+    import sqlalchemy as sa
+
+    from tests.helpers import failing_writes
+
+    engine = sa.create_engine(f"sqlite:///{webserver.root / '.campaign' / 'campaign.db'}")
+    webserver.data_dir.joinpath("inbox", "late.csv").write_text(
+        "email;crm_id;first_name;last_name;birth_date;gender;phone;postal_code;city;country\n"
+        "late@x.org;CRM-LATE;Late;Comer;01/02/1990;F;+33 6 00 00 00 01;75005;Paris;FR\n", encoding="utf-8")
+    cli = Path(sys.executable).parent / "campaign-pipelines"
+    with failing_writes(engine):
+        done = subprocess.run([str(cli), "run", "import_recipients", "--file", "inbox/late.csv", "--json"],
+                              cwd=webserver.root, env=webserver.env, capture_output=True, text=True, timeout=120)
+    failed = json.loads(done.stdout)
+    assert done.returncode == 1 and "disk on fire" in failed["error"], failed
+
+    again = re_execute(page, webserver, failed["run_id"], "From failure")
+    page.goto(f"/runs/{again}")
+    expect(page.get_by_text("Success").first).to_be_visible()
+    page.screenshot(path="/tmp/ui_reexecuted_from_failure.png")
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        run = instance.get_run_by_id(again)
+        steps = {e.step_key for e in instance.all_logs(again, of_type=dg.DagsterEventType.STEP_SUCCESS)}
+    assert run.root_run_id == failed["run_id"] and run.tags["campaign/status"] == "finished"
+    assert steps == {"import_recipients_steps.reconcile", "import_recipients_steps.report"}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT first_name FROM recipient WHERE email = 'late@x.org'")).scalar_one() == "Late"
+    engine.dispose()

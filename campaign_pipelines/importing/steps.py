@@ -36,6 +36,7 @@ from campaign_pipelines.importing.validate import Validator
 from campaign_pipelines.progress import Progress
 from campaign_pipelines.templates import ErrorPolicy, ImportTemplate
 
+
 @dataclass(frozen=True)
 class ImportState:
     template: ImportTemplate
