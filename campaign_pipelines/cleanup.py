@@ -22,8 +22,8 @@ from campaign_pipelines.settings import Settings, parse_duration
 from resources import CampaignDatabase, FileStore
 from resources.work_io import WORK, work_dir
 
+# As launching.ENDED, which imports the assets that import this module.
 ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-
 
 @dataclass
 class Removed:
@@ -49,7 +49,7 @@ def remove_run_work(data_dir: Path, engine: sa.Engine, root: str) -> Removed:
         name = run_stage_name(root)
         with engine.begin() as conn:
             if conn.scalar(sa.func.to_regclass(name)) is not None:
-                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+                conn.exec_driver_sql(f'DROP TABLE "{name}"')
                 removed.stage_tables.append(name)
     return removed
 

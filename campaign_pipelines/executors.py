@@ -56,18 +56,14 @@ def executor_def(name: str) -> dg.ExecutorDefinition:
     )
 
 
-def broker_url() -> str:
-    return os.environ.get(BROKER_ENV) or DEFAULT_BROKER
-
-
-def check_broker(url: str | None = None, timeout: float = BROKER_TIMEOUT_SECONDS) -> None:
+def check_broker() -> None:
     """Refuse to launch a run whose steps would wait forever on a broker that does not answer."""
     from kombu import Connection
 
-    url = url or broker_url()
+    url = os.environ.get(BROKER_ENV) or DEFAULT_BROKER
     try:
-        with Connection(url, connect_timeout=timeout) as connection:
-            connection.ensure_connection(max_retries=1, timeout=timeout)
+        with Connection(url, connect_timeout=BROKER_TIMEOUT_SECONDS) as connection:
+            connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
     except Exception as exc:
         shown = Connection(url).as_uri()  # the URL with its password masked
         raise CampaignError(
