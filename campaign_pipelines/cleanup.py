@@ -25,6 +25,7 @@ from resources.work_io import WORK, work_dir
 # As launching.ENDED, which imports the assets that import this module.
 ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
+
 @dataclass
 class Removed:
     folders: list[str] = field(default_factory=list)
