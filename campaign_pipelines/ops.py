@@ -13,15 +13,14 @@ others' after CAMPAIGN_WORK_RETENTION.
 
 import datetime as dt
 import functools
-import itertools
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import sqlalchemy as sa
 
 from campaign_pipelines.checks import IMPORT_CHECKS, failed_run_check, import_check_results, reject_rate
 from campaign_pipelines.cleanup import remove_run_work
@@ -57,23 +56,65 @@ def remove_work_data(context: dg.OpExecutionContext) -> None:
     remove_run_work(context.resources.file_store.root, context.resources.campaign_db.engine, root_run_id(context.run))
 
 
+# A transient database error (resources/campaign_db.py: transient_error) in a step that
+# uses the database: the step asks Dagster to run it again, from its inputs in the work IO
+# manager and on a new session, after 1, 3 and 7 s. Only those errors: a step whose
+# process was killed fails the run, for a re-execution from failure (docs/executors.md).
+DATABASE_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL)
+
+
+class TransientDatabaseError(Exception):
+    """The cause a retried step shows: the error's sentence, without SQL or traceback."""
+
+
+def retried_on_transient_errors(policy: dg.RetryPolicy) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Hand a transient database error to Dagster's step retry (`dg.RetryRequested`) while
+    `policy` has tries left; after the last, the error fails the run (fails_clearly)."""
+
+    def decorate(step: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(step)
+        def wrapper(context: dg.OpExecutionContext, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return step(context, *args, **kwargs)
+            except Exception as exc:
+                what, tries = transient_error(exc), context.retry_number
+                if what is None or tries >= policy.max_retries:
+                    raise
+                context.resources.campaign_db.reset_session()
+                delay = policy.calculate_delay(tries + 1)
+                context.log.warning(
+                    f"{context.op.name}: {what} ({_first_line(exc)}); nothing was written; "
+                    f"trying again in {delay:g} s (try {tries + 2} of {policy.max_retries + 1})."
+                )
+                cause = TransientDatabaseError(f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)})")
+                raise dg.RetryRequested(max_retries=policy.max_retries, seconds_to_wait=delay) from cause
+
+        return wrapper
+
+    return decorate
+
+
 def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
     """Turn any error into a failed run with a one-sentence description (the database was
-    not touched, or was rolled back). The work data stays, for a re-execution from failure."""
+    not touched, or was rolled back); a step retry asked for goes through. The work data
+    stays, for a re-execution from failure."""
 
     @functools.wraps(step)
     def wrapper(context: dg.OpExecutionContext, *args: Any, **kwargs: Any) -> Any:
         try:
             return step(context, *args, **kwargs)
+        except dg.RetryRequested:
+            raise
         except CampaignError as exc:
             message = str(exc)
         except Exception as exc:
-            if (what := transient_error(exc)) is None:
+            message = _database_failure(context, exc)
+            if message is None:
                 # A bug, not the user's input: keep the traceback in the log.
                 context.log.exception("unexpected error")
                 message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
-            else:
-                message = f"{_database_failure(context, what, exc)}; nothing was written."
+            elif file := getattr(kwargs.get("state"), "file", None):
+                message = f"{file}: {message}"
         set_status(context, "failed")
         # One line, whatever a quoted value held (a reason may quote a multi-line value).
         message = " ".join(message.split("\n")).replace("\r", " ")
@@ -82,41 +123,25 @@ def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _database_failure(context: dg.OpExecutionContext, exc: Exception) -> str | None:
+    """A database error's sentence (nothing was written: the step's transaction was rolled
+    back); None for any other error."""
+    if (what := transient_error(exc)) is not None:
+        tries = f", and on {context.retry_number} more tries" if context.retry_number else ""
+        return f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)}){tries}; nothing was written."
+    if isinstance(exc, sa.exc.DBAPIError):
+        # The server refused a statement (a trigger, a constraint another writer added, a
+        # full disk): its own message for the user, the statement in the run's log.
+        context.log.error(f"{context.op.name}: the database refused a statement: {exc}")
+        return f"the Campaign database refused {context.op.name} ({_first_line(exc)}); nothing was written."
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     """A database error's own message, without SQLAlchemy's statement and links."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
     return text.splitlines()[0] if text else type(orig).__name__
-
-
-def _database_failure(context: dg.OpExecutionContext, what: str, exc: BaseException) -> str:
-    return f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)})"
-
-
-def with_retries(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file: Path, attempt: Callable[[Any], Any]) -> Any:
-    """`attempt(session)`, tried again on a new session after a transient database error
-    (a lost connection, a serialization failure, a deadlock), with a doubling wait. The
-    session held only what this step staged, and an attempt starts from the step's input
-    files, so a new try loses nothing and writes nothing twice."""
-    for tries in itertools.count(1):
-        try:
-            return attempt(campaign_db.session())
-        except Exception as exc:
-            what = transient_error(exc)
-            if what is None:
-                raise
-            campaign_db.reset_session()
-            if tries > campaign_db.retries:
-                raise CampaignError(
-                    f"{file}: {_database_failure(context, what, exc)}, and on {campaign_db.retries} more tries; "
-                    "nothing was written."
-                ) from None
-            delay = campaign_db.retry_backoff_seconds * 2 ** (tries - 1)
-            context.log.warning(
-                f"{context.op.name}: {what} ({_first_line(exc)}); nothing was written; "
-                f"trying again in {delay:g} s (try {tries + 1} of {campaign_db.retries + 1})."
-            )
-            time.sleep(delay)
 
 
 def report_failed_run(
@@ -196,15 +221,17 @@ def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> ste
     return steps.map_step(state, progress(context))
 
 
-@dg.op(description="Validate every row with the target table's pandera checks; set failing rows aside.", out=WORK)
+@dg.op(
+    description="Validate every row with the target table's pandera checks; set failing rows aside.",
+    out=WORK,
+)
 @fails_clearly
+@retried_on_transient_errors(DATABASE_RETRY)
 def validate_rows(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportState:
     root = root_run_id(context.run)
-    state = with_retries(
-        context, campaign_db, state.file, lambda session: steps.validate_step(state, session, progress(context), root)
-    )
+    state = steps.validate_step(state, campaign_db.session(), progress(context), root)
     failure = steps.early_failure(state)
     if failure:
         rejects = read_rejects(list(state.reject_files))
@@ -220,15 +247,13 @@ def validate_rows(
     out=WORK,
 )
 @fails_clearly
+@retried_on_transient_errors(DATABASE_RETRY)
 def reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportOutcome:
     rejects_dir = file_store.rejects_dir(state.template.name)
     root = root_run_id(context.run)
-    outcome = with_retries(
-        context, campaign_db, state.file,
-        lambda session: steps.reconcile_step(state, session, context.run_id, rejects_dir, root_run_id=root),
-    )
+    outcome = steps.reconcile_step(state, campaign_db.session(), context.run_id, rejects_dir, root_run_id=root)
     if outcome.committed_by:
         context.log.info(
             f"the merge of this run's file was committed by run {outcome.committed_by}: nothing written again; "

@@ -134,12 +134,10 @@ class CampaignDatabase(dg.ConfigurableResource):
     """The database imports load into and exports read from. `url` is a SQLAlchemy URL
     (set it from the CAMPAIGN_DB_URL environment variable with dg.EnvVar so the value,
     which may hold a password, is never shown); empty means the embedded SQLite file.
-    A step that meets a transient error (`transient_error`) is tried again up to
-    `retries` times, after `retry_backoff_seconds`, doubled at each try."""
+    A step that meets a transient error (`transient_error`) is tried again by its retry
+    policy (campaign_pipelines/ops.py: DATABASE_RETRY)."""
 
     url: str | None = None
-    retries: int = 3
-    retry_backoff_seconds: float = 1.0
     _session: sa.Connection | None = PrivateAttr(default=None)
 
     def session(self) -> sa.Connection:

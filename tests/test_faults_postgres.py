@@ -27,10 +27,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-import campaign_pipelines.definitions as definitions
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.steps import COUNT_KEYS
-from resources import CampaignDatabase
 from tests.helpers import HEADER, export_template, people_file, people_template
 
 CLI = Path(sys.executable).parent / "campaign-pipelines"
@@ -148,15 +146,6 @@ def backends(admin: sa.Connection, application_name: str) -> list[tuple[int, str
 def terminate(admin: sa.Connection, pid: int) -> None:
     """pg_terminate_backend, waiting (up to 10 s) until the backend has exited."""
     assert admin.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}).scalar_one()
-
-
-@pytest.fixture
-def quick_retries(monkeypatch):
-    """The deployment's resource, with a short wait between tries (1 s, doubled, by default)."""
-    monkeypatch.setattr(
-        definitions, "campaign_database",
-        lambda settings: CampaignDatabase(url=dg.EnvVar("CAMPAIGN_DB_URL"), retry_backoff_seconds=0.01),
-    )
 
 
 @pytest.fixture
@@ -414,11 +403,12 @@ def run_changes_terminated(campaign, admin, monkeypatch, where: str, times: int)
 
 @pytest.mark.parametrize("where", ["none", "copy", "lock", "decide", "insert"])
 def test_a_terminated_session_is_replaced_and_the_run_finishes_as_undisturbed(
-    postgres_campaign, admin, monkeypatch, quick_retries, where
+    postgres_campaign, admin, monkeypatch, where
 ):
     """pg_terminate_backend of the run's own session while it copies into the stage, or
-    just before a statement of the merge: the step is tried again on a new session (the
-    stage is rebuilt from the step's input files) and the run ends as an undisturbed one."""
+    just before a statement of the merge: the step's retry policy runs it again on a new
+    session (the stage is rebuilt from the step's inputs) and the run ends as an
+    undisturbed one."""
     campaign = postgres_campaign
     result, terminator, _ = run_changes_terminated(campaign, admin, monkeypatch, where, times=1)
     assert result.success, result.error
@@ -434,19 +424,24 @@ def test_a_terminated_session_is_replaced_and_the_run_finishes_as_undisturbed(
     step = "validate_rows" if where == "copy" else "reconcile"
     assert len(retried) == len(terminator.killed)
     assert all(m.startswith(f"{step}: ") and "try 2 of 4" in m for m in retried), retried
+    # Dagster's own step retry: the step is up for retry, then restarted.
+    for event in (dg.DagsterEventType.STEP_UP_FOR_RETRY, dg.DagsterEventType.STEP_RESTARTED):
+        retries = campaign.instance.all_logs(result.run_id, of_type=event)
+        assert [e.step_key.rsplit(".", 1)[-1] for e in retries] == [step] * len(terminator.killed)
 
 
 @pytest.mark.parametrize(("where", "step"), [("copy", "validate_rows"), ("decide", "reconcile")])
 def test_a_session_terminated_at_every_try_fails_the_run_in_one_sentence(
-    postgres_campaign, admin, monkeypatch, quick_retries, where, step
+    postgres_campaign, admin, monkeypatch, where, step
 ):
     """The session terminated at every try: after the last, the run fails with one sentence
     naming the step, and no table changed."""
     campaign = postgres_campaign
     result, terminator, before = run_changes_terminated(campaign, admin, monkeypatch, where, times=1_000)
     assert not result.success
-    assert len(terminator.killed) == 4  # the first try and CampaignDatabase.retries (3) more
+    assert len(terminator.killed) == 4  # the first try and the retry policy's 3 more
     assert len(set(terminator.killed)) == 4  # each on a new session
+    assert len(campaign.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 3
     assert result.status == "failed"
     error = result.error.strip()
     assert "\n" not in error and "Traceback" not in error, error
@@ -512,7 +507,7 @@ def test_a_run_killed_mid_statement_leaves_no_trace_and_a_rerun_converges(postgr
 
 
 def test_a_connection_lost_while_the_merge_commits_says_the_outcome_is_unknown(
-    postgres_campaign, admin, monkeypatch, quick_retries
+    postgres_campaign, admin, monkeypatch
 ):
     """The session terminated after the merge's last statement, as it commits: the client
     cannot tell whether the server committed, so the run is not tried again; it fails

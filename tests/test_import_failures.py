@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.reconcile import Reconciler
 from resources import CampaignDatabase
-from tests.helpers import people_file, people_template, stage_tables
+from tests.helpers import failing_writes, people_file, people_template, stage_tables
 
 GOOD = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray")
 
@@ -123,6 +123,20 @@ def test_a_crash_in_the_merge_leaves_every_table_unchanged(loaded, monkeypatch):
     loaded.file("inbox/people.csv", people_file("ann@x.org;C1;Annie;Lee", "cid@x.org;C3;Cid;Moe"))
     result = loaded.run("people")
     assert_failed_cleanly(loaded, result, before, "unexpected error in reconcile: RuntimeError: disk on fire")
+
+
+def test_a_statement_the_database_refuses_fails_the_run_in_one_sentence(loaded):
+    """A write the server refuses (here a trigger raising, as a full disk or a constraint
+    another writer added would): the server's own message in one sentence naming the
+    file and the step, no SQL, and every table unchanged."""
+    before = loaded.snapshot()
+    loaded.file("inbox/people.csv", people_file("ann@x.org;C1;Annie;Lee", "cid@x.org;C3;Cid;Moe"))
+    with failing_writes(loaded.engine):
+        result = loaded.run("people")
+    assert_failed_cleanly(loaded, result, before, "inbox/people.csv: the Campaign database refused reconcile (", "disk on fire")
+    assert result.error.strip().endswith("); nothing was written."), result.error
+    assert "unexpected" not in result.error and "[SQL" not in result.error and "INSERT" not in result.error
+    assert loaded.run("people").status == "finished"  # the fault gone, the same file loads
 
 
 def test_staged_rows_live_in_the_run_stage_table(postgres_campaign, monkeypatch):
