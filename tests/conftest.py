@@ -259,3 +259,14 @@ def cli_home(sqlite_campaign: Campaign, monkeypatch: pytest.MonkeyPatch, tmp_pat
     (tmp_path / "dagster_home").mkdir()
     sqlite_campaign.file("inbox/recipients.csv", (Path(__file__).parent.parent / "examples" / "recipients.csv").read_bytes())
     return sqlite_campaign
+
+
+@pytest.fixture
+def celery_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Celery executor's settings: the local RabbitMQ, a queue of the test's own."""
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    queue = f"campaign_test_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("CAMPAIGN_CELERY_BROKER", "pyamqp://guest:guest@127.0.0.1:5672//")
+    monkeypatch.setenv("CAMPAIGN_CELERY_BACKEND", "rpc://")
+    monkeypatch.setenv("CAMPAIGN_CELERY_QUEUE", queue)
+    return queue

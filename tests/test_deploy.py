@@ -19,7 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from resources.campaign_db import get_engine
-from tests.helpers import SERVICES, export_template, people_file, people_template
+from campaign_pipelines.assets import graph_name
+from tests.celery_workers import Workers
+from tests.helpers import SERVICES, export_template, people_file, people_template, stage_tables, work_folders
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -84,7 +86,12 @@ class Production:
 
 
 @pytest.fixture
-def production(tmp_path, postgres_url, postgres_instance_url, monkeypatch):
+def production(request, tmp_path, postgres_url, postgres_instance_url, monkeypatch):
+    """deploy/dagster.yaml with a live daemon; the executor is the test's parameter
+    (in_process unless told), with the local RabbitMQ's settings for celery."""
+    executor = getattr(request, "param", "in_process")
+    if executor == "celery":
+        request.getfixturevalue("celery_env")
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
@@ -99,6 +106,7 @@ def production(tmp_path, postgres_url, postgres_instance_url, monkeypatch):
         "CAMPAIGN_DB_URL": postgres_url,
         "CAMPAIGN_DATA_DIR": str(tmp_path / "data"),
         "CAMPAIGN_TEMPLATES_DIR": str(tmp_path / "templates"),
+        "CAMPAIGN_EXECUTOR": executor,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -218,3 +226,56 @@ def test_a_cli_run_goes_through_the_queue_the_daemon_serves(production):
     production.wait_for("the --no-wait run to end", lambda: production.instance.get_run_by_id(second).is_finished)
     assert production.instance.get_run_by_id(second).status == dg.DagsterRunStatus.SUCCESS
     assert production.instance.get_run_by_id(second).tags["campaign/status"] == "finished"
+
+
+BACKFILL = {
+    "20250101": ["dan@x.org;C4;Dan;Poe", "bob@x.org;C2;Bob;Ray"],
+    "20250102": ["dan@x.org;C4;Dan;Poe-Lee", "eve@x.org;C5;Eve;Roe"],
+    "20250103": ["fay@x.org;C6;Fay;Day"],
+}
+
+
+@pytest.mark.parametrize("production", ["multiprocess", "celery"], indirect=True)
+def test_a_3_day_backfill_runs_its_steps_on_the_deployments_executor(production, tmp_path):
+    """`dagster job backfill` of three days, launched by the daemon through the queue, on
+    the multiprocess executor (a process per step) or on two Celery workers: each day in
+    date order, every step away from its run's process, the tables as the days say."""
+    executor = production.env["CAMPAIGN_EXECUTOR"]
+    production.write("templates/people.yaml", people_template(partitions=DAILY))
+    for day, lines in BACKFILL.items():
+        production.write(f"data/inbox/crm/people_{day}.csv", people_file(*lines))
+    workers = Workers(tmp_path, production.env["CAMPAIGN_CELERY_QUEUE"]) if executor == "celery" else None
+    try:
+        production.dagster("job", "backfill", "-j", "people", "--partitions", "2025-01-01,2025-01-02,2025-01-03", "--noprompt")
+        production.wait_for(
+            "the three days to load",
+            lambda: len(runs := production.runs("people")) == 3 and all(r.is_finished for r in runs), timeout=420,
+        )
+        worker_pids = set().union(*(workers.pids(name) for name in workers.processes)) if workers else set()
+    finally:
+        if workers:
+            workers.stop()
+    days = production.runs("people")
+    assert [r.status for r in days] == [dg.DagsterRunStatus.SUCCESS] * 3, [r.tags.get("campaign/status") for r in days]
+    assert [r.tags["dagster/partition"] for r in days] == ["2025-01-01", "2025-01-02", "2025-01-03"]
+    assert len({r.tags["dagster/backfill"] for r in days}) == 1
+    records = {r.dagster_run.run_id: r for r in production.instance.get_run_records(dg.RunsFilter(job_name="people"))}
+    for earlier, later in zip(days, days[1:]):
+        assert records[later.run_id].start_time >= records[earlier.run_id].end_time  # the queue's per-table limit
+    steps = [f"{graph_name('people')}.{op}" for op in ("read_file", "map_columns", "validate_rows", "reconcile", "report")]
+    for run in days:
+        started = production.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+        pids = {e.step_key: e.dagster_event.pid for e in started}
+        assert sorted(pids) == sorted(steps)
+        run_process = {e.dagster_event.pid for e in production.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)}
+        assert not run_process & set(pids.values())  # no step in the run's own process
+        if executor == "multiprocess":
+            assert len(set(pids.values())) == len(steps)  # a process per step
+        else:
+            assert set(pids.values()) <= worker_pids  # on the Celery workers
+    with get_engine(production.db_url).connect() as conn:
+        rows = conn.execute(sa.text("SELECT email, first_name, last_name FROM recipient ORDER BY email")).all()
+    assert [tuple(r) for r in rows] == [
+        ("bob@x.org", "Bob", "Ray"), ("dan@x.org", "Dan", "Poe-Lee"), ("eve@x.org", "Eve", "Roe"), ("fay@x.org", "Fay", "Day"),
+    ]
+    assert work_folders(production.root / "data") == [] and stage_tables(get_engine(production.db_url)) == []

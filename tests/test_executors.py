@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ import psutil
 import pytest
 
 from campaign_pipelines.assets import graph_name
-from tests.conftest import Campaign, postgres_schema, require_service
+from tests.celery_workers import Workers
+from tests.conftest import Campaign, postgres_schema
 from tests.helpers import failing_writes, people_file, people_template, stage_tables, work_folders
 
 ROOT = Path(__file__).parent.parent
@@ -166,56 +166,6 @@ def test_a_step_process_killed_mid_merge_fails_cleanly_and_resumes(tmp_path, pos
     assert [r["first_name"] for r in campaign.rows("recipient")] == ["Annie", "Bob", "Cid"]
 
 
-class Workers:
-    """Two `dagster-celery worker` processes on the local RabbitMQ, on a queue of their own."""
-
-    def __init__(self, root: Path, queue: str):
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.logs: dict[str, Path] = {}
-        # One after the other: each creates the Dagster home's storage if it is not there yet.
-        for name in ("w1", "w2"):
-            log = root / f"{name}.log"
-            self.logs[name] = log
-            self.processes[name] = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                 "-y", str(ROOT / "deploy" / "celery" / "worker.yaml"), "-n", f"{name}-{queue}", "-q", queue,
-                 "--", "--pool", "solo"],
-                # dagster-celery starts `celery` from the PATH: the virtual environment's.
-                cwd=ROOT, env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
-                stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-            )
-            deadline = time.monotonic() + 120
-            while "ready." not in log.read_text():
-                if time.monotonic() > deadline or self.processes[name].poll() is not None:
-                    self.stop()
-                    pytest.fail(f"the Celery worker {name} did not start: {log.read_text()[-1500:]}")
-                time.sleep(0.2)
-
-    def pids(self, name: str) -> set[int]:
-        process = psutil.Process(self.processes[name].pid)
-        return {process.pid, *(child.pid for child in process.children(recursive=True))}
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def celery_env(monkeypatch: pytest.MonkeyPatch) -> str:
-    require_service("RabbitMQ", "127.0.0.1", 5672)
-    queue = f"campaign_test_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("CAMPAIGN_CELERY_BROKER", "pyamqp://guest:guest@127.0.0.1:5672//")
-    monkeypatch.setenv("CAMPAIGN_CELERY_BACKEND", "rpc://")
-    monkeypatch.setenv("CAMPAIGN_CELERY_QUEUE", queue)
-    return queue
-
-
 def test_celery_spreads_the_steps_over_two_workers(tmp_path, postgres_url, monkeypatch, celery_env):
     with postgres_schema() as reference_url:
         reference = in_process_exchange(tmp_path, reference_url, monkeypatch)
@@ -229,9 +179,10 @@ def test_celery_spreads_the_steps_over_two_workers(tmp_path, postgres_url, monke
     assert result["counts"] == reference["counts"]
     assert result["tables"] == reference["tables"]
     step_processes = [pid for pids in result["pids"].values() for pid in pids.values()]
-    # Every step ran on one of the two workers, and both took steps.
+    # Every step ran on one of the two workers, and the steps of one run on both.
     assert all(any(pid in seen[name] for name in seen) for pid in step_processes)
-    assert all(any(pid in seen[name] for pid in step_processes) for name in seen), (seen, step_processes)
+    workers_of = [{name for name in seen if seen[name] & set(pids.values())} for pids in result["pids"].values()]
+    assert set(seen) in workers_of, (seen, result["pids"])
 
 
 def test_a_broker_that_does_not_answer_is_refused_at_launch(cli_home, monkeypatch, capsys):
@@ -247,3 +198,49 @@ def test_a_broker_that_does_not_answer_is_refused_at_launch(cli_home, monkeypatc
     assert time.monotonic() - started < 60  # refused, not hung
     with dg.DagsterInstance.get() as dagster:
         assert dagster.get_run_ids() == []  # no run created
+
+
+def test_a_celery_worker_killed_mid_merge_hands_the_step_to_the_other(tmp_path, postgres_url, monkeypatch, celery_env):
+    """The worker running the merge is killed (SIGKILL) while the merge waits for its table:
+    its transaction never commits, the broker hands the unacknowledged step to the other
+    worker (task_acks_late), which runs it again from its inputs; the run finishes and the
+    changes are written once."""
+    campaign = deployment(tmp_path / "celery", postgres_url, monkeypatch, "celery")
+    workers = Workers(tmp_path, celery_env)
+    try:
+        campaign.file("inbox/people.csv", FIRST)
+        assert cli("run", "people")[0] == 0
+        before = campaign.snapshot()
+        campaign.file("inbox/people.csv", SECOND)
+        command = subprocess.Popen([str(CLI), "run", "people", "--json"], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, text=True)
+        with campaign.engine.connect() as holder:
+            holder.exec_driver_sql("BEGIN")
+            holder.exec_driver_sql("LOCK TABLE recipient IN SHARE ROW EXCLUSIVE MODE")
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'recipient'::regclass"
+            with campaign.engine.connect() as probe:
+                for _ in range(1200):
+                    if probe.exec_driver_sql(waiting).scalar_one():
+                        break
+                    time.sleep(0.1)
+                else:
+                    pytest.fail("the merge never reached its table lock")
+            with instance() as dagster:
+                (run, _) = dagster.get_runs(limit=2)
+            merging = step_pids(run.run_id)[f"{graph_name('people')}.reconcile"]
+            (killed,) = [name for name in workers.processes if merging in workers.pids(name)]
+            (other,) = set(workers.processes) - {killed}
+            other_pids = workers.pids(other)
+            os.killpg(workers.processes[killed].pid, signal.SIGKILL)
+            assert campaign.snapshot() == before  # nothing committed by the killed worker
+            holder.exec_driver_sql("ROLLBACK")
+        payload = json.loads(command.communicate(timeout=300)[0])
+    finally:
+        workers.stop()
+    with instance() as dagster:
+        starts = [(e.step_key, e.dagster_event.pid) for e in dagster.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)]
+    assert command.returncode == 0, payload
+    assert (payload["run_id"], payload["rows_inserted"], payload["rows_updated"]) == (run.run_id, 1, 1), payload
+    reconcile_starts = [pid for key, pid in starts if key.endswith(".reconcile")]
+    assert reconcile_starts[0] == merging and reconcile_starts[-1] in other_pids, (starts, merging, other_pids)
+    assert [r["first_name"] for r in campaign.rows("recipient")] == ["Annie", "Bob", "Cid"]
+    assert len(campaign.rows("import_commit", order_by="root_run_id")) == 2
