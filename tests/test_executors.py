@@ -1,8 +1,9 @@
 """Executors chosen by deployment (issue 14), tested for real through the command line:
 the multiprocess executor (a process per step) and dagster-celery's with two real
 `dagster-celery worker` processes on the local RabbitMQ. Each runs the same exchange as
-the in-process executor: a run, a failed merge then `rerun --from-failure`, and the three
-daily runs a 3-day backfill launches; the final tables are the in-process run's."""
+the in-process executor: a run, a failed merge then `rerun --from-failure`, and three
+daily partition runs; the final tables are the in-process run's. A 3-day backfill through
+the daemon on each executor is in tests/test_deploy.py."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ COUNTS = ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_
 
 
 def exchange(campaign: Campaign) -> dict[str, Any]:
-    """A run, a failed merge re-executed from failure, and a 3-day backfill's runs; what
+    """A run, a failed merge re-executed from failure, and three daily partition runs; what
     each reported, which steps ran where, and the final tables."""
     campaign.file("inbox/people.csv", FIRST)
     code, first = cli("run", "people")
