@@ -87,11 +87,13 @@ class Production:
 
 @pytest.fixture
 def production(request, tmp_path, postgres_url, postgres_instance_url, monkeypatch):
-    """deploy/dagster.yaml with a live daemon; the executor is the test's parameter
-    (in_process unless told), with the local RabbitMQ's settings for celery."""
-    executor = getattr(request, "param", "in_process")
+    """deploy/dagster.yaml with a live daemon. The test's parameter may name the executor
+    (in_process unless told; celery with the local RabbitMQ's settings) and the Campaign
+    database (PostgreSQL unless told; sqlite for a file in the data folder)."""
+    executor, database = getattr(request, "param", "in_process/postgresql").split("/")
     if executor == "celery":
         request.getfixturevalue("celery_env")
+    db_url = f"sqlite:///{tmp_path / 'campaign.db'}" if database == "sqlite" else postgres_url
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
@@ -103,14 +105,14 @@ def production(request, tmp_path, postgres_url, postgres_instance_url, monkeypat
         "DAGSTER_PG_USER": pg.username or "postgres",
         "DAGSTER_PG_PASSWORD": pg.password or "",
         "DAGSTER_PG_DB": pg.database,
-        "CAMPAIGN_DB_URL": postgres_url,
+        "CAMPAIGN_DB_URL": db_url,
         "CAMPAIGN_DATA_DIR": str(tmp_path / "data"),
         "CAMPAIGN_TEMPLATES_DIR": str(tmp_path / "templates"),
         "CAMPAIGN_EXECUTOR": executor,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    deployment = Production(tmp_path, {**os.environ, **env}, postgres_url)
+    deployment = Production(tmp_path, {**os.environ, **env}, db_url)
     with deployment.log.open("w") as log:
         daemon = subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
@@ -235,7 +237,7 @@ BACKFILL = {
 }
 
 
-@pytest.mark.parametrize("production", ["multiprocess", "celery"], indirect=True)
+@pytest.mark.parametrize("production", ["multiprocess/sqlite", "multiprocess/postgresql", "celery/postgresql"], indirect=True)
 def test_a_3_day_backfill_runs_its_steps_on_the_deployments_executor(production, tmp_path):
     """`dagster job backfill` of three days, launched by the daemon through the queue, on
     the multiprocess executor (a process per step) or on two Celery workers: each day in
