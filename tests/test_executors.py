@@ -7,12 +7,14 @@ the daemon on each executor is in tests/test_deploy.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,17 +131,15 @@ def test_multiprocess_runs_each_step_in_its_own_process(tmp_path, db_url, refere
         assert len(set(pids.values())) == len(pids)  # a process per step
 
 
-def test_a_step_process_killed_mid_merge_fails_cleanly_and_resumes(tmp_path, postgres_url, monkeypatch):
-    """The merge's process is killed while it waits for the table (another session holds
-    it): the run fails, the table is as it was, and a re-execution from failure completes."""
-    campaign = deployment(tmp_path / "multiprocess", postgres_url, monkeypatch, "multiprocess")
-    campaign.file("inbox/people.csv", FIRST)
-    assert cli("run", "people")[0] == 0
-    before = campaign.snapshot()
+@contextlib.contextmanager
+def merge_waiting_for_its_table(campaign: Campaign) -> Iterator[tuple[subprocess.Popen, str, int]]:
+    """`run people` on SECOND, its merge waiting for the recipient table, which another
+    session holds until the block ends: the command, its run id, and the pid of the
+    process running the merge. The lock blocks writers only: the other steps, and each
+    step process's schema check, read on."""
     campaign.file("inbox/people.csv", SECOND)
     command = subprocess.Popen([str(CLI), "run", "people", "--json"], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, text=True)
     with campaign.engine.connect() as holder:
-        # Blocks writers only: the other steps, and each step process's schema check, read on.
         holder.exec_driver_sql("BEGIN")
         holder.exec_driver_sql("LOCK TABLE recipient IN SHARE ROW EXCLUSIVE MODE")
         waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'recipient'::regclass"
@@ -151,11 +151,23 @@ def test_a_step_process_killed_mid_merge_fails_cleanly_and_resumes(tmp_path, pos
             else:
                 pytest.fail("the merge never reached its table lock")
         with instance() as dagster:
-            (run,) = dagster.get_runs(limit=1)
-            merging = step_pids(run.run_id)[f"{graph_name('people')}.reconcile"]
+            run_id = dagster.get_runs(limit=1)[0].run_id
+        try:
+            yield command, run_id, step_pids(run_id)[f"{graph_name('people')}.reconcile"]
+        finally:
+            holder.exec_driver_sql("ROLLBACK")
+
+
+def test_a_step_process_killed_mid_merge_fails_cleanly_and_resumes(tmp_path, postgres_url, monkeypatch):
+    """The merge's process is killed while it waits for the table (another session holds
+    it): the run fails, the table is as it was, and a re-execution from failure completes."""
+    campaign = deployment(tmp_path / "multiprocess", postgres_url, monkeypatch, "multiprocess")
+    campaign.file("inbox/people.csv", FIRST)
+    assert cli("run", "people")[0] == 0
+    before = campaign.snapshot()
+    with merge_waiting_for_its_table(campaign) as (command, _, merging):
         psutil.Process(merging).kill()
         payload = json.loads(command.communicate(timeout=120)[0])
-        holder.exec_driver_sql("ROLLBACK")
     assert command.returncode == 1, payload
     assert payload["error"] == (
         f"the process running step {graph_name('people')}.reconcile ended before the step did (killed, or out of memory); "
@@ -212,35 +224,19 @@ def test_a_celery_worker_killed_mid_merge_hands_the_step_to_the_other(tmp_path, 
         campaign.file("inbox/people.csv", FIRST)
         assert cli("run", "people")[0] == 0
         before = campaign.snapshot()
-        campaign.file("inbox/people.csv", SECOND)
-        command = subprocess.Popen([str(CLI), "run", "people", "--json"], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, text=True)
-        with campaign.engine.connect() as holder:
-            holder.exec_driver_sql("BEGIN")
-            holder.exec_driver_sql("LOCK TABLE recipient IN SHARE ROW EXCLUSIVE MODE")
-            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'recipient'::regclass"
-            with campaign.engine.connect() as probe:
-                for _ in range(1200):
-                    if probe.exec_driver_sql(waiting).scalar_one():
-                        break
-                    time.sleep(0.1)
-                else:
-                    pytest.fail("the merge never reached its table lock")
-            with instance() as dagster:
-                (run, _) = dagster.get_runs(limit=2)
-            merging = step_pids(run.run_id)[f"{graph_name('people')}.reconcile"]
+        with merge_waiting_for_its_table(campaign) as (command, run_id, merging):
             (killed,) = [name for name in workers.processes if merging in workers.pids(name)]
             (other,) = set(workers.processes) - {killed}
             other_pids = workers.pids(other)
             os.killpg(workers.processes[killed].pid, signal.SIGKILL)
             assert campaign.snapshot() == before  # nothing committed by the killed worker
-            holder.exec_driver_sql("ROLLBACK")
         payload = json.loads(command.communicate(timeout=300)[0])
     finally:
         workers.stop()
     with instance() as dagster:
-        starts = [(e.step_key, e.dagster_event.pid) for e in dagster.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)]
+        starts = [(e.step_key, e.dagster_event.pid) for e in dagster.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)]
     assert command.returncode == 0, payload
-    assert (payload["run_id"], payload["rows_inserted"], payload["rows_updated"]) == (run.run_id, 1, 1), payload
+    assert (payload["run_id"], payload["rows_inserted"], payload["rows_updated"]) == (run_id, 1, 1), payload
     reconcile_starts = [pid for key, pid in starts if key.endswith(".reconcile")]
     assert reconcile_starts[0] == merging and reconcile_starts[-1] in other_pids, (starts, merging, other_pids)
     assert [r["first_name"] for r in campaign.rows("recipient")] == ["Annie", "Bob", "Cid"]
