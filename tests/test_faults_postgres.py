@@ -208,10 +208,11 @@ def test_concurrent_imports_of_the_same_new_keys_insert_each_once(postgres_campa
             running = lambda: all(proc.poll() is None for proc in runs)  # noqa: E731
         waiters = wait_for(lambda: len(w := lock_waiters(admin)) == n and w, f"all {n} runs waited for the lock", running)
     except BaseException:
-        if how == "cli":  # why a run ended early
-            for proc in runs:
-                if proc.poll() is not None:
-                    print(proc.returncode, *proc.communicate())
+        for run in runs:  # why a run ended early
+            if how == "cli" and run.poll() is not None:
+                print(run.returncode, *run.communicate())
+            elif how == "threads" and run.done():
+                print(run.exception() or (run.result().status, run.result().error))
         raise
     finally:
         holder.rollback()
