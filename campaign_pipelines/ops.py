@@ -86,7 +86,7 @@ def retried_on_transient_errors(policy: dg.RetryPolicy) -> Callable[[Callable[..
                     f"{context.op.name}: {what} ({_first_line(exc)}); nothing was written; "
                     f"trying again in {delay:g} s (try {tries + 2} of {policy.max_retries + 1})."
                 )
-                cause = TransientDatabaseError(f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)})")
+                cause = TransientDatabaseError(_database_failure(context, exc))
                 raise dg.RetryRequested(max_retries=policy.max_retries, seconds_to_wait=delay) from cause
 
         return wrapper
