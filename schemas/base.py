@@ -300,10 +300,19 @@ class TableSpec:
             sa.UniqueConstraint(*cols, name=f"uq_{self.name}_{'_'.join(cols)}")
             for cols in self.unique_together
         ]
-        return sa.Table(self.name, metadata, *columns, *constraints, comment=self.description or None)
+        table = sa.Table(self.name, metadata, *columns, *constraints, comment=self.description or None)
+        for link in table.foreign_key_constraints:
+            # PostgreSQL keeps links by statement-level triggers instead (schemas/links.py);
+            # the constraint stays in the metadata for joins and the tables' order.
+            link.ddl_if(callable_=_not_postgresql)
+        return table
 
     def pandera_schema(self, columns: list[str]) -> "pa.DataFrameSchema":
         return pandera_schema([self.field(name) for name in columns])
+
+
+def _not_postgresql(ddl: Any, target: Any, bind: Any, **kw: Any) -> bool:
+    return kw["dialect"].name != "postgresql"
 
 
 def pandera_schema(fields: list[Field]) -> "pa.DataFrameSchema":

@@ -27,6 +27,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
 
 from campaign_pipelines.errors import CampaignError
+from schemas import links
 from schemas.base import ScaledDecimal
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ class _Planner:
         self.added: dict[str, dict[str, sa.Column]] = {}  # table -> new columns
         self.refused_columns: set[tuple[str, str]] = set()
         self.added_unique: set[tuple[str, str]] = set()
+        self.functions_planned = False
 
     # -- data checks (names from the model; no value is ever spliced) ---------------
     def rows(self, table: str, at_least: int = 1) -> bool:
@@ -213,7 +215,19 @@ class _Planner:
     # -- diffs ---------------------------------------------------------------------
     def add_table(self, table: sa.Table) -> None:
         order = [t.name for t in self.model.metadata.sorted_tables].index(table.name)
-        self.change(order, table.name, None, f"create table {table.name}", lambda: [ops.CreateTableOp.from_table(table)])
+        self.change(order, table.name, None, f"create table {table.name}", lambda: [ops.CreateTableOp.from_table(self.made(table))])
+
+    def made(self, table: sa.Table) -> sa.Table:
+        """The table as this dialect creates it: on PostgreSQL without its foreign keys
+        (its links are triggers, added by `links_by_triggers`)."""
+        if self.sqlite:
+            return table
+        copy = table.to_metadata(sa.MetaData())
+        for constraint in list(copy.foreign_key_constraints):
+            copy.constraints.discard(constraint)
+        for column in copy.c:
+            column.foreign_keys.clear()
+        return copy
 
     def add_column(self, table: str, column: sa.Column) -> None:
         self.added.setdefault(table, {})[column.name] = column
@@ -239,7 +253,7 @@ class _Planner:
         unique = bool(column.unique)
 
         def make_column() -> sa.Column:
-            foreign_keys = [sa.ForeignKey(fk.target_fullname, ondelete=fk.ondelete) for fk in column.foreign_keys]
+            foreign_keys = [sa.ForeignKey(fk.target_fullname, ondelete=fk.ondelete) for fk in column.foreign_keys if self.sqlite]
             return sa.Column(column.name, column.type, *foreign_keys, nullable=column.nullable, server_default=server_default, comment=column.comment)
 
         def operations() -> list[ops.MigrateOperation]:
@@ -374,6 +388,56 @@ class _Planner:
                 why = "the field is a link in the database but not in the data model; schema apply does not remove a link, so "
             self.refuse(table, list(columns), why + NOTHING)
 
+    def links_by_triggers(self) -> None:
+        """PostgreSQL: every link of the model kept by its triggers (schemas/links.py). A
+        database made before keeps a link by a foreign key: the change replaces it, when
+        it links the same table with the same on_delete rule."""
+        inspector = sa.inspect(self.conn)
+        existing = set(inspector.get_table_names())
+        kept = links.present_rules(self.conn)
+        constraints: dict[tuple[str, str], tuple[str, links.LinkRule]] = {}
+        for table in sorted(existing & set(self.model.tables)):
+            for fk in inspector.get_foreign_keys(table):
+                if len(fk["constrained_columns"]) == 1 and fk["name"]:
+                    column = fk["constrained_columns"][0]
+                    rule = _rule(fk.get("options", {}).get("ondelete"))
+                    constraints[(table, column)] = (fk["name"], links.LinkRule(table, column, fk["referred_table"], rule))
+        wanted = links.rules(self.model)
+        for link in wanted:
+            key = (link.table, link.column)
+            if key in self.refused_columns:
+                continue
+            if link.table not in existing or link.column in self.added.get(link.table, {}):
+                self.link(link)
+                continue
+            old = kept.get(key) or (constraints[key][1] if key in constraints else None)
+            if old is None:
+                self.refuse(link.table, [link.column], f"the field would become a link to {link.linked}; schema apply does not add a link to an existing field, so " + NOTHING)
+            elif (old.linked, _rule(old.on_delete)) != (link.linked, _rule(link.on_delete)):
+                detail = f"from {old.linked} to {link.linked}" if old.linked != link.linked else f"on_delete {_rule(old.on_delete)} to {_rule(link.on_delete)}"
+                self.refuse(link.table, [link.column], f"the link would change ({detail}); schema apply does not change an existing link, so " + NOTHING)
+            else:
+                self.link(link, replacing=constraints[key][0] if key in constraints else None)
+        wanted_keys = {(link.table, link.column) for link in wanted}
+        for table, column in sorted((set(kept) | set(constraints)) - wanted_keys):
+            if table in self.model.tables and self.model.tables[table].has(column) and (table, column) not in self.refused_columns:
+                self.refuse(table, [column], "the field is a link in the database but not in the data model; schema apply does not remove a link, so " + NOTHING)
+
+    def link(self, link: links.LinkRule, replacing: str | None = None) -> None:
+        """The statements that make the database keep `link` by its triggers, if it lacks any."""
+        missing = links.missing_parts(self.conn, [link])
+        if not missing and replacing is None:
+            return
+        preparer = self.dialect.identifier_preparer
+        statements = [f"ALTER TABLE {preparer.quote(link.table)} DROP CONSTRAINT {preparer.quote(replacing)}"] if replacing else []
+        if any(part.startswith("function ") for part in missing) and not self.functions_planned:
+            statements += links.function_ddl()
+            self.functions_planned = True
+        statements += links.trigger_ddl([link], preparer)
+        verb = "check" if replacing is None else "check (instead of a foreign key)"
+        self.change(5000, link.table, link.column, f"{verb} link {link.table}.{link.column} to {link.linked} per statement",
+                    lambda: [ops.ExecuteSQLOp(statement) for statement in statements])
+
     def other(self, diff: tuple[Any, ...]) -> None:
         table, column = _diff_place(diff)
         self.refuse(table, [column], f"{diff[0].replace('_', ' ')} is not a change schema apply makes; " + NOTHING)
@@ -420,6 +484,8 @@ def plan(bind: sa.Engine | sa.Connection, model: DataModel) -> Plan:
     def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
         if type_ == "table":
             return name in names
+        if type_ == "foreign_key_constraint" and conn.dialect.name == "postgresql":
+            return False  # links are triggers there: compared by `links_by_triggers`
         return True
 
     context = MigrationContext.configure(conn, opts={
@@ -475,6 +541,8 @@ def plan(bind: sa.Engine | sa.Connection, model: DataModel) -> Plan:
             planner.other(diff)
     planner.uniques(wanted, present)
     planner.foreign_keys(fk_added, fk_removed)
+    if conn.dialect.name == "postgresql":
+        planner.links_by_triggers()
     changes = [change for _, change in sorted(planner.changes, key=lambda item: item[0])]
     return Plan(conn.dialect.name, changes, sorted(planner.refusals))  # by table and field
 

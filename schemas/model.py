@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from schemas import links
 from schemas.base import TableSpec
 from schemas.files import (
     ExtensionFile, TableFile, checks_error, extended, import_check_modules, parse_schema_file, user_table,
@@ -39,7 +40,9 @@ class DataModel:
 
 def build_model(specs: list[TableSpec], errors: list[str] | None = None, source: Path | None = None) -> DataModel:
     metadata = sa.MetaData()
-    return DataModel({s.name: s.bind(metadata) for s in specs}, metadata, list(errors or []), source)
+    model = DataModel({s.name: s.bind(metadata) for s in specs}, metadata, list(errors or []), source)
+    links.keep_with(model)
+    return model
 
 
 def _link_errors(spec: TableSpec, tables: dict[str, TableSpec], new_links: list[str] | None = None) -> str | None:

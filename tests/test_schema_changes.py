@@ -16,7 +16,7 @@ from tests.helpers import STORE
 from campaign_pipelines.cli import main
 from resources import campaign_db
 from resources.campaign_db import model_engine, raw_engine
-from schemas import migrate
+from schemas import links, migrate
 from tests.helpers import export_template, people_file, people_template
 
 BASE = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray", "cid@x.org;C3;Cid;Moe")
@@ -134,8 +134,14 @@ def test_apply_creates_every_table_of_a_new_database_then_plans_nothing(campaign
     for name, text in EVERYTHING.items():
         campaign.schema(text, name)
     first = planned(campaign)
-    created = [c.summary for c in first.changes if not c.summary.startswith("index ")]
+    created = [c.summary for c in first.changes if c.summary.startswith("create table ")]
     indexes = [c.summary for c in first.changes if c.summary.startswith("index ")]
+    checked = [c.summary for c in first.changes if c.summary.startswith("check link ")]
+    assert len(created) + len(indexes) + len(checked) == len(first.changes)
+    # PostgreSQL keeps each link by triggers (schemas/links.py), SQLite by its foreign key.
+    model_links = {f"check link {l.table}.{l.column} to {l.linked} per statement" for l in links.rules(schemas.current())}
+    assert set(checked) == (model_links if campaign.dialect == "postgresql" else set())
+    assert "check link purchase.recipient_id to recipient per statement" in model_links
     assert all(s.startswith("create table ") for s in created)
     # Every link column gets its index (not the first column of a primary key: it has one).
     assert "index purchase.recipient_id" in indexes and "index recipient_list_member.recipient_id" in indexes
@@ -159,9 +165,16 @@ def test_a_new_table_is_created_with_its_link(campaign):
         "name: visit\nfields:\n  - {name: day, kind: date}\nlinks:\n  - {name: recipient, table: recipient, via: email}\n", "visit",
     )
     plan = planned(campaign)
-    assert [c.summary for c in plan.changes] == ["create table store", "create table visit", "index visit.recipient_id"]
+    pg = campaign.dialect == "postgresql"
+    assert [c.summary for c in plan.changes] == ["create table store", "create table visit", "index visit.recipient_id"] + (
+        ["check link visit.recipient_id to recipient per statement"] if pg else []
+    )
     assert plan.ddl[0].startswith("CREATE TABLE store (")
-    assert any(s.startswith("CREATE TABLE visit (") and "REFERENCES recipient (id)" in s for s in plan.ddl)
+    visit_ddl = next(s for s in plan.ddl if s.startswith("CREATE TABLE visit ("))
+    assert ("REFERENCES recipient (id)" in visit_ddl) is not pg
+    if pg:
+        assert "CREATE OR REPLACE TRIGGER campaign_link_recipient_id_insert AFTER INSERT ON visit " \
+            "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION campaign_link_check('recipient_id', 'recipient')" in plan.ddl
     before = state(campaign)
     apply(campaign)
     after = state(campaign)
@@ -247,9 +260,14 @@ def test_a_link_column_is_added_with_its_foreign_key(campaign):
         "extends: recipient\nlinks:\n  - {name: home_store, table: store, via: code, on_delete: set_null}\n", "recipient_store",
     )
     plan = planned(campaign)
-    assert [c.summary for c in plan.changes] == ["add field recipient.home_store_id", "index recipient.home_store_id"]
+    pg = campaign.dialect == "postgresql"
+    assert [c.summary for c in plan.changes] == ["add field recipient.home_store_id", "index recipient.home_store_id"] + (
+        ["check link recipient.home_store_id to store per statement"] if pg else []
+    )
     assert plan.ddl[0].startswith("ALTER TABLE recipient ADD COLUMN home_store_id ")
-    assert plan.ddl[0].endswith("REFERENCES store (id) ON DELETE SET NULL")
+    assert plan.ddl[0].endswith("REFERENCES store (id) ON DELETE SET NULL") is not pg
+    if pg:
+        assert any("campaign_link_on_delete('recipient', 'home_store_id', 'set_null')" in s for s in plan.ddl)
     apply(campaign)
     assert planned(campaign).empty
     store = schemas.current().tables["store"].table
