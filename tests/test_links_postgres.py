@@ -110,7 +110,7 @@ def test_a_link_to_no_record_is_refused_on_insert_and_on_update(shop):
     with pytest.raises(sa.exc.IntegrityError, match=r"order_line.store_id = 77 links to no store record"):
         with shop.begin() as conn:
             conn.execute(sa.text("UPDATE order_line SET store_id = 77"))
-    with pytest.raises(sa.exc.IntegrityError, match=r"recipient.id \d+ cannot change: other tables link to it"):
+    with pytest.raises(sa.exc.IntegrityError, match=r"recipient.id cannot be set by an UPDATE: other tables link to it"):
         with shop.begin() as conn:
             conn.execute(sa.text("UPDATE recipient SET id = id + 1000 WHERE email = 'ann@x.org'"))
     assert orders(shop) == {"o1": (ann, None)}
