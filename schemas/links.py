@@ -104,6 +104,8 @@ END
 """
 
 FUNCTIONS = {CHECK_FUNCTION: CHECK_BODY, DELETE_FUNCTION: DELETE_BODY, KEEP_ID_FUNCTION: KEEP_ID_BODY}
+# (table, trigger name) -> (function, arguments), as the database has them
+Triggers = dict[tuple[str, str], tuple[str, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def present_functions(conn: sa.Connection) -> dict[str, str]:
     return {name: source for name, source in rows}
 
 
-def present_triggers(conn: sa.Connection) -> dict[tuple[str, str], tuple[str, tuple[str, ...]]]:
+def present_triggers(conn: sa.Connection) -> Triggers:
     """(table, trigger) -> (function, args) for this module's triggers in the current schema."""
     rows = conn.execute(sa.text(
         "SELECT c.relname, t.tgname, f.proname, t.tgnargs, encode(t.tgargs, 'escape') "
@@ -219,21 +221,19 @@ def present_triggers(conn: sa.Connection) -> dict[tuple[str, str], tuple[str, tu
     return found
 
 
-def present_rules(conn: sa.Connection) -> dict[tuple[str, str], LinkRule]:
+def kept_rules(triggers: Triggers) -> dict[tuple[str, str], LinkRule]:
     """The links the database keeps by triggers, by (table, column), read off the delete triggers."""
     found = {}
-    for (linked, _), (function, args) in present_triggers(conn).items():
+    for (linked, _), (function, args) in triggers.items():
         if function == DELETE_FUNCTION and len(args) == 3:
             found[(args[0], args[1])] = LinkRule(args[0], args[1], linked, args[2])
     return found
 
 
-def missing_parts(conn: sa.Connection, links: list[LinkRule]) -> list[str]:
-    """What of the functions and of `links`' triggers the database lacks or has otherwise."""
-    missing = []
-    functions = present_functions(conn)
-    missing += [f"function {name}" for name, body in FUNCTIONS.items() if functions.get(name) != body]
-    triggers = present_triggers(conn)
+def missing_parts(functions: dict[str, str], triggers: Triggers, links: list[LinkRule]) -> list[str]:
+    """What of the functions and of `links`' triggers the database (`present_functions`,
+    `present_triggers`) lacks or has otherwise."""
+    missing = [f"function {name}" for name, body in FUNCTIONS.items() if functions.get(name) != body]
     for link in links:
         for trigger in link.triggers():
             if triggers.get((trigger.table, trigger.name)) != (trigger.function, trigger.args):

@@ -215,9 +215,9 @@ class _Planner:
     # -- diffs ---------------------------------------------------------------------
     def add_table(self, table: sa.Table) -> None:
         order = [t.name for t in self.model.metadata.sorted_tables].index(table.name)
-        self.change(order, table.name, None, f"create table {table.name}", lambda: [ops.CreateTableOp.from_table(self.made(table))])
+        self.change(order, table.name, None, f"create table {table.name}", lambda: [ops.CreateTableOp.from_table(self.as_created(table))])
 
-    def made(self, table: sa.Table) -> sa.Table:
+    def as_created(self, table: sa.Table) -> sa.Table:
         """The table as this dialect creates it: on PostgreSQL without its foreign keys
         (its links are triggers, added by `links_by_triggers`)."""
         if self.sqlite:
@@ -394,7 +394,8 @@ class _Planner:
         it links the same table with the same on_delete rule."""
         inspector = sa.inspect(self.conn)
         existing = set(inspector.get_table_names())
-        kept = links.present_rules(self.conn)
+        functions, triggers = links.present_functions(self.conn), links.present_triggers(self.conn)
+        kept = links.kept_rules(triggers)
         constraints: dict[tuple[str, str], tuple[str, links.LinkRule]] = {}
         for table in sorted(existing & set(self.model.tables)):
             for fk in inspector.get_foreign_keys(table):
@@ -408,7 +409,7 @@ class _Planner:
             if key in self.refused_columns:
                 continue
             if link.table not in existing or link.column in self.added.get(link.table, {}):
-                self.link(link)
+                self.link(link, links.missing_parts(functions, triggers, [link]))
                 continue
             old = kept.get(key) or (constraints[key][1] if key in constraints else None)
             if old is None:
@@ -417,15 +418,15 @@ class _Planner:
                 detail = f"from {old.linked} to {link.linked}" if old.linked != link.linked else f"on_delete {_rule(old.on_delete)} to {_rule(link.on_delete)}"
                 self.refuse(link.table, [link.column], f"the link would change ({detail}); schema apply does not change an existing link, so " + NOTHING)
             else:
-                self.link(link, replacing=constraints[key][0] if key in constraints else None)
+                self.link(link, links.missing_parts(functions, triggers, [link]), constraints[key][0] if key in constraints else None)
         wanted_keys = {(link.table, link.column) for link in wanted}
         for table, column in sorted((set(kept) | set(constraints)) - wanted_keys):
             if table in self.model.tables and self.model.tables[table].has(column) and (table, column) not in self.refused_columns:
                 self.refuse(table, [column], "the field is a link in the database but not in the data model; schema apply does not remove a link, so " + NOTHING)
 
-    def link(self, link: links.LinkRule, replacing: str | None = None) -> None:
-        """The statements that make the database keep `link` by its triggers, if it lacks any."""
-        missing = links.missing_parts(self.conn, [link])
+    def link(self, link: links.LinkRule, missing: list[str], replacing: str | None = None) -> None:
+        """The statements that make the database keep `link` by its triggers, when it lacks
+        some of them (`missing`) or keeps the link by a foreign key (`replacing`, its name)."""
         if not missing and replacing is None:
             return
         preparer = self.dialect.identifier_preparer

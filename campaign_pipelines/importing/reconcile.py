@@ -381,7 +381,11 @@ class Reconciler:
     def _apply(self) -> None:
         d, s, t = self.decided, self.stage, self.target
         now = sa.literal(self.now, sa.DateTime(timezone=True))
-        updates = {self.column_of(c): self._new_value(c, self._value(c), t.c[self.column_of(c)]) for c in self.columns}
+        # `id` only finds the record (a key of a template by id): it is never rewritten, other
+        # tables link to it (PostgreSQL's link triggers refuse an UPDATE that sets it).
+        updates = {
+            self.column_of(c): self._new_value(c, self._value(c), t.c[self.column_of(c)]) for c in self.columns if c != "id"
+        }
         if "updated_at" in t.c:
             updates["updated_at"] = now
         self.conn.execute(
