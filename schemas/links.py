@@ -152,12 +152,12 @@ def _name(name: str) -> str:
     return f"{PREFIX}_{hashlib.sha1(name.encode()).hexdigest()[:20]}"
 
 
-def rules(model: DataModel, tables: set[str] | None = None) -> list[LinkRule]:
-    """The model's links (of `tables` only, when given), in the model's table order."""
+def rules(model: DataModel) -> list[LinkRule]:
+    """The model's links, in the model's table order."""
     found = []
     for table in model.metadata.sorted_tables:
         spec = model.tables.get(table.name)
-        if spec is None or (tables is not None and table.name not in tables):
+        if spec is None:
             continue
         for link in spec.links:
             found.append(LinkRule(spec.name, link.column, link.table, link.on_delete))
@@ -179,9 +179,9 @@ def trigger_ddl(links: list[LinkRule], preparer: sa.sql.compiler.IdentifierPrepa
     return list(statements.values())
 
 
-def install(conn: sa.Connection, model: DataModel, tables: set[str] | None = None) -> None:
+def install(conn: sa.Connection, model: DataModel) -> None:
     """The functions and the triggers of the model's links (idempotent)."""
-    for statement in function_ddl() + trigger_ddl(rules(model, tables), conn.dialect.identifier_preparer):
+    for statement in function_ddl() + trigger_ddl(rules(model), conn.dialect.identifier_preparer):
         conn.execute(sa.text(statement))
 
 
