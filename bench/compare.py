@@ -4,10 +4,13 @@ goes first), so the machine's drift weighs on both alike.
     .venv/bin/python bench/compare.py BEFORE AFTER --rows 1000000 --rounds 3
 
 Each commit is checked out in a temporary git worktree and runs on this venv's packages,
-its own code first on PYTHONPATH, through its own `bench/run.py --only ours --db pg`
-(first load, then re-import, on the same generated file), in a work folder (data, Dagster
-home) per commit, so that neither reads the other's runs. Prints each round's seconds
-and the ratio AFTER / BEFORE of the medians and round by round; saves nothing.
+its own code first on PYTHONPATH, through `bench/run.py --only ours --db pg` (first load,
+then re-import, on the same generated file), in a work folder (data, Dagster home) per
+commit, so that neither reads the other's runs. The harness (bench/*.py and its
+templates) is this checkout's, copied into both worktrees: the commits differ in their
+code only, and both get the same options (`--dagster-storage postgres`: each its own
+PostgreSQL database for the Dagster instance, as in production). Prints each round's
+seconds and the ratio AFTER / BEFORE of the medians and round by round; saves nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,20 +27,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = re.compile(r"^\s*ours pg\s+(first|reimport)\s+\.\.\. ([0-9.]+) s", re.M)
+STEPS = re.compile(r"^\s*steps: (.*)$", re.M)
 
 
 def worktree(rev: str, parent: Path) -> Path:
     path = parent / rev
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(path), rev], check=True)
+    for harness in [*(ROOT / "bench").glob("*.py"), *(ROOT / "bench" / "templates").glob("*.yaml")]:
+        target = path / harness.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(harness, target)
     return path
 
 
 def one_run(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", "pg",
-           "--loads", "first,reimport", "--no-save", "--work", str(args.work / tree.name)]
+           "--loads", "first,reimport", "--no-save", "--work", str(args.work / tree.name),
+           "--dagster-storage", args.dagster_storage]
     done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{tree.name}: bench/run.py failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    for load, steps in zip(("first", "reimport"), STEPS.findall(done.stdout)):
+        print(f"  {tree.name} {load} steps: {steps}", flush=True)
     return {load: float(seconds) for load, seconds in CASE.findall(done.stdout)}
 
 
@@ -47,6 +59,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/campaign-bench"))
+    parser.add_argument("--dagster-storage", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the Dagster instance's storage for both commits (bench/run.py's option)")
     args = parser.parse_args()
     samples: dict[str, list[dict[str, float]]] = {args.before: [], args.after: []}
     with tempfile.TemporaryDirectory(prefix="campaign-compare-") as parent:

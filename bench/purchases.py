@@ -446,7 +446,7 @@ def render_import(d: dict) -> list[str]:
     per_round = [r["ratio"] for r in rounds]
     pm = d["purchases_manifests"][str(rounds[0]["b"]["counts"]["rows_read"])]
     lines = [
-        f"### Import: purchases resolving their recipient by e-mail, against our recipient import",
+        "### Import: purchases resolving their recipient by e-mail, against our recipient import",
         "",
         f"Run of {d['when']}, project commit {d['machine']['commit']}, load average at the end "
         f"{d['machine']['loadavg_at_end']}. Command: `{d['command']}`. Each round runs A then B. "

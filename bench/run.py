@@ -161,6 +161,23 @@ def between_loads_pg(args: argparse.Namespace, schema: str, table: str) -> None:
     psql(args, "CHECKPOINT")
 
 
+def dagster_storage_yaml(args: argparse.Namespace, work: Path) -> str:
+    """The instance's storage: Dagster's SQLite files in the home (its default), or, as the
+    production instance has it (deploy/dagster.yaml), a PostgreSQL database of its own, made
+    afresh for this work folder."""
+    if args.dagster_storage == "sqlite":
+        return ""
+    database = "bench_dagster_" + re.sub(r"[^a-z0-9]+", "_", work.name.lower())
+    psql(args, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    psql(args, f"CREATE DATABASE {database}")
+    # deploy/dagster.yaml's storage section, with this server's values (trust auth: no password).
+    return (
+        "storage:\n  postgres:\n    postgres_db:\n"
+        f"      hostname: {args.pg_host}\n      port: {args.pg_port}\n      username: {args.pg_user}\n"
+        f"      db_name: {database}\n      scheme: postgresql+psycopg2\n"
+    )
+
+
 def fresh_sqlite(path: Path) -> str:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(str(path) + suffix).unlink(missing_ok=True)
@@ -559,6 +576,8 @@ def main() -> int:
     parser.add_argument("--pg-db", default="test")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of every case, interleaved; each case reports its median round (default 1)")
+    parser.add_argument("--dagster-storage", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the Dagster instance's storage: its SQLite files (default) or a PostgreSQL database")
     parser.add_argument("--no-save", action="store_true", help="print only; do not write bench/results or RESULTS.md")
     args = parser.parse_args()
 
@@ -583,7 +602,7 @@ def main() -> int:
     home = work / "dagster_home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + dagster_storage_yaml(args, work))
     subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"],
                    env={**os.environ, "DAGSTER_HOME": str(home)}, check=True)
 
@@ -623,7 +642,9 @@ def main() -> int:
                   + (f", read {counts['rows_read']:,} inserted {counts['rows_inserted']:,} updated {counts['rows_updated']:,} "
                      f"unchanged {counts['rows_unchanged']:,} ignored {counts['rows_ignored']:,} rejected {counts['rows_rejected']:,}"
                      if counts else f", table rows {m.get('table_rows')}")
-                  + ("  ACCOUNTING MISMATCH" if bad else ""), flush=True)
+                  + ("  ACCOUNTING MISMATCH" if bad else "")
+                  + ("\n      steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in m["steps"].items()) if m.get("steps") else ""),
+                  flush=True)
     cases = [median_round(samples[key]) for key in plan]
 
     add_ratios(cases)
@@ -642,6 +663,7 @@ def main() -> int:
         only = "" if args.only == "floor,ours,dlt" else f" --only {args.only}"
         extra = (f" --db {args.db}" if args.db else "") + (f" --loads {args.loads}" if args.loads else "")
         extra += f" --repeat {args.repeat}" if args.repeat > 1 else ""
+        extra += f" --dagster-storage {args.dagster_storage}" if args.dagster_storage != "sqlite" else ""
         data = {
             "rows": args.rows,
             "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
