@@ -171,6 +171,8 @@ def run_export(
                 writer.write(format_rows(frame, template, columns))
                 if progress is not None:
                     progress.update(writer.rows, None)
+            if progress is not None:
+                progress.finish()
     # The file is complete and in place: only now may the watermark move.
     if differential and newest is not None:
         with engine.begin() as conn:

@@ -113,12 +113,15 @@ def _reported(frames: Iterator[Any], progress: Progress | None, rejects: RejectW
         lines += len(frame)
         if progress is not None:
             progress.update(lines, before + rejects.lines_rejected)
+    if progress is not None:
+        progress.finish()
 
 
 def _read_reported(reader: SourceReader, rejects: RejectWriter, progress: Progress) -> Iterator[pa.RecordBatch]:
     for batch in reader.batches():
         yield batch
         progress.update(reader.rows_read, rejects.lines_rejected, done=reader.bytes_seen)
+    progress.finish()
 
 
 def read_step(template: ImportTemplate, file: Path, work_dir: Path, progress: Progress | None = None) -> ImportState:
