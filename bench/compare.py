@@ -40,14 +40,14 @@ def worktree(rev: str, parent: Path) -> Path:
     return path
 
 
-def one_run(tree: Path, args: argparse.Namespace) -> dict[str, float]:
+def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float]:
     cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", "pg",
-           "--loads", "first,reimport", "--no-save", "--work", str(args.work / tree.name),
+           "--loads", loads, "--no-save", "--work", str(args.work / tree.name),
            "--dagster-storage", args.dagster_storage]
     done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{tree.name}: bench/run.py failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    for load, steps in zip(("first", "reimport"), STEPS.findall(done.stdout)):
+    for load, steps in zip(loads.split(","), STEPS.findall(done.stdout)):
         print(f"  {tree.name} {load} steps: {steps}", flush=True)
     return {load: float(seconds) for load, seconds in CASE.findall(done.stdout)}
 
@@ -61,20 +61,26 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/campaign-bench"))
     parser.add_argument("--dagster-storage", choices=("sqlite", "postgres"), default="sqlite",
                         help="the Dagster instance's storage for both commits (bench/run.py's option)")
+    parser.add_argument("--reimport-only", action="store_true",
+                        help="load the table once with BEFORE, then time re-imports only (quicker rounds, so more of "
+                             "them); for two commits that make the same tables")
     args = parser.parse_args()
+    loads = "reimport" if args.reimport_only else "first,reimport"
     samples: dict[str, list[dict[str, float]]] = {args.before: [], args.after: []}
     with tempfile.TemporaryDirectory(prefix="campaign-compare-") as parent:
         trees = {rev: worktree(rev, Path(parent)) for rev in samples}
         try:
+            if args.reimport_only:
+                print(f"loading the table with {args.before} (untimed): {one_run(trees[args.before], args, 'first')}", flush=True)
             for round_number in range(args.rounds):
                 order = [args.before, args.after] if round_number % 2 == 0 else [args.after, args.before]
                 for rev in order:
-                    samples[rev].append(one_run(trees[rev], args))
+                    samples[rev].append(one_run(trees[rev], args, loads))
                     print(f"round {round_number + 1} {rev}: {samples[rev][-1]}", flush=True)
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
-    for load in ("first", "reimport"):
+    for load in loads.split(","):
         before = [s[load] for s in samples[args.before]]
         after = [s[load] for s in samples[args.after]]
         rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(after, before))
