@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -25,6 +24,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
+from run import postgres_storage_yaml, psql
 
 JOB = "event_cost"
 
@@ -52,31 +52,21 @@ def materialization(instance: dg.DagsterInstance, run_id: str, n: int) -> None:
 KINDS = {"log line": log_line, "engine event": engine_event, "asset materialization": materialization}
 
 
-def instance_yaml(storage: str, database: str) -> str:
-    text = "telemetry:\n  enabled: false\n"
-    if storage == "postgres":
-        text += ("storage:\n  postgres:\n    postgres_db:\n      hostname: 127.0.0.1\n      port: 5432\n"
-                 f"      username: postgres\n      db_name: {database}\n      scheme: postgresql+psycopg2\n")
-    return text
-
-
-def psql(sql: str) -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-X", "-q", "-c", sql], check=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100, help="events of each kind per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--storage", default="sqlite,postgres")
+    parser.add_argument("--pg-host", default="127.0.0.1")
+    parser.add_argument("--pg-port", type=int, default=5432)
+    parser.add_argument("--pg-user", default="postgres")
+    parser.add_argument("--pg-db", default="test")
     args = parser.parse_args()
+    database = "bench_event_cost"
     for storage in args.storage.split(","):
-        database = "bench_event_cost"
-        if storage == "postgres":
-            psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-            psql(f"CREATE DATABASE {database}")
         with tempfile.TemporaryDirectory(prefix="event-cost-") as home:
-            Path(home, "dagster.yaml").write_text(instance_yaml(storage, database))
+            section = postgres_storage_yaml(args, database) if storage == "postgres" else ""
+            Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + section)
             os.environ["DAGSTER_HOME"] = home
             instance = dg.DagsterInstance.get()
             run_id = instance.create_run_for_job(dg.JobDefinition(name=JOB, graph_def=dg.GraphDefinition(JOB)), run_id=str(uuid.uuid4())).run_id
@@ -93,7 +83,7 @@ def main() -> int:
             f"{kind} {statistics.median(s) * 1000:.1f} ms ({', '.join(f'{x * 1000:.1f}' for x in s)})" for kind, s in seconds.items()
         ), flush=True)
         if storage == "postgres":
-            psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            psql(args, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     return 0
 
 

@@ -161,21 +161,23 @@ def between_loads_pg(args: argparse.Namespace, schema: str, table: str) -> None:
     psql(args, "CHECKPOINT")
 
 
-def dagster_storage_yaml(args: argparse.Namespace, work: Path) -> str:
-    """The instance's storage: Dagster's SQLite files in the home (its default), or, as the
-    production instance has it (deploy/dagster.yaml), a PostgreSQL database of its own, made
-    afresh for this work folder."""
-    if args.dagster_storage == "sqlite":
-        return ""
-    database = "bench_dagster_" + re.sub(r"[^a-z0-9]+", "_", work.name.lower())
+def postgres_storage_yaml(args: argparse.Namespace, database: str) -> str:
+    """deploy/dagster.yaml's storage section, on a fresh `database` of this server (trust auth: no password)."""
     psql(args, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     psql(args, f"CREATE DATABASE {database}")
-    # deploy/dagster.yaml's storage section, with this server's values (trust auth: no password).
     return (
         "storage:\n  postgres:\n    postgres_db:\n"
         f"      hostname: {args.pg_host}\n      port: {args.pg_port}\n      username: {args.pg_user}\n"
         f"      db_name: {database}\n      scheme: postgresql+psycopg2\n"
     )
+
+
+def dagster_storage_yaml(args: argparse.Namespace, work: Path) -> str:
+    """The instance's storage: Dagster's SQLite files in the home (its default), or, as the
+    production instance has it, a PostgreSQL database of its own for this work folder."""
+    if args.dagster_storage == "sqlite":
+        return ""
+    return postgres_storage_yaml(args, "bench_dagster_" + re.sub(r"[^a-z0-9]+", "_", work.name.lower()))
 
 
 def fresh_sqlite(path: Path) -> str:
