@@ -23,15 +23,8 @@ import dagster as dg
 import schemas
 from campaign_pipelines.checks import IMPORT_CHECKS, table_checks
 from campaign_pipelines.launch import graph_config_mapping
-from campaign_pipelines.ops import (
-    export_file,
-    map_columns,
-    read_file,
-    reconcile,
-    report,
-    report_export,
-    validate_rows,
-)
+from campaign_pipelines.load_errors import load_error_metadata, table_load_errors
+from campaign_pipelines.ops import export_file, map_columns, read_file, reconcile_into, report, report_export, validate_rows
 from campaign_pipelines.partitions import partitions_def
 from campaign_pipelines.templates import Catalog, ExportTemplate, ImportTemplate
 from resources import FileStore
@@ -101,6 +94,8 @@ def inbox_asset(template: ImportTemplate) -> dg.SourceAsset:
 def import_asset(template: ImportTemplate) -> dg.AssetsDefinition:
     name = template.name
     checks = [dg.AssetCheckSpec(check, asset=imports_key(name), description=text) for check, text in IMPORT_CHECKS.items()]
+    # The merge, in the target table's concurrency pool (ops.reconcile_into).
+    reconcile = reconcile_into(template.target.table).alias("reconcile")
 
     @dg.graph_multi_asset(
         name=graph_name(name),
@@ -121,7 +116,6 @@ def import_asset(template: ImportTemplate) -> dg.AssetsDefinition:
         partitions_def=partitions_def(template),
         check_specs=checks,
         config=graph_config_mapping(template),
-        # An import and its rejects: one group (graph_multi_asset ignores AssetOut's).
         group_name="imports",
     )
     def import_graph(inbox):
@@ -130,7 +124,12 @@ def import_asset(template: ImportTemplate) -> dg.AssetsDefinition:
             spec.get_python_identifier(): out for spec, out in zip(checks, check_results, strict=True)
         }
 
-    return import_graph
+    # The rejects in a group of their own: the lineage labels an asset by the last part of
+    # its key, and imports/<t> and rejects/<t> would both read <t> in one group.
+    # (graph_multi_asset takes one group for all its outputs.)
+    return dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(group_name="rejects") if spec.key == rejects_key(name) else spec, [import_graph]
+    )[0]
 
 
 def export_asset(template: ExportTemplate) -> dg.AssetsDefinition:
@@ -162,28 +161,45 @@ def table_specs(catalog: Catalog, model: schemas.DataModel) -> list[dg.AssetSpec
     for name, template in sorted(catalog.templates.items()):
         if isinstance(template, ImportTemplate):
             writers.setdefault(template.target.table, []).append(imports_key(name))
-    return [
-        dg.AssetSpec(
-            key=table_key(spec.name),
-            description=spec.description,
-            group_name="campaign",
-            kinds={"sql"},
-            deps=writers.get(spec.name, []),
-            metadata={
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[
-                        dg.TableColumn(
-                            f.name, f.type_name, description=f.description or None,
-                            constraints=dg.TableColumnConstraints(nullable=f.nullable, unique=f.unique),
-                        )
-                        for f in spec.fields
-                    ]
-                ),
-                "schema_origin": dg.MetadataValue.text(spec.origin),
-            },
+    problems = table_load_errors(model.errors)
+    specs = []
+    for spec in model.tables.values():
+        errors = problems.get(spec.name, [])
+        warning = f"\n\nA data schema of this table cannot load: {'; '.join(errors)}" if errors else ""
+        specs.append(
+            dg.AssetSpec(
+                key=table_key(spec.name),
+                description=((spec.description or "") + warning) or None,
+                group_name="campaign",
+                kinds={"sql"},
+                deps=writers.get(spec.name, []),
+                metadata={
+                    "dagster/column_schema": dg.TableSchema(
+                        columns=[
+                            dg.TableColumn(
+                                f.name, f.type_name, description=f.description or None,
+                                constraints=dg.TableColumnConstraints(nullable=f.nullable, unique=f.unique),
+                            )
+                            for f in spec.fields
+                        ]
+                    ),
+                    "schema_origin": dg.MetadataValue.text(spec.origin),
+                    **(load_error_metadata(errors) if errors else {}),
+                },
+            )
         )
-        for spec in model.tables.values()
-    ]
+    # A new table whose schema cannot load: its asset says why, where the user looks for it.
+    for table, errors in sorted(problems.items()):
+        if table not in model.tables:
+            specs.append(
+                dg.AssetSpec(
+                    key=table_key(table),
+                    description=f"This data schema cannot load: {'; '.join(errors)}",
+                    group_name="campaign",
+                    metadata=load_error_metadata(errors),
+                )
+            )
+    return specs
 
 
 def outbox_spec(template: ExportTemplate) -> dg.AssetSpec:

@@ -60,17 +60,29 @@ def import_check_results(template: ImportTemplate, summary: dict[str, int]) -> l
     ]
 
 
-def failed_run_check(template: ImportTemplate, rows_rejected: int, rows_read: int, failure: str) -> dg.AssetCheckEvaluation:
-    """The reject_rate check of a run the reject policy failed: an ERROR."""
+def failed_run_checks(template: ImportTemplate, rows_rejected: int, rows_read: int, failure: str) -> list[dg.AssetCheckEvaluation]:
+    """The checks of a run the reject policy failed: reject_rate an ERROR; lines_accounted
+    passes, as every line was rejected or held back (nothing was written)."""
+    key = dg.AssetKey(["imports", template.name])
     rate = reject_rate(rows_rejected, rows_read)
-    return dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey(["imports", template.name]),
-        check_name="reject_rate",
-        passed=False,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=failure,
-        metadata={"reject_rate": dg.MetadataValue.float(rate), "rows_rejected": rows_rejected},
-    )
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=key,
+            check_name="lines_accounted",
+            passed=True,
+            description=f"{rows_read} lines read: {rows_rejected} rejected, the other {rows_read - rows_rejected} "
+            "not written (the reject policy failed the run).",
+            metadata={"rows_read": rows_read, "rows_rejected": rows_rejected, "rows_written": 0},
+        ),
+        dg.AssetCheckEvaluation(
+            asset_key=key,
+            check_name="reject_rate",
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=failure,
+            metadata={"reject_rate": dg.MetadataValue.float(rate), "rows_rejected": rows_rejected},
+        ),
+    ]
 
 
 # -- stored rows -------------------------------------------------------------------------

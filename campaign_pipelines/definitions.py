@@ -11,23 +11,16 @@ import dagster as dg
 import schemas
 from campaign_pipelines.assets import exchange_assets, exchange_checks
 from campaign_pipelines.cleanup import cleanup_job, cleanup_schedule
+from campaign_pipelines.deployment import deployment_resources
+from campaign_pipelines.executors import executor_def
 from campaign_pipelines.jobs import build_job
+from campaign_pipelines.load_errors import unloadable_template_jobs
 from campaign_pipelines.schedules import build_schedule
 from campaign_pipelines.sensors import build_collector, cancelled_runs, failed_runs
 from campaign_pipelines.settings import Settings
 from campaign_pipelines.templates import load_catalog
-from resources import CampaignDatabase, FileStore
-from resources.rejects_io import RejectsIOManager
-from resources.work_io import WorkIOManager
 
 log = logging.getLogger(__name__)
-
-
-def campaign_database(settings: Settings) -> CampaignDatabase:
-    # Through EnvVar, the URL (which may hold a password) is read at run time and never shown.
-    if settings.db_url:
-        return CampaignDatabase(url=dg.EnvVar("CAMPAIGN_DB_URL"))
-    return CampaignDatabase()
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -39,8 +32,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     for error in catalog.errors:
         log.warning("job template skipped: %s", error)
     jobs = {name: build_job(t, settings.executor) for name, t in catalog.templates.items()}
+    # A template that cannot load shows as a job of its name that says why (load_errors.py).
+    unloadable = unloadable_template_jobs(catalog, {*jobs, cleanup_job.name})
     return dg.Definitions(
-        jobs=[*jobs.values(), cleanup_job],
+        jobs=[*jobs.values(), *unloadable, cleanup_job],
         schedules=[*(build_schedule(t, jobs[name]) for name, t in catalog.templates.items() if t.schedule), cleanup_schedule],
         sensors=[
             *(build_collector(t, jobs[name]) for name, t in catalog.templates.items() if t.kind == "import" and t.collector),
@@ -49,12 +44,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         assets=exchange_assets(catalog, model),
         asset_checks=exchange_checks(model),
-        resources={
-            "campaign_db": campaign_database(settings),
-            "file_store": FileStore(data_dir=str(settings.data_dir)),
-            "rejects_io_manager": RejectsIOManager(data_dir=str(settings.data_dir)),
-            "work_io_manager": WorkIOManager(data_dir=str(settings.data_dir)),
-        },
+        resources=deployment_resources(settings),
+        # Dagster's asset job (Materialize on an asset page, asset backfills) runs the
+        # template's steps on the deployment's executor too.
+        executor=executor_def(settings.executor),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 
+from campaign_pipelines.deployment import fixed_by_deployment
 from campaign_pipelines.errors import CampaignError
 
 DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
@@ -34,10 +35,12 @@ def _from_env(variable: str, default: str) -> Any:
 
 
 def executor_def(name: str) -> dg.ExecutorDefinition:
+    """The deployment's executor, with its settings fixed: its run config schema is empty,
+    so a run config cannot change them (the Launchpad offers none)."""
     if name == "in_process":
-        return dg.in_process_executor
+        return fixed_by_deployment(dg.in_process_executor, {})
     if name == "multiprocess":
-        return dg.multiprocess_executor
+        return fixed_by_deployment(dg.multiprocess_executor, {})
     from dagster_celery import celery_executor
 
     # A step whose worker dies goes back to the queue for another worker (acknowledged once
@@ -46,14 +49,12 @@ def executor_def(name: str) -> dg.ExecutorDefinition:
     config_source: dict[str, Any] = {"task_acks_late": True, "task_reject_on_worker_lost": True}
     if queue := os.environ.get(QUEUE_ENV):
         config_source["task_default_queue"] = queue
-    return celery_executor.configured(
-        {
-            "broker": _from_env(BROKER_ENV, DEFAULT_BROKER),
-            "backend": _from_env(BACKEND_ENV, DEFAULT_BACKEND),
-            "config_source": config_source,
-        },
-        name="campaign_celery",
-    )
+    settings = {
+        "broker": _from_env(BROKER_ENV, DEFAULT_BROKER),
+        "backend": _from_env(BACKEND_ENV, DEFAULT_BACKEND),
+        "config_source": config_source,
+    }
+    return fixed_by_deployment(celery_executor, settings, name="campaign_celery")
 
 
 def check_broker() -> None:

@@ -12,10 +12,8 @@ from campaign_pipelines.assets import exports_key, graph_name, imports_key
 from campaign_pipelines.executors import executor_def
 from campaign_pipelines.launch import export_config_schema, launch_config_schema
 from campaign_pipelines.partitions import partition_launch, partitions_def
+from campaign_pipelines.tags import template_tags
 from campaign_pipelines.templates import ExportTemplate, Template
-
-# Runs that write the same table wait for each other (the instance's tag_concurrency_limits).
-TABLE_TAG = "campaign/table"
 
 
 def build_job(template: Template, executor: str = "in_process") -> dg.UnresolvedAssetJobDefinition:
@@ -23,13 +21,12 @@ def build_job(template: Template, executor: str = "in_process") -> dg.Unresolved
     imports/<template> and rejects/<template> with their checks, an export's exports/<template>;
     its steps run on the deployment's executor (executors.py)."""
     if isinstance(template, ExportTemplate):
-        # An export only reads its table: it does not take the table's write slot.
-        schema, key, tags = export_config_schema(template), exports_key(template.name), {"campaign/source": template.source.table}
+        schema, key = export_config_schema(template), exports_key(template.name)
     else:
-        schema, key, tags = launch_config_schema(template), imports_key(template.name), {TABLE_TAG: template.target.table}
+        schema, key = launch_config_schema(template), imports_key(template.name)
     return dg.define_asset_job(
         selection=dg.AssetSelection.assets(key).required_multi_asset_neighbors(),
-        tags={**_tags(template), **tags},
+        tags=template_tags(template),
         executor_def=executor_def(executor),
         **_job_options(template, schema),
     )
@@ -51,10 +48,6 @@ def run_config(template: Template, launch: dict[str, Any]) -> dict[str, Any]:
     if template.partitions is None:
         return dict(launch)
     return graph_config(template, launch)
-
-
-def _tags(template: Template) -> dict[str, str]:
-    return {"campaign/template": template.name, "campaign/kind": template.kind}
 
 
 def _job_options(template: Template, launch_schema: dict[str, dg.Field]) -> dict[str, Any]:

@@ -1,28 +1,29 @@
 """The ops: thin Dagster wrappers around `importing.steps` and `exporting.steps`.
 
-Defined once and shared by every template's graph (assets.py); its config mapping hands the first op its
-template (as JSON) and the launch overrides. Any error ends the run with one sentence,
-the run tag `campaign/status=failed`, and nothing written to the database.
+Defined once and shared by every template's graph (assets.py); its config mapping hands the
+first op its template (as JSON) and the launch overrides. Any error ends the run with one
+sentence, the run tag `campaign/status=failed`, and nothing written to the database
+(`step_errors.py`).
 
 The steps hand each other their outputs through the work IO manager (resources/work_io.py)
 and keep their rows in the root run's work folder (and, on PostgreSQL, its stage table),
 so any executor can run them in other processes and "re-execute from failure" resumes at
 the failed step. A successful run removes its work data; the cleanup job removes the
 others' after CAMPAIGN_WORK_RETENTION.
+
+The merge step of an import is defined once per table (`reconcile_into`), in the table's
+concurrency pool: runs writing one table merge one after the other however they were
+launched (the deployment's `concurrency.pools`, docs/recurring-exchanges.md).
 """
 
 import datetime as dt
 import functools
 import json
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pyarrow as pa
-import sqlalchemy as sa
 
-from campaign_pipelines.checks import IMPORT_CHECKS, failed_run_check, import_check_results, reject_rate
+from campaign_pipelines.checks import IMPORT_CHECKS, import_check_results, reject_rate
 from campaign_pipelines.cleanup import remove_run_work
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
@@ -30,14 +31,13 @@ from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.rejects import read_rejects
 from campaign_pipelines.partitions import partition_day
 from campaign_pipelines.progress import Progress
-from campaign_pipelines.templates import ExportTemplate, ImportTemplate
+from campaign_pipelines.reporting import rejects_materialization, report_failed_run
+from campaign_pipelines.step_errors import DATABASE_RETRY, fails_clearly, retried_on_transient_errors, set_status
+from campaign_pipelines.tags import REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_pool, template_tags
+from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Template
 from resources import CampaignDatabase, FileStore
-from resources.campaign_db import transient_error
-from resources.rejects_io import last_rejects_path, store_last_rejects
 from resources.work_io import root_run_id
 
-STATUS_TAG = "campaign/status"
-PREVIEW_ROWS = 20
 # A step's output, for the next step in any process (resources/work_io.py).
 WORK = dg.Out(io_manager_key="work_io_manager")
 
@@ -47,145 +47,16 @@ def progress(context: dg.OpExecutionContext) -> Progress:
     return Progress(context.op.name, context.log.info)
 
 
-def set_status(context: dg.OpExecutionContext, status: str) -> None:
-    context.instance.add_run_tags(context.run_id, {STATUS_TAG: status})
-
-
 def remove_work_data(context: dg.OpExecutionContext) -> None:
     """The root run's work folder and stage table: nothing is left to resume."""
     remove_run_work(context.resources.file_store.root, context.resources.campaign_db.engine, root_run_id(context.run))
 
 
-# A transient database error (resources/campaign_db.py: transient_error) in a step that
-# uses the database: the step asks Dagster to run it again, from its inputs in the work IO
-# manager and on a new session, after 1, 3 and 7 s. Only those errors: a step whose
-# process was killed fails the run, for a re-execution from failure (docs/executors.md).
-DATABASE_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL)
-
-
-class TransientDatabaseError(Exception):
-    """The cause a retried step shows: the error's sentence, without SQL or traceback."""
-
-
-def retried_on_transient_errors(policy: dg.RetryPolicy) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Hand a transient database error to Dagster's step retry (`dg.RetryRequested`) while
-    `policy` has tries left; after the last, the error fails the run (fails_clearly)."""
-
-    def decorate(step: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(step)
-        def wrapper(context: dg.OpExecutionContext, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return step(context, *args, **kwargs)
-            except Exception as exc:
-                what, tries = transient_error(exc), context.retry_number
-                if what is None or tries >= policy.max_retries:
-                    raise
-                context.resources.campaign_db.reset_session()
-                delay = policy.calculate_delay(tries + 1)
-                context.log.warning(
-                    f"{context.op.name}: {what} ({_first_line(exc)}); nothing was written; "
-                    f"trying again in {delay:g} s (try {tries + 2} of {policy.max_retries + 1})."
-                )
-                cause = TransientDatabaseError(_database_failure(context, exc))
-                raise dg.RetryRequested(max_retries=policy.max_retries, seconds_to_wait=delay) from cause
-
-        return wrapper
-
-    return decorate
-
-
-def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn any error into a failed run with a one-sentence description (the database was
-    not touched, or was rolled back); a step retry asked for goes through. The work data
-    stays, for a re-execution from failure."""
-
-    @functools.wraps(step)
-    def wrapper(context: dg.OpExecutionContext, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return step(context, *args, **kwargs)
-        except dg.RetryRequested:
-            raise
-        except CampaignError as exc:
-            message = str(exc)
-        except Exception as exc:
-            message = _database_failure(context, exc)
-            if message is None:
-                # A bug, not the user's input: keep the traceback in the log.
-                context.log.exception("unexpected error")
-                message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
-            elif file := getattr(kwargs.get("state"), "file", None):
-                message = f"{file}: {message}"
-        set_status(context, "failed")
-        # One line, whatever a quoted value held (a reason may quote a multi-line value).
-        message = " ".join(message.split("\n")).replace("\r", " ")
-        raise dg.Failure(description=message, allow_retries=False) from None
-
-    return wrapper
-
-
-def _database_failure(context: dg.OpExecutionContext, exc: Exception) -> str | None:
-    """A database error's sentence (nothing was written: the step's transaction was rolled
-    back); None for any other error."""
-    if (what := transient_error(exc)) is not None:
-        tries = f", and on {context.retry_number} more tries" if context.retry_number else ""
-        return f"the Campaign database failed in {context.op.name} ({what}: {_first_line(exc)}){tries}; nothing was written."
-    if isinstance(exc, sa.exc.DBAPIError):
-        # The server refused a statement (a trigger, a constraint another writer added, a
-        # full disk): its own message for the user, the statement in the run's log.
-        context.log.error(f"{context.op.name}: the database refused a statement: {exc}")
-        return f"the Campaign database refused {context.op.name} ({_first_line(exc)}); nothing was written."
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    """A database error's own message, without SQLAlchemy's statement and links."""
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
-
-
-def report_failed_run(
-    context: dg.OpExecutionContext, file_store: FileStore, state: steps.ImportState, rejects: pa.Table, path: Path | None, failure: str
-) -> None:
-    """A run the reject policy failed still shows its rejects (the asset's value and its
-    materialization) and an ERROR on the reject_rate check."""
-    template = state.template
-    partition = context.partition_key if context.has_partition_key else None
-    store_last_rejects(last_rejects_path(file_store.root, template.name, partition), rejects, context.run_id)
-    context.log_event(rejects_materialization(template, context.run_id, rejects, path, failure))
-    context.log_event(failed_run_check(template, rejects.num_rows, state.rows_read, failure))
-
-
-def rejects_materialization(
-    template: ImportTemplate, run_id: str, rejects: pa.Table, path: Path | None, failure: str | None = None
-) -> dg.AssetMaterialization:
-    """The rejects asset of a run; a failed run's says so (it wrote nothing but its rejects files)."""
-    preview = rejects.slice(0, PREVIEW_ROWS).to_pylist()
-    return dg.AssetMaterialization(
-        asset_key=["rejects", template.name],
-        description=f"Lines rejected by the failed run {run_id}: {failure}" if failure else f"Lines rejected by the run {run_id}.",
-        metadata={
-            "run_status": dg.MetadataValue.text("failed" if failure else "loaded"),
-            "rows_rejected": dg.MetadataValue.int(rejects.num_rows),
-            "dagster/row_count": dg.MetadataValue.int(rejects.num_rows),
-            "rejects_path": dg.MetadataValue.path(str(path)) if path else dg.MetadataValue.text("none"),
-            "run_id": dg.MetadataValue.text(run_id),
-            "preview": dg.MetadataValue.table(
-                records=[
-                    dg.TableRecord({"line": r["line"], "column": r["column"] or "", "reason": r["reason"], "text": r["text"] or ""})
-                    for r in preview
-                ],
-                schema=dg.TableSchema(
-                    columns=[
-                        dg.TableColumn("line", "int"),
-                        dg.TableColumn("column", "string"),
-                        dg.TableColumn("reason", "string"),
-                        dg.TableColumn("text", "string"),
-                    ]
-                ),
-            ),
-        },
-    )
+def adopt_run(context: dg.OpExecutionContext, template: Template) -> None:
+    """A run of Dagster's asset job (Materialize on an asset page, an asset backfill) takes
+    the tags a run of the template's job has from its job, before it reads anything."""
+    if TEMPLATE_TAG not in context.run.tags:
+        context.instance.add_run_tags(context.run_id, template_tags(template))
 
 
 @dg.op(
@@ -198,7 +69,9 @@ def rejects_materialization(
 @fails_clearly
 def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.ImportState:
     config = context.op_config
-    template = ImportTemplate.model_validate(json.loads(config["template"])).with_overrides(config["overrides"])
+    template = ImportTemplate.model_validate(json.loads(config["template"]))
+    adopt_run(context, template)
+    template = template.with_overrides(config["overrides"])
     # {date:...} in the path: the partition's day, else today's.
     day = partition_day(context.partition_key) if context.has_partition_key else dt.date.today()
     path = template.file_for(day)
@@ -242,13 +115,9 @@ def validate_rows(
     return state
 
 
-@dg.op(
-    description="Reconcile valid rows with the Campaign database in one transaction (at most once per root run).",
-    out=WORK,
-)
 @fails_clearly
 @retried_on_transient_errors(DATABASE_RETRY)
-def reconcile(
+def _reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportOutcome:
     rejects_dir = file_store.rejects_dir(state.template.name)
@@ -264,6 +133,18 @@ def reconcile(
         remove_work_data(context)
         raise CampaignError(f"{state.file}: {outcome.failure}")
     return outcome
+
+
+@functools.cache
+def reconcile_into(table: str) -> dg.OpDefinition:
+    """The merge step of every import into `table`, in the table's pool. A template's graph
+    calls it `reconcile` (its step key: `<template>_steps.reconcile`)."""
+    return dg.op(
+        name=f"reconcile_{table}",
+        description=f"Reconcile valid rows with {table} in one transaction (at most once per root run).",
+        out=WORK,
+        pool=table_pool(table),
+    )(_reconcile)
 
 
 @dg.op(
@@ -292,7 +173,8 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
             },
         )
     )
-    set_status(context, outcome.status)
+    rejected = {REJECTED_TAG: f"{summary['rows_rejected']} of {summary['rows_read']} lines"} if summary["rows_rejected"] else {}
+    context.instance.add_run_tags(context.run_id, {STATUS_TAG: outcome.status, **rejected})
     if summary["rows_rejected"]:
         context.log.warning(
             f"{summary['rows_rejected']} of {summary['rows_read']} lines rejected "
@@ -327,7 +209,9 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
 @fails_clearly
 def export_file(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
     config = context.op_config
-    template = ExportTemplate.model_validate(json.loads(config["template"])).with_overrides(config["overrides"])
+    template = ExportTemplate.model_validate(json.loads(config["template"]))
+    adopt_run(context, template)
+    template = template.with_overrides(config["overrides"])
     # A daily partition exports the rows its day changed, to a file named after that day.
     window = context.partition_time_window if context.has_partition_key else None
     when = window.start if window else dt.datetime.now()

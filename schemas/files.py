@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as POSTGRESQL_RES
 from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
 
 from schemas.base import KINDS, MAX_DECIMAL_PRECISION, Check, Field, Link, TableSpec
+from schemas.messages import validation_message
 
 # 63 is PostgreSQL's limit; a link's column adds "_id".
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,58}$"
@@ -201,25 +202,6 @@ def _unique_names(fields: list[FieldFile], links: list[LinkFile]) -> None:
         seen.add(name)
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for item in loc:
-        if isinstance(item, int):
-            text += f"[{item}]"
-        elif item not in ("function-after", "function-before") and "[" not in str(item):
-            text += ("." if text else "") + str(item)
-    return text
-
-
-def validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        loc = _location(err["loc"])
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
-
-
 def parse_schema_file(path: Path) -> TableFile | ExtensionFile:
     """One file's model; ValueError naming the file and the key."""
     try:
@@ -236,7 +218,7 @@ def parse_schema_file(path: Path) -> TableFile | ExtensionFile:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"{path}: {validation_message(exc)}") from None
+        raise ValueError(f"{path}: {validation_message(exc, model)}") from None
 
 
 def _as_fields(fields: list[FieldFile]) -> list[Field]:

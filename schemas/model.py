@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
+import yaml
 
 from schemas import links
 from schemas.base import TableSpec
 from schemas.files import (
     ExtensionFile, TableFile, checks_error, extended, import_check_modules, parse_schema_file, user_table,
 )
+from schemas.messages import LoadError
 
 SCHEMAS_DIR_ENV = "CAMPAIGN_SCHEMAS_DIR"
 
@@ -23,7 +25,7 @@ SCHEMAS_DIR_ENV = "CAMPAIGN_SCHEMAS_DIR"
 class DataModel:
     tables: dict[str, TableSpec]
     metadata: sa.MetaData
-    errors: list[str] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
     source: Path | None = None
 
     @property
@@ -38,7 +40,7 @@ class DataModel:
         return [(spec, link.name) for spec in self.tables.values() for link in spec.links if link.table == name]
 
 
-def build_model(specs: list[TableSpec], errors: list[str] | None = None, source: Path | None = None) -> DataModel:
+def build_model(specs: list[TableSpec], errors: list[LoadError] | None = None, source: Path | None = None) -> DataModel:
     metadata = sa.MetaData()
     model = DataModel({s.name: s.bind(metadata) for s in specs}, metadata, list(errors or []), source)
     links.keep_with(model)
@@ -66,46 +68,46 @@ def load_model(builtin: list[TableSpec], schemas_dir: Path) -> DataModel:
     """The built-in tables plus every valid schema file in `schemas_dir` (sorted by name:
     new tables first, then extensions). A file in error is left out and reported."""
     tables = {spec.name: spec for spec in builtin}
-    errors: list[str] = []
+    errors: list[LoadError] = []
     parsed: list[tuple[Path, TableFile | ExtensionFile]] = []
     files = sorted([*schemas_dir.glob("*.yaml"), *schemas_dir.glob("*.yml")]) if schemas_dir.is_dir() else []
     if any(files):
-        errors += import_check_modules(schemas_dir)
+        errors += [LoadError(e, "CAMPAIGN_CHECK_MODULES") for e in import_check_modules(schemas_dir)]
     for path in files:
         try:
             parsed.append((path, parse_schema_file(path)))
         except ValueError as exc:
-            errors.append(str(exc))
+            errors.append(LoadError(str(exc), str(path), _table_in(path)))
     definitions = [(p, f) for p, f in parsed if isinstance(f, TableFile)]
     extensions = [(p, f) for p, f in parsed if isinstance(f, ExtensionFile)]
     for path, file in definitions:
         if file.name in tables:
             origin = tables[file.name].origin
-            errors.append(f"{path}: name: {file.name!r} is already a table ({origin}); use extends: to add fields to it")
+            errors.append(LoadError(f"{path}: name: {file.name!r} is already a table ({origin}); use extends: to add fields to it", str(path), file.name))
             continue
         try:
             spec = user_table(file)
         except ValueError as exc:
-            errors.append(f"{path}: {exc}")
+            errors.append(LoadError(f"{path}: {exc}", str(path), file.name))
             continue
         if problem := checks_error(file.fields):
-            errors.append(f"{path}: {problem}")
+            errors.append(LoadError(f"{path}: {problem}", str(path), file.name))
             continue
         tables[file.name] = TableSpec(**{**{k: v for k, v in spec.__dict__.items() if k != "_table"}, "origin": str(path)})
     for path, file in extensions:
         base = tables.get(file.extends)
         if base is None or not base.importable:
             known = ", ".join(sorted(n for n, s in tables.items() if s.importable))
-            errors.append(f"{path}: extends: no table named {file.extends!r} can be extended (known: {known})")
+            errors.append(LoadError(f"{path}: extends: no table named {file.extends!r} can be extended (known: {known})", str(path)))
             continue
         try:
             spec = extended(base, file)
         except ValueError as exc:
-            errors.append(f"{path}: {exc}")
+            errors.append(LoadError(f"{path}: {exc}", str(path), file.extends))
             continue
         problem = checks_error(file.fields) or _link_errors(spec, tables, [link.name for link in file.links])
         if problem:
-            errors.append(f"{path}: {problem}")
+            errors.append(LoadError(f"{path}: {problem}", str(path), file.extends))
             continue
         tables[file.extends] = TableSpec(**{**{k: v for k, v in spec.__dict__.items() if k != "_table"}, "origin": f"{base.origin}, {path}"})
     # Links are checked once every table is known; a table left out takes its dependants with it.
@@ -116,13 +118,23 @@ def load_model(builtin: list[TableSpec], schemas_dir: Path) -> DataModel:
                 continue
             problem = _link_errors(spec, tables) if not spec.origin.startswith("built-in,") else None
             if problem:
-                broken[name] = f"{spec.origin}: {problem}"
+                broken[name] = LoadError(f"{spec.origin}: {problem}", spec.origin, name)
         if not broken:
             break
         for name, message in broken.items():
             errors.append(message)
             del tables[name]
     return build_model(list(tables.values()), errors, schemas_dir)
+
+
+def _table_in(path: Path) -> str | None:
+    """The table a data schema file that does not validate names (`name:` or `extends:`), if it reads that far."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    table = (data.get("name") or data.get("extends")) if isinstance(data, dict) else None
+    return table if isinstance(table, str) else None
 
 
 def schemas_dir_from_env() -> Path:

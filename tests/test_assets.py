@@ -97,15 +97,18 @@ def test_a_reject_rate_under_the_templates_threshold_passes(sqlite_campaign):
     [({"max_rejects": 0}, "more than errors.max_rejects (0)"),
      ({"max_reject_rate": 0.2}, "1 of 3 lines rejected (33.3%), more than errors.max_reject_rate (20.0%)")],
 )
-def test_a_run_failed_by_its_reject_policy_is_an_error_on_the_check(campaign, errors, reason):
+def test_a_run_failed_by_its_reject_policy_is_an_error_on_the_check_and_its_lines_are_accounted(campaign, errors, reason):
     campaign.template(people_template(errors=errors))
     campaign.file("inbox/people.csv", people_file(*WITH_REJECT))
     before = campaign.snapshot()
     result = campaign.run("people")
     assert not result.success and reason in result.error
     assert campaign.snapshot() == before
-    (rate,) = evaluations(campaign, result.run_id)
+    accounted, rate = evaluations(campaign, result.run_id)
     assert (rate.check_name, rate.passed, rate.severity) == ("reject_rate", False, dg.AssetCheckSeverity.ERROR)
+    # Every line was rejected or held back, nothing written: the counts hold, the check passes.
+    assert (accounted.check_name, accounted.passed) == ("lines_accounted", True)
+    assert accounted.metadata["rows_read"].value == 3 and accounted.metadata["rows_written"].value == 0
     # The failed run's rejects are the asset's value all the same.
     defs = build_definitions(campaign.settings)
     rejects = defs.load_asset_value(["rejects", "people"], instance=campaign.instance)

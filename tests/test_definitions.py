@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from campaign_pipelines.definitions import build_definitions
-from tests.helpers import people_template
+from tests.helpers import people_file, people_template
 
 
-def test_one_job_per_valid_template(sqlite_campaign):
+def test_one_job_per_valid_template_and_one_that_says_why_per_broken_one(sqlite_campaign):
     sqlite_campaign.template(people_template(name="crm_people"))
     sqlite_campaign.template(people_template(name="broken").replace("recipient", "nothing"), name="broken")
+    sqlite_campaign.template("name: [unclosed\n", name="Not Even YAML")
     defs = build_definitions(sqlite_campaign.settings)
-    jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"new_text_import", "import_recipients", "import_denylist", "crm_people"} <= jobs
-    assert "broken" not in jobs
-    job = defs.resolve_job_def("crm_people")
+    jobs = {job.name: job for job in defs.resolve_all_job_defs()}
+    assert {"new_text_import", "import_recipients", "import_denylist", "crm_people"} <= set(jobs)
+    job = jobs["crm_people"]
     assert job.description.startswith("People")
     assert job.tags["campaign/table"] == "recipient" and job.tags["campaign/template"] == "crm_people"
+    assert "campaign/load_error" not in job.tags
+
+    # The broken templates: a job of their name (or their file's) that says why, and fails so.
+    broken, unparsable = jobs["broken"], jobs["not_even_yaml"]
+    assert broken.tags["campaign/load_error"] == "template" and not broken.asset_layer.selected_asset_keys
+    assert broken.description.startswith("This job template cannot load: ")
+    assert "broken.yaml: target.schema: unknown schema 'nothing'" in broken.description
+    assert "Not Even YAML.yaml: line 2 is not valid YAML" in unparsable.description
+    result = broken.execute_in_process(raise_on_error=False)
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_failure_data.user_failure_data.description.startswith(
+        "the job template broken cannot load: "
+    )
+
+
+def test_a_broken_template_that_takes_a_used_name_shows_under_its_file_name(sqlite_campaign):
+    sqlite_campaign.template(people_template(name="import_recipients"), name="my_copy")
+    jobs = {job.name: job for job in build_definitions(sqlite_campaign.settings).resolve_all_job_defs()}
+    assert "campaign/load_error" not in jobs["import_recipients"].tags  # the built-in stays
+    assert "is a built-in template's name; choose another" in jobs["my_copy"].description
 
 
 def test_launchpad_config_is_flat_and_prefilled(sqlite_campaign):
@@ -38,8 +59,39 @@ def test_assets_for_tables_and_rejects(sqlite_campaign):
 
 
 def test_database_url_comes_from_the_environment_unseen(sqlite_campaign):
+    sqlite_campaign.template(people_template(name="crm_people"))
+    sqlite_campaign.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee"))
     defs = build_definitions(sqlite_campaign.settings)
-    resource = defs.resources["campaign_db"]
-    # The URL is an EnvVar reference, resolved in the run: the Launchpad never shows it.
-    assert isinstance(resource.url, dg.EnvVar) or "CAMPAIGN_DB_URL" in repr(resource)
-    assert sqlite_campaign.db_url not in repr(resource)
+    job = defs.resolve_job_def("crm_people")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    # Read in the run from CAMPAIGN_DB_URL: neither the definitions nor the run hold it.
+    assert sqlite_campaign.db_url not in dg.serialize_value(job.get_job_snapshot())
+    assert sqlite_campaign.db_url not in repr(result.dagster_run.run_config)
+
+
+@pytest.mark.parametrize("job_name", ["import_recipients", "crm_daily", "__ASSET_JOB"])
+@pytest.mark.parametrize(
+    ("run_config", "key"),
+    [
+        ({"resources": {"file_store": {"config": {"data_dir": "/tmp/elsewhere"}}}}, "data_dir"),
+        ({"resources": {"campaign_db": {"config": {"url": "sqlite:////tmp/other.db"}}}}, "url"),
+        ({"resources": {"work_io_manager": {"config": {"data_dir": "/tmp/elsewhere"}}}}, "data_dir"),
+        ({"execution": {"config": {"retries": {"disabled": {}}}}}, "retries"),
+    ],
+)
+def test_a_run_config_cannot_move_a_deployment_setting(sqlite_campaign, job_name, run_config, key):
+    """Data folder, database, executor: fixed by the deployment. A run config that sets one
+    is refused before any run is created (and the Launchpad offers none of them)."""
+    daily = {"daily": {"start": "2025-01-01", "path": "inbox/people_{date:%Y%m%d}.csv"}}
+    sqlite_campaign.template(people_template(name="crm_daily", partitions=daily), name="crm_daily")
+    defs = build_definitions(sqlite_campaign.settings)
+    job = defs.resolve_implicit_global_asset_job_def() if job_name == "__ASSET_JOB" else defs.resolve_job_def(job_name)
+    fields = job.run_config_schema.config_type.fields
+    for section in ("resources", "execution"):
+        if section in fields:  # a partitioned job and the asset job show them: with nothing to set
+            assert "data_dir" not in repr(fields[section].config_type.fields)
+    if job_name == "crm_daily":
+        run_config = {**run_config, "ops": {"crm_daily_steps": {"config": {"file": "inbox/people_20250101.csv"}}}}
+    with pytest.raises(dg.DagsterInvalidConfigError, match=rf'unexpected config entry "{key}"|"{"resources" if "resources" in run_config else "execution"}"'):
+        dg.validate_run_config(job, run_config)

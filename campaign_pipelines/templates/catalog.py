@@ -15,6 +15,7 @@ from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.templates.common import format_validation_error
 from campaign_pipelines.templates.exports import ExportTemplate
 from campaign_pipelines.templates.imports import ImportTemplate
+from schemas.messages import LoadError, did_you_mean
 
 BUILTIN_PACKAGE = "campaign_pipelines.job_templates"
 
@@ -37,7 +38,7 @@ def parse_template(text: str, origin: str) -> Template:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise TemplateError(f"{origin}: {format_validation_error(exc)}") from None
+        raise TemplateError(f"{origin}: {format_validation_error(exc, model)}") from None
 
 
 @dataclass
@@ -47,14 +48,17 @@ class Catalog:
     templates: dict[str, Template] = field(default_factory=dict)
     builtin: set[str] = field(default_factory=set)
     origins: dict[str, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
 
     def get(self, name: str) -> Template:
         try:
             return self.templates[name]
         except KeyError:
+            broken = next((e for e in self.errors if e.subject == name), None)
+            if broken is not None:
+                raise TemplateError(f"the job template {name!r} cannot load: {broken}") from None
             known = ", ".join(sorted(self.templates)) or "none"
-            raise TemplateError(f"no job template named {name!r} (known: {known})") from None
+            raise TemplateError(f"no job template named {name!r}{did_you_mean(name, self.templates)} (known: {known})") from None
 
 
 def builtin_sources() -> list[tuple[str, str]]:
@@ -76,17 +80,29 @@ def load_catalog(templates_dir: Path) -> Catalog:
     if templates_dir.is_dir():
         for path in sorted([*templates_dir.glob("*.yaml"), *templates_dir.glob("*.yml")]):
             try:
-                template = parse_template(path.read_text(encoding="utf-8"), str(path))
+                text = path.read_text(encoding="utf-8")
+                template = parse_template(text, str(path))
             except (TemplateError, OSError, UnicodeDecodeError) as exc:
-                catalog.errors.append(str(exc))
+                message = str(exc) if isinstance(exc, TemplateError) else f"{path}: cannot be read ({exc})"
+                catalog.errors.append(LoadError(message, str(path), _name_in(text) if isinstance(exc, TemplateError) else None))
                 continue
             if template.name in catalog.builtin:
-                catalog.errors.append(f"{path}: name: {template.name!r} is a built-in template's name; choose another")
+                message = f"{path}: name: {template.name!r} is a built-in template's name; choose another"
+                catalog.errors.append(LoadError(message, str(path)))
             elif template.name in catalog.templates:
-                catalog.errors.append(
-                    f"{path}: name: {template.name!r} is already used by {catalog.origins[template.name]}"
-                )
+                message = f"{path}: name: {template.name!r} is already used by {catalog.origins[template.name]}"
+                catalog.errors.append(LoadError(message, str(path)))
             else:
                 catalog.templates[template.name] = template
                 catalog.origins[template.name] = str(path)
     return catalog
+
+
+def _name_in(text: str) -> str | None:
+    """The `name:` a template file that does not validate gives itself, if it reads that far."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None

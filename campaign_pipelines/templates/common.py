@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import schemas
 # One wording of a pydantic error for templates and data schemas alike: `key: message`.
-from schemas.files import validation_message as format_validation_error
+from schemas.messages import validation_message as format_validation_error
 from campaign_pipelines.errors import TemplateError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"

@@ -1,0 +1,34 @@
+"""What the deployment fixes and a run config cannot move: the data folder, the Campaign
+database, the executor. Each is a definition configured once, its run config schema empty,
+so the Launchpad offers none of them and a run config that sets one is refused
+(`unexpected config entry`) before a run is created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from campaign_pipelines.settings import Settings
+from resources import CampaignDatabase, FileStore
+from resources.rejects_io import RejectsIOManager
+from resources.work_io import WorkIOManager
+
+
+def fixed_by_deployment(definition: Any, config: dict[str, Any], **options: Any) -> Any:
+    """`definition` (an executor, or a resource's definition) configured with `config`.
+    A value `{"env": NAME}` is read from the environment when the run starts: a secret in
+    it is never stored in the run's config nor shown."""
+    return definition.configured(lambda _: config, config_schema={}, **options)
+
+
+def deployment_resources(settings: Settings) -> dict[str, Any]:
+    data_dir = {"data_dir": str(settings.data_dir)}
+    # Through the environment, the URL (which may hold a password) is read at run time.
+    database = {"url": {"env": "CAMPAIGN_DB_URL"}} if settings.db_url else {}
+    return {
+        "campaign_db": fixed_by_deployment(CampaignDatabase().get_resource_definition(), database),
+        "file_store": fixed_by_deployment(FileStore(**data_dir).get_resource_definition(), data_dir),
+        "rejects_io_manager": fixed_by_deployment(RejectsIOManager(**data_dir).get_resource_definition(), data_dir),
+        "work_io_manager": fixed_by_deployment(WorkIOManager(**data_dir).get_resource_definition(), data_dir),
+    }
