@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from campaign_pipelines.errors import CampaignError
+from schemas.messages import did_you_mean
 from campaign_pipelines.templates import Source
 
 # Decoded text per block: large enough to amortise per-block work, small enough that
@@ -41,6 +42,13 @@ def may_hold(lines: pa.Array, text: str) -> bool:
     return data is not None and text.encode() in data.to_pybytes()
 
 
+def _nearby(path: Path) -> str:
+    """A file of a close name in the same folder, or a word on a folder that does not exist."""
+    if not path.parent.is_dir():
+        return f" (there is no folder {path.parent})"
+    return did_you_mean(path.name, (p.name for p in path.parent.iterdir() if p.is_file()))
+
+
 def compression_of(path: Path, source: Source) -> str:
     if source.compression != "auto":
         return source.compression
@@ -51,7 +59,7 @@ def compression_of(path: Path, source: Source) -> str:
 @contextmanager
 def open_binary(path: Path, source: Source) -> Iterator[BinaryIO]:
     if not path.exists():
-        raise CampaignError(f"file {path} does not exist.")
+        raise CampaignError(f"file {path} does not exist{_nearby(path)}.")
     if not path.is_file():
         raise CampaignError(f"{path} is not a file.")
     kind = compression_of(path, source)

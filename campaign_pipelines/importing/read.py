@@ -28,6 +28,7 @@ from campaign_pipelines.importing.lines import BLOCK_BYTES, MAX_LINE_CHARS, iter
 from campaign_pipelines.importing.records import QuoteRules, group_records
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.templates import ImportTemplate, Source
+from schemas.messages import did_you_mean
 
 LINE = "__line"
 TEXT = "__text"
@@ -50,6 +51,10 @@ def _split_one(line: str, source: Source) -> list[str]:
     return next(csv.reader([line], delimiter=source.delimiter, quotechar=source.quote, doublequote=True))
 
 
+# Delimiters a header read with the wrong one is likely to hold.
+LIKELY_DELIMITERS = ";,\t|"
+
+
 def _check_mapped_columns(template: ImportTemplate, columns: list[str], path: Path) -> None:
     for i, mapping in enumerate(template.columns):
         if mapping.is_constant:
@@ -61,9 +66,25 @@ def _check_mapped_columns(template: ImportTemplate, columns: list[str], path: Pa
                     f"file {path}: columns[{i}].source is position {mapping.source}, "
                     f"but the first data line has {len(columns)} fields."
                 )
-            raise CampaignError(
-                f"file {path} has no column {name!r} (columns[{i}].source); its columns are: {', '.join(columns)}."
-            )
+            raise CampaignError(_missing_column(template, columns, path, i, name))
+
+
+def _missing_column(template: ImportTemplate, columns: list[str], path: Path, i: int, name: str) -> str:
+    """Why a mapped title is not in the header: most often the header is split by another
+    delimiter than the template's (one wide column holding every title)."""
+    delimiter = template.source.delimiter
+    if len(columns) == 1:
+        shown = columns[0] if len(columns[0]) <= 60 else columns[0][:60] + "…"
+        for other in LIKELY_DELIMITERS:
+            if other != delimiter and name in [t.strip() for t in columns[0].split(other)]:
+                return (
+                    f"file {path}: its header line {shown!r} looks {other!r}-separated, not {delimiter!r}-separated "
+                    f"(source.delimiter); set delimiter: {other!r} in the template or at launch."
+                )
+    return (
+        f"file {path} has no column {name!r} (columns[{i}].source){did_you_mean(name, columns)}; "
+        f"its columns are: {', '.join(columns)}."
+    )
 
 
 class _Unparsable(Exception):
