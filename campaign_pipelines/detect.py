@@ -2,8 +2,10 @@
 from a sample file, the encoding (a BOM, else valid UTF-8, else the Western single-byte
 codec charset-normalizer ranks best), the delimiter, quote and header (the standard
 library's csv.Sniffer), a mapping from the header titles to the table's fields (case- and
-accent-insensitive, with common synonyms), and date formats guessed from the values.
-`templates new --from-file` writes the result as a template draft."""
+accent-insensitive, with common synonyms) and to its links (a title naming a unique field
+of the linked table, such as an e-mail for a link to recipient), and the date, timestamp
+and decimal formats most of the values read with (a few bad values do not hide the
+format). `templates new --from-file` writes the result as a template draft."""
 
 from __future__ import annotations
 
@@ -25,8 +27,13 @@ SAMPLE_BYTES = 1 << 20
 SAMPLE_LINES = 200
 DELIMITERS = ";,\t|"
 WESTERN_CODECS = ["cp1252", "latin_1", "iso8859_15"]
-# Day first before month first: where both read every value, the European reading wins.
+# Day first before month first: where both read as many values, the European reading wins.
 DATE_FORMATS = ["%d/%m/%Y", "%Y-%m-%d", "%d.%m.%Y", "%d-%m-%Y", "%m/%d/%Y", "%Y/%m/%d", "%Y%m%d", "%d/%m/%y"]
+TIMESTAMP_FORMATS = [
+    "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", *DATE_FORMATS,
+]
+DECIMAL_COMMA = re.compile(r"^-?\d{1,3}(?:[ .]?\d{3})*,\d+$|^-?\d+,\d+$")
 # Titles a field answers to besides its own name (normalized: lower case, no accents,
 # letters and digits only).
 SYNONYMS = {
@@ -59,9 +66,10 @@ class Detected:
     header: bool
     titles: list[str]
     rows: list[list[str]]
-    mapping: dict[str, str] = field(default_factory=dict)  # title -> field
-    formats: dict[str, str] = field(default_factory=dict)  # title -> date format
+    mapping: dict[str, str] = field(default_factory=dict)  # title -> field or link
+    formats: dict[str, str | dict[str, str]] = field(default_factory=dict)  # title -> date or number format
     unmapped: list[str] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)  # title -> the linked table's field it holds (via)
 
 
 def detect_encoding(path: Path, data: bytes) -> str:
@@ -103,14 +111,18 @@ def _sniff(path: Path, text: str) -> tuple[str, str | None, bool]:
     return delimiter, quote, header
 
 
-def guess_mapping(titles: list[str], spec: schemas.TableSpec) -> tuple[dict[str, str], list[str]]:
-    """Each title's field, where its name or a synonym matches; a field is taken once."""
+def _answers(fields: list[schemas.Field]) -> dict[str, str]:
+    """Normalized title -> field name, for each field's name and synonyms."""
     answers: dict[str, str] = {}
-    for f in spec.fields:
-        if f.generated or f.managed:
-            continue
+    for f in fields:
         for word in [f.name, *SYNONYMS.get(f.name, [])]:
             answers.setdefault(normalized(word), f.name)
+    return answers
+
+
+def guess_mapping(titles: list[str], spec: schemas.TableSpec) -> tuple[dict[str, str], list[str]]:
+    """Each title's field, where its name or a synonym matches; a field is taken once."""
+    answers = _answers([f for f in spec.fields if not (f.generated or f.managed or f.foreign_key)])
     mapping: dict[str, str] = {}
     for title in titles:
         target = answers.get(normalized(title))
@@ -119,16 +131,54 @@ def guess_mapping(titles: list[str], spec: schemas.TableSpec) -> tuple[dict[str,
     return mapping, [t for t in titles if t not in mapping]
 
 
-def guess_date_format(values: list[str]) -> str | None:
+def guess_links(titles: list[str], spec: schemas.TableSpec) -> dict[str, tuple[str, str]]:
+    """title -> (link, via) for the titles naming a unique field of a linked table: an
+    e-mail or a CRM id column for a link to recipient ("Customer e-mail" ends with one)."""
+    found: dict[str, tuple[str, str]] = {}
+    for link in spec.links:
+        linked = schemas.table(link.table)
+        unique = [f for f in linked.fields if f.unique and not f.generated]
+        unique.sort(key=lambda f: f.name != link.via)  # the link's own `via` first
+        answers = _answers(unique)
+        for title in titles:
+            word = normalized(title)
+            via = answers.get(word) or next((v for w, v in answers.items() if len(w) > 2 and word.endswith(w)), None)
+            if via and title not in found and link.name not in (name for name, _ in found.values()):
+                found[title] = (link.name, via)
+    return found
+
+
+def _best_format(values: list[str], formats: list[str]) -> str | None:
+    """The format most values read with, if it reads more than half of them (a few bad
+    values, such as 31/02/1985, do not hide the format of the others)."""
     values = [v.strip() for v in values if v.strip()]
-    for fmt in DATE_FORMATS if values else []:
-        try:
-            for value in values:
+    best, best_count = None, 0
+    for fmt in formats if values else []:
+        count = 0
+        for value in values:
+            try:
                 dt.datetime.strptime(value, fmt)
-        except ValueError:
-            continue
-        return fmt
-    return None
+                count += 1
+            except ValueError:
+                pass
+        if count > best_count:
+            best, best_count = fmt, count
+    return best if best_count * 2 > len(values) else None
+
+
+def guess_date_format(values: list[str]) -> str | None:
+    return _best_format(values, DATE_FORMATS)
+
+
+def guess_timestamp_format(values: list[str]) -> str | None:
+    return _best_format(values, TIMESTAMP_FORMATS)
+
+
+def guess_number_format(values: list[str]) -> dict[str, str] | None:
+    """{decimal: ","} when most values are written with a decimal comma (12,90)."""
+    values = [v.strip() for v in values if v.strip()]
+    commas = sum(1 for v in values if DECIMAL_COMMA.match(v))
+    return {"decimal": ","} if values and commas * 2 > len(values) else None
 
 
 def detect(path: Path, table: str) -> Detected:
@@ -147,22 +197,38 @@ def detect(path: Path, table: str) -> Detected:
     titles = [t.strip() for t in rows[0]] if header else [str(i + 1) for i in range(len(rows[0]))]
     body = rows[1:] if header else rows
     mapping, unmapped = guess_mapping(titles, spec) if header else ({}, titles)
-    formats = {}
+    links = guess_links(unmapped, spec) if header else {}
+    mapping |= {title: link for title, (link, _) in links.items()}
+    unmapped = [t for t in unmapped if t not in links]
+    formats: dict[str, str | dict[str, str]] = {}
     for i, title in enumerate(titles):
-        if title in mapping and spec.field(mapping[title]).kind in ("date", "timestamp"):
-            fmt = guess_date_format([r[i] for r in body if i < len(r)])
-            if fmt:
-                formats[title] = fmt
-    return Detected(path, encoding, delimiter, quote, header, titles, body, mapping, formats, unmapped)
+        if title not in mapping or title in links:
+            continue
+        values = [r[i] for r in body if i < len(r)]
+        kind = spec.field(mapping[title]).kind
+        guess = {"date": guess_date_format, "timestamp": guess_timestamp_format}.get(kind)
+        if kind in ("decimal", "float"):
+            guess = guess_number_format
+        if guess and (fmt := guess(values)):
+            formats[title] = fmt
+    return Detected(path, encoding, delimiter, quote, header, titles, body, mapping, formats, unmapped,
+                    {title: via for title, (_, via) in links.items()})
 
 
-def keys_of(detected: Detected, spec: schemas.TableSpec) -> list[str]:
-    """The reconciliation keys among the mapped fields: the first unique one (and the others as secondary)."""
-    keyable = [f.name for f in spec.unique_fields] + [k for k in spec.primary_key if not spec.field(k).generated]
-    keys = [name for name in keyable if name in detected.mapping.values()]
-    if not keys:
-        raise CampaignError(
-            f"{detected.path}: no column maps to a key field of {spec.name} ({', '.join(keyable)}); "
-            f"columns: {', '.join(detected.titles)}. Rename the column, or write the template's target.keys by hand."
-        )
+def candidate_keys(spec: schemas.TableSpec) -> list[list[str]]:
+    """The ways a record of the table is found: each unique field, each unique set, the
+    primary key unless the database generates it."""
+    keys = [[f.name] for f in spec.unique_fields] + [list(k) for k in spec.unique_together]
+    if not any(spec.field(k).generated for k in spec.primary_key):
+        keys.append(list(spec.primary_key))
     return keys
+
+
+def keys_of(detected: Detected, spec: schemas.TableSpec) -> tuple[list[str], list[str]]:
+    """The reconciliation keys among the mapped fields: the first key whose columns are all
+    mapped, and the other mapped one-field keys as secondary keys; ([], []) when none is."""
+    mapped = set(detected.mapping.values())
+    complete = [k for k in candidate_keys(spec) if set(k) <= mapped]
+    if not complete:
+        return [], []
+    return complete[0], [k[0] for k in complete[1:] if len(k) == 1]

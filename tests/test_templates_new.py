@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,6 +16,8 @@ from campaign_pipelines.cli.parser import build_parser
 from campaign_pipelines.detect import detect, guess_date_format, guess_mapping, normalized
 from campaign_pipelines.errors import CampaignError
 import schemas
+
+SHOP_SCHEMAS = Path(__file__).resolve().parents[1] / "examples" / "shop" / "data_schemas"
 
 CP1252_SEMICOLON = (
     "Adresse email;Prénom;Nom;Date de naissance;Code postal;Ville;Remarque\n"
@@ -111,12 +114,59 @@ def test_templates_new_writes_a_draft_that_previews_and_runs(wizard, capsys):
     assert {r["last_name"] for r in wizard.rows("recipient", "last_name")} == {"Dupré", "Müller"}
 
 
-def test_a_guess_without_a_key_field_is_one_sentence(wizard, capsys):
+def test_a_guess_without_a_key_field_is_a_draft_with_a_todo(wizard, capsys):
     wizard.file("inbox/names.csv", "Prénom;Nom\nAnn;Lee\n")
-    code, _, err = run_cli(capsys, "templates", "new", "names", "--from-file", "inbox/names.csv")
-    assert code == 2
-    assert "names.csv: no column maps to a key field of recipient (email, crm_id); columns: Prénom, Nom." in err
-    assert not (wizard.templates_dir / "names.yaml").exists()
+    code, out, err = run_cli(capsys, "templates", "new", "names", "--from-file", "inbox/names.csv")
+    assert code == 0 and out.splitlines()[0] == str(wizard.templates_dir / "names.yaml")
+    todo = "no column maps to a key field of recipient (email or crm_id): map one and name it in target.keys"
+    assert err == f"todo: {todo}\n"
+    text = (wizard.templates_dir / "names.yaml").read_text(encoding="utf-8")
+    assert f"  keys: []  # TODO: {todo}\n" in text and "# 1 TODO(s) below" in text
+    # Until the TODO is done the draft does not load, and the catalog says why.
+    code, _, err = run_cli(capsys, "templates", "validate")
+    assert code == 1 and "names.yaml: target.keys: List should have at least 1 item" in err
+
+
+def test_one_impossible_date_does_not_hide_the_format_of_the_others(wizard, capsys):
+    wizard.file("inbox/dates.csv", "Mail;Date de naissance\nann@x.org;31/02/1985\nbob@x.org;01/02/1980\ncid@x.org;05/06/1970\n")
+    assert guess_date_format(["31/02/1985", "01/02/1980", "05/06/1970"]) == "%d/%m/%Y"
+    code, _, _ = run_cli(capsys, "templates", "new", "dates", "--from-file", "inbox/dates.csv")
+    assert code == 0
+    draft = yaml.safe_load((wizard.templates_dir / "dates.yaml").read_text(encoding="utf-8"))
+    assert {"source": "Date de naissance", "target": "birth_date", "format": "%d/%m/%Y"} in draft["columns"]
+    code, out, _ = run_cli(capsys, "templates", "preview", "dates")
+    assert code == 0 and out.startswith("3 line(s) read, 2 valid, 1 rejected")  # only the impossible date
+    assert "birth_date: '31/02/1985' is not a date in the format %d/%m/%Y" in out
+
+
+def test_a_link_is_proposed_from_an_email_column_and_an_unmapped_one_is_a_todo(wizard, capsys, monkeypatch):
+    monkeypatch.setenv("CAMPAIGN_SCHEMAS_DIR", str(SHOP_SCHEMAS))
+    wizard.file("inbox/orders.csv", "Order id;SKU;Amount;Currency;Purchased at;Email\nO1;tea;12,90;EUR;02/11/2026 10:15;Ann@x.org\n")
+    code, out, err = run_cli(capsys, "templates", "new", "orders", "--from-file", "inbox/orders.csv", "--table", "purchase")
+    assert code == 0 and err == "", err
+    draft = yaml.safe_load((wizard.templates_dir / "orders.yaml").read_text(encoding="utf-8"))
+    assert {"source": "Email", "target": "recipient", "link": {"via": "email"}, "trim": True, "case": "lower"} in draft["columns"]
+    assert {"source": "Amount", "target": "amount", "format": {"decimal": ","}} in draft["columns"]
+    assert {"source": "Purchased at", "target": "purchased_at", "format": "%d/%m/%Y %H:%M"} in draft["columns"]
+    assert draft["target"]["keys"] == ["order_id"]
+
+    # Without the e-mail: the required link is a TODO, the rest of the draft is written.
+    wizard.file("inbox/orders2.csv", "Order id;SKU;Amount;Purchased at\nO2;cup;7.50;2026-11-02 10:15:00\n")
+    code, _, err = run_cli(capsys, "templates", "new", "orders2", "--from-file", "inbox/orders2.csv", "--table", "purchase")
+    assert code == 0 and err == "todo: the required link to recipient, by its email: map a column to recipient\n"
+    text = (wizard.templates_dir / "orders2.yaml").read_text(encoding="utf-8")
+    assert '  # - {source: "<column title>", target: recipient}\n' in text
+    assert {"source": "Purchased at", "target": "purchased_at", "format": "%Y-%m-%d %H:%M:%S"} in yaml.safe_load(text)["columns"]
+
+
+def test_a_preview_where_no_line_is_valid_shows_the_rejects(wizard, capsys):
+    run_cli(capsys, "templates", "new", "crm_people", "--from-file", "inbox/cp1252.csv")
+    header = CP1252_SEMICOLON.splitlines()[0]
+    wizard.file("inbox/bad.csv", f"{header}\nnot-an-email;Zoé;Dupré;;;;\nworse;Jean;Müller;;;;\n", encoding="cp1252")
+    code, out, err = run_cli(capsys, "templates", "preview", "crm_people", "--file", "inbox/bad.csv")
+    assert code == 0, err
+    assert out.startswith("2 line(s) read, 0 valid, 2 rejected (before reconciliation)")
+    assert "email: 'not-an-email' is not a valid e-mail address" in out and "email: 'worse'" in out
 
 
 def test_duplicate_keeps_comments_and_layout_and_gives_its_own_label(wizard, capsys):

@@ -80,14 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reload", metavar="HOST:PORT", help="a running dagster-webserver to reload, e.g. 127.0.0.1:3000")
     p = _command(
         tsub, "new", cmd_templates_new, "draft an import template from a sample file: format detected, mapping guessed",
-        ["campaign-pipelines templates new crm_people --from-file inbox/crm/people.csv --table recipient"],
+        ["campaign-pipelines templates new crm_people --from-file inbox/crm/people.csv --table recipient",
+         "campaign-pipelines templates new shop_orders --from-file inbox/orders.csv --table purchase --reload 127.0.0.1:3000"],
         "Write an import template draft: the file's encoding, delimiter, quote and header detected, each column "
-        "mapped to the table field its title suggests, date formats guessed from the values. Check it with "
-        "`templates preview` before running it.",
+        "mapped to the table field or link its title suggests, date and number formats guessed from most of the "
+        "values. What the guess cannot settle (a key, a required field, a link) is a commented TODO in the draft. "
+        "Check it with `templates preview` before running it.",
     )
     p.add_argument("name", help="the new template's name: letters, digits and underscores")
     p.add_argument("--from-file", required=True, metavar="PATH", help="a sample of the file, under CAMPAIGN_DATA_DIR")
     p.add_argument("--table", default="recipient", help="the table to import into (default: recipient)")
+    p.add_argument("--reload", metavar="HOST:PORT", help="a running dagster-webserver to reload, e.g. 127.0.0.1:3000")
     p = _command(
         tsub, "preview", cmd_templates_preview, "an export's first rows, or how a file's first lines would import",
         ["campaign-pipelines templates preview new_text_export --rows 20",

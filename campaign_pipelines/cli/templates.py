@@ -139,7 +139,9 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
         path = resolve_data_path(settings.data_dir, file, what="file")
         with tempfile.TemporaryDirectory() as work:
             state = steps.validate_step(steps.map_step(steps.read_step(template, path, Path(work))))
-            mapped = pl.concat(list(steps.read_frames(state.data))) if state.data else pl.DataFrame()
+            frames = list(steps.read_frames(state.data))
+            # No valid line at all: no frame to show, the rejects say why.
+            mapped = pl.concat(frames) if frames else pl.DataFrame()
             rejects = read_rejects(list(state.reject_files))
         print(f"{state.rows_read} line(s) read, {mapped.height} valid, {rejects.num_rows} rejected (before reconciliation)")
         if mapped.height:
@@ -150,9 +152,11 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_templates_new(args: argparse.Namespace, settings: Settings) -> int:
-    """An import template draft from a sample file: detected format, guessed mapping."""
+    """An import template draft from a sample file: detected format, guessed mapping; what
+    the guess leaves open is a commented TODO in the draft, which is always written."""
     import schemas
-    from campaign_pipelines.detect import detect, keys_of
+    from campaign_pipelines.detect import detect
+    from campaign_pipelines.drafts import draft_template
     from campaign_pipelines.settings import resolve_data_path
 
     catalog = template_catalog(settings)
@@ -164,44 +168,20 @@ def cmd_templates_new(args: argparse.Namespace, settings: Settings) -> int:
     if not path.is_file():
         raise UsageError(f"--from-file {args.from_file}: no such file under {settings.data_dir}.")
     found = detect(path, args.table)
-    spec = schemas.table(args.table)
-    keys = keys_of(found, spec)
-    columns = []
-    for title, target in found.mapping.items():
-        column: dict[str, Any] = {"source": title if found.header else int(title), "target": target}
-        if spec.field(target).kind == "string":
-            column["trim"] = True
-        if target == "email":
-            column["case"] = "lower"
-        if title in found.formats:
-            column["format"] = found.formats[title]
-        columns.append(column)
-    target_section: dict[str, Any] = {"schema": args.table, "operation": "insert_or_update", "keys": keys[:1]}
-    if keys[1:]:
-        target_section["secondary_keys"] = keys[1:]
-    draft = {
-        "name": args.name,
-        "kind": "import",
-        "label": f"{args.name} (draft)",
-        "source": {
-            "path": str(path.relative_to(settings.data_dir.resolve())), "delimiter": found.delimiter,
-            "quote": found.quote, "encoding": found.encoding, "header": found.header,
-        },
-        "target": target_section,
-        "columns": columns,
-    }
-    unmapped = ", ".join(repr(t) for t in found.unmapped) or "none"
-    text = (
-        f"# Drafted by `campaign-pipelines templates new` from {args.from_file}: check it with\n"
-        f"# `campaign-pipelines templates preview {args.name}` before running it.\n"
-        f"# Columns not mapped (no field of {args.table} answers to their title): {unmapped}.\n"
-        + yaml.safe_dump(draft, sort_keys=False, allow_unicode=True, default_flow_style=None, width=120)
-    )
+    relative = str(path.relative_to(settings.data_dir.resolve()))
+    draft = draft_template(args.name, found, args.table, relative, args.from_file)
     target = settings.templates_dir / f"{args.name}.yaml"
-    parse_template(text, str(target))  # the draft must load
     settings.templates_dir.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    target.write_text(draft.text, encoding="utf-8")
     print(target)
+    formats = ", ".join(f"{title}: {fmt}" for title, fmt in found.formats.items()) or "none"
     print(f"encoding {found.encoding}, delimiter {found.delimiter!r}, quote {found.quote!r}, header {found.header}; "
-          f"{len(found.mapping)} of {len(found.titles)} columns mapped, keys {', '.join(keys)}; not mapped: {unmapped}")
+          f"{len(found.mapping)} of {len(found.titles)} columns mapped; formats: {formats}; "
+          f"not mapped: {', '.join(repr(t) for t in found.unmapped) or 'none'}")
+    for todo in draft.todos:
+        print(f"todo: {todo}", file=sys.stderr)
+    if not draft.todos:
+        parse_template(draft.text, str(target))  # a bug if a complete draft does not load
+    if args.reload:
+        _reload_code_location(args.reload)
     return EXIT_OK
