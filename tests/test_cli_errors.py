@@ -128,3 +128,30 @@ def test_first_runs_on_a_new_dagster_home_at_once_all_finish(cli_home, tmp_path)
     assert [code for code, _, _ in outcomes] == [0, 0, 0], [err[-2000:] for _, _, err in outcomes]
     assert sorted(json.loads(out)["rows_inserted"] for _, out, _ in outcomes) == [0, 0, 5]
     assert all(err == "" for _, _, err in outcomes)
+
+
+def test_a_header_read_with_the_wrong_delimiter_says_which_one_it_looks_like(cli_home, capsys):
+    cli_home.template(people_template(source={"delimiter": ","}))
+    cli_home.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee"))
+    code, _, err = run_cli(capsys, "run", "people")
+    assert code == 1
+    assert err == (
+        f"error: file {cli_home.data_dir / 'inbox' / 'people.csv'}: its header line 'email;crm_id;first_name;last_name' "
+        "looks ';'-separated, not ','-separated (source.delimiter); set delimiter: ';' in the template or at launch.\n"
+    )
+    code, _, _ = run_cli(capsys, "run", "people", "--set", "delimiter=;")
+    assert code == 0
+
+
+def test_a_mistyped_file_or_column_names_the_closest_one(cli_home, capsys):
+    code, _, err = run_cli(capsys, "run", "import_recipients", "--file", "inbox/recipient.csv")
+    assert code == 1
+    assert err == f"error: file {cli_home.data_dir / 'inbox' / 'recipient.csv'} does not exist (did you mean 'recipients.csv'?).\n"
+    code, _, err = run_cli(capsys, "run", "import_recipients", "--file", "nowhere/recipients.csv")
+    assert code == 1 and err.endswith(f"does not exist (there is no folder {cli_home.data_dir / 'nowhere'}).\n")
+
+    cli_home.template(people_template(columns=[{"source": "e-mail", "target": "email"}], target={"secondary_keys": []}))
+    cli_home.file("inbox/people.csv", people_file("ann@x.org;C1;Ann;Lee"))
+    code, _, err = run_cli(capsys, "run", "people")
+    assert code == 1
+    assert "has no column 'e-mail' (columns[0].source) (did you mean 'email'?); its columns are: email, crm_id" in err
