@@ -540,12 +540,36 @@ def plan(bind: sa.Engine | sa.Connection, model: DataModel) -> Plan:
             fk_removed.append(diff[1])
         else:
             planner.other(diff)
+    if conn.dialect.name == "sqlite":
+        present |= _unnamed_sqlite_uniques(conn, model)
     planner.uniques(wanted, present)
     planner.foreign_keys(fk_added, fk_removed)
     if conn.dialect.name == "postgresql":
         planner.links_by_triggers()
     changes = [change for _, change in sorted(planner.changes, key=lambda item: item[0])]
     return Plan(conn.dialect.name, changes, sorted(planner.refusals))  # by table and field
+
+
+def _model_uniques(table: sa.Table) -> set[frozenset[str]]:
+    """The column sets `table` promises unique: unique columns, constraints and indexes."""
+    found = {frozenset([c.name]) for c in table.columns if c.unique}
+    found |= {frozenset(c.name for c in uq.columns) for uq in table.constraints if isinstance(uq, sa.UniqueConstraint)}
+    return found | {frozenset(c.name for c in ix.columns) for ix in table.indexes if ix.unique}
+
+
+def _unnamed_sqlite_uniques(conn: sa.Connection, model: DataModel) -> dict[tuple[str, frozenset[str]], list[str]]:
+    """The unique constraints SQLite holds without a name (made with CREATE TABLE) that the
+    model no longer has: Alembic leaves unnamed constraints out of its comparison."""
+    inspector = sa.inspect(conn)
+    existing = set(inspector.get_table_names())
+    found: dict[tuple[str, frozenset[str]], list[str]] = {}
+    for name in sorted(set(model.tables) & existing):
+        promised = _model_uniques(model.metadata.tables[name])
+        for uq in inspector.get_unique_constraints(name):
+            columns = frozenset(uq["column_names"])
+            if uq.get("name") is None and columns not in promised:
+                found[(name, columns)] = list(uq["column_names"])
+    return found
 
 
 # ---------------------------------------------------------------------------------------

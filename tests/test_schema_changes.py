@@ -398,6 +398,21 @@ def test_a_change_that_could_lose_data_is_refused_and_nothing_changes(campaign, 
     assert "store" not in before and "nickname" not in columns(campaign, "recipient")
 
 
+def test_a_unique_field_or_key_made_with_the_table_then_dropped_from_the_model_is_refused(campaign):
+    """CREATE TABLE made them unnamed constraints on SQLite, which Alembic does not compare:
+    both databases see them, and refuse to drop them the same way."""
+    start(campaign)
+    campaign.schema(STORE.replace("city, kind: string, max_length: 64}", "city, kind: string, max_length: 64, unique: true}"), "store")
+    apply(campaign)
+    assert planned(campaign).empty
+    campaign.schema(STORE.replace(", unique: true", "").replace("key: [code]\n", ""), "store")
+    sentence = ("store.{}: the field is unique in the database but not in the data model; schema apply does not remove "
+                "a unique constraint, so nothing was changed.")
+    assert planned(campaign).refusals == [sentence.format("city"), sentence.format("code")]
+    with pytest.raises(migrate.SchemaChangeRefused):
+        apply(campaign)
+
+
 def test_several_refusals_are_one_sentence_each(campaign):
     start(campaign)
     campaign.schema(LOYALTY + "  - {name: note, kind: string, max_length: 32}\n", "loyalty")
