@@ -272,3 +272,39 @@ def test_services_are_importable_too(campaign):
         {"name": "sms", "label": "SMS offers", "channel": "sms"},
     ]
     assert campaign.run("import_services").counts["rows_unchanged"] == 2
+
+
+CARD = """\
+name: loyalty_card
+fields:
+  - {name: number, kind: string, max_length: 16, nullable: false}
+links:
+  - {name: recipient, table: recipient, via: email, nullable: false, on_delete: restrict}
+key: [number]
+"""
+
+
+def test_a_delete_kept_by_a_restrict_link_rejects_its_line_naming_the_linking_record(campaign):
+    """A line whose record another table still links to (on_delete: restrict) is rejected,
+    naming that table and one of its records; the other lines are deleted (both databases)."""
+    campaign.schema(CARD, "loyalty_card")
+    load_base(campaign)
+    campaign.template(
+        "name: cards\nkind: import\nsource: {path: inbox/cards.csv, delimiter: ';'}\n"
+        "target: {schema: loyalty_card, keys: [number]}\n"
+        "columns:\n  - {source: number, target: number}\n  - {source: email, target: recipient, link: {via: email}}\n"
+    )
+    campaign.file("inbox/cards.csv", "number;email\nN-7;bob@x.org\nN-8;bob@x.org\n")
+    assert campaign.run("cards").counts["rows_inserted"] == 2
+    campaign.template(people_template(name="people_delete", target={"operation": "delete"}))
+    campaign.file("inbox/people.csv", people_file("bob@x.org;;;", "cid@x.org;;;"))
+    result = campaign.run("people_delete")
+    assert result.status == "finished_with_errors", result.error
+    assert (result.counts["rows_deleted"], result.counts["rows_rejected"]) == (1, 1)
+    assert sorted(names(campaign)) == ["ann@x.org", "bob@x.org"]
+    (reject,) = campaign.rows("import_reject", order_by="line_number")
+    assert reject["line_number"] == 2 and reject["column_name"] == "email"
+    assert reject["reason"] == (
+        "the recipient record is still linked from 2 loyalty_card records (first: number 'N-7'); "
+        "loyalty_card.recipient has on_delete: restrict, so it was not deleted"
+    )

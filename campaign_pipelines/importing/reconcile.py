@@ -35,6 +35,7 @@ import schemas
 from campaign_pipelines.importing.stage import (
     copy_to_stage, deciding_columns, insert_rows, stage_table, temporary_table, unique_groups,
 )
+from campaign_pipelines.importing import restrict
 from campaign_pipelines.importing.validate import KEY_KIND
 from campaign_pipelines.templates import ImportTemplate
 
@@ -47,7 +48,7 @@ IGNORED = {
     "not_found": "no record matches the key",
     "kept": "the record exists and existing_records is ignore",
 }
-REJECT_PREFIXES = ("duplicate_reject", "ambiguous", "conflict:", "conflict_file:", "missing_link:", "required:")
+REJECT_PREFIXES = ("duplicate_reject", "ambiguous", "conflict:", "conflict_file:", "missing_link:", "required:", restrict.PREFIX)
 LOADED = ("insert", "update", "unchanged")
 WRITING = ("insert", "update")
 
@@ -392,6 +393,8 @@ class Reconciler:
             sa.update(t).values(updates).where(t.c.id == d.c.match_id, d.c.action == "update", s.c.line == d.c.line)
         )
 
+        if self.template.target.operation == "delete":
+            restrict.hold_restricted(self.conn, d, self.spec.name)  # such lines are rejected, not deleted
         deleted = sa.select(d.c.match_id).where(d.c.action == "delete")
         self.conn.execute(sa.delete(t).where(t.c.id.in_(deleted)))
 
@@ -489,10 +492,13 @@ class Reconciler:
         labels = {m.target: (str(m.source) if m.source is not None else m.target) for m in self.template.columns}
         keys = ", ".join(self.keys)
         key_labels = ", ".join(labels[k] for k in self.keys)
+        restricted = restrict.restricted_reasons(self.conn, d, self.spec.name) if self.template.target.operation == "delete" else {}
         for row in self.conn.execute(rejected.order_by(d.c.line)).mappings():
             action = row["action"]
             kind, _, column = action.partition(":")
-            if action == "duplicate_reject":
+            if row["line"] in restricted:
+                result.rejects.append((row["line"], key_labels, restricted[row["line"]]))
+            elif action == "duplicate_reject":
                 result.rejects.append((row["line"], key_labels, f"duplicate of line {row['ref_line']} (same {keys})"))
             elif action == "ambiguous":
                 result.rejects.append((row["line"], key_labels, f"the key matches several {self.spec.name} records"))
