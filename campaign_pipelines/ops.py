@@ -183,6 +183,8 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
         )
     ignored = {f"ignored: {cause}": count for cause, count in outcome.ignored_by_cause.items()}
     created = {f"created by the {link} link": count for link, count in outcome.links_created.items()}
+    if outcome.links_created:  # the same, as one value for `run --json`
+        created["links_created"] = dg.MetadataValue.json(outcome.links_created)
     rejects_metadata = rejects_materialization(template, context.run_id, outcome.rejects, outcome.rejects_path).metadata
     yield dg.Output(
         {**summary, "status": outcome.status, "rejects_path": str(outcome.rejects_path) if outcome.rejects_path else None},

@@ -330,3 +330,20 @@ def shop_model(sqlite_campaign):
     sqlite_campaign.schema(PURCHASE, "purchase")
     sqlite_campaign.schema(REFERRAL, "referral")
     return sqlite_campaign
+
+
+def test_a_timestamp_is_written_in_utc_or_in_its_columns_timezone(shop):
+    columns = [{"column": "order_id"}, {"column": "purchased_at", "label": "UTC"},
+               {"column": "purchased_at", "label": "Paris", "timezone": "Europe/Paris", "format": "%Y-%m-%d %H:%M %z"}]
+    lines = run_lines(shop, export("purchase", columns, filter={"order_id": {"in": ["P1", "P3"]}}, order_by=["order_id"]))
+    # Stored in UTC; Paris is UTC+1 in March and UTC+2 (summer time) in June.
+    assert lines == ["order_id;UTC;Paris", "P1;2024-03-05 10:15:30;2024-03-05 11:15 +0100", "P3;2024-06-30 00:00:01;2024-06-30 02:00 +0200"]
+
+
+def test_an_export_timezone_is_only_for_a_timestamp(shop):
+    from campaign_pipelines.templates import TemplateError, parse_template
+
+    with pytest.raises(TemplateError, match=r"source\.columns\[0\]\.timezone: only for a timestamp column written as a timestamp"):
+        parse_template(export("purchase", [{"column": "order_id", "timezone": "Europe/Paris"}]), "out.yaml")
+    with pytest.raises(TemplateError, match=r"source\.columns\[0\]\.timezone: unknown timezone 'Mars/Olympus'"):
+        parse_template(export("purchase", [{"column": "purchased_at", "timezone": "Mars/Olympus"}]), "out.yaml")

@@ -10,6 +10,8 @@ import decimal
 import pytest
 import yaml
 
+from campaign_pipelines.launching import run_outcome
+from campaign_pipelines.templates import load_catalog
 from tests.helpers import people_file, people_template
 
 PURCHASE = """\
@@ -155,6 +157,8 @@ def test_on_missing_link_create_adds_the_linked_record_with_that_key(shop):
     result = shop.run("purchases")
     assert result.status == "finished" and result.counts["rows_inserted"] == 3
     assert import_metadata(result)["created by the recipient link"].value == 1
+    # And in `run --json`, as {link: records created}.
+    assert run_outcome(shop.instance, result.run_id, load_catalog(shop.templates_dir).get("purchases"))["links_created"] == {"recipient": 1}
     people = {r["email"]: r["id"] for r in shop.rows("recipient", "id", "email")}
     assert set(people) == {"ann@example.com", "bob@example.com", "new@example.com"}  # created once
     rows = shop.rows("purchase", "order_id", "recipient_id", order_by="order_id")
@@ -188,9 +192,10 @@ def test_decimals_with_too_many_digits_are_rejected_naming_line_and_column_never
         "A3;SKU-1;1e3;EUR;2026-11-02 10:00;ann@example.com;web;",
         "A4;SKU-1;-0000012,5;EUR;2026-11-02 10:00;ann@example.com;web;",
         "A5;SKU-1;3;XYZ;2026-11-02 10:00;ann@example.com;web;",
+        "A6;SKU-1;7,5000;EUR;2026-11-02 10:00;ann@example.com;web;",  # zeros past the scale: exactly 7.50
     ))
     result = shop.run("purchases")
-    assert result.counts["rows_inserted"] == 1 and result.counts["rows_rejected"] == 4
+    assert result.counts["rows_inserted"] == 2 and result.counts["rows_rejected"] == 4
     rejects = shop.rows("import_reject", "line_number", "column_name", "reason", order_by="line_number")
     assert [(r["line_number"], r["column_name"]) for r in rejects] == [(2, "amount"), (3, "amount"), (4, "amount"), (6, "currency")]
     assert "at most 10 digits before the point and 2 after" in rejects[0]["reason"]
@@ -201,7 +206,8 @@ def test_decimals_with_too_many_digits_are_rejected_naming_line_and_column_never
 
     table = schemas.table("purchase").table
     with shop.engine.connect() as conn:
-        assert conn.execute(select(table.c.amount)).scalar_one() == decimal.Decimal("-12.50")
+        amounts = conn.execute(select(table.c.order_id, table.c.amount).order_by(table.c.order_id)).all()
+    assert [tuple(a) for a in amounts] == [("A4", decimal.Decimal("-12.50")), ("A6", decimal.Decimal("7.50"))]
 
 
 def test_a_required_field_left_empty_rejects_the_insert(shop):

@@ -43,6 +43,8 @@ def column_text(column: ExportColumn, template: ExportTemplate, label: str | Non
         is_text = kind == "string"
         if kind in DEFAULT_FORMATS:
             fmt = column.format if isinstance(column.format, str) else DEFAULT_FORMATS[kind]
+            if column.timezone:  # the query's timestamps are UTC instants
+                value = value.dt.convert_time_zone(column.timezone)
             text = value.dt.strftime(fmt)
         elif kind == "integer" and isinstance(column.format, NumberFormat) and column.format.thousands:
             number_format = column.format

@@ -44,8 +44,8 @@ def constant(value: Any, f: Field, where: str) -> Any:
 
 
 def _decimal_pattern(f: Field) -> str:
-    """A plain decimal with at most the field's digits (leading zeros already dropped):
-    a value with more is rejected, never rounded."""
+    """A plain decimal with at most the field's digits (leading zeros, and zeros past the
+    scale, already dropped): a value with more is rejected, never rounded."""
     whole, scale = (f.precision or 0) - (f.scale or 0), f.scale or 0
     point = rf"(\.\d{{0,{scale}}})?" if scale else r"\.?"
     fraction_only = rf"|\.\d{{1,{scale}}}" if scale else ""
@@ -74,6 +74,9 @@ def _convert(text: pl.Expr, f: Field, fmt: str | NumberFormat | None, timezone: 
                 number = number.str.replace_all(fmt.decimal, ".", literal=True)
         if f.kind == "decimal":
             number = number.str.replace(r"^([+-]?)0+(\d)", "${1}${2}")
+            # Zeros past the scale change nothing (19.900 is 19.90 at scale 2): not a fault.
+            scale = f.scale or 0
+            number = number.str.replace(rf"(\.\d{{{scale}}})0+$", "${1}") if scale else number.str.replace(r"\.0+$", "")
             exact = number.str.contains(_decimal_pattern(f))
             typed = pl.when(exact).then(number).otherwise(None).cast(f.polars_dtype, strict=False)
         elif f.kind == "float":

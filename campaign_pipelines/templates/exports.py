@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 import schemas
 from campaign_pipelines.templates.common import (
     FILTER_OPERATORS, NAME_PATTERN, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding,
-    _one_character, check_pattern, filter_conditions, filter_value,
+    _one_character, _timezone, check_pattern, filter_conditions, filter_value,
 )
 from campaign_pipelines.text import scalar_text
 
@@ -151,7 +151,11 @@ class ExportColumn(Model):
     label: str | None = None
     case: Literal["lower", "upper", "capitalize", "none"] = "none"
     format: str | NumberFormat | None = None
+    # Timestamps (stored in UTC) are written in this IANA zone; default UTC.
+    timezone: str | None = None
     width: Annotated[int, Field(ge=1)] | None = None  # fixed-width destinations
+
+    _check_timezone = field_validator("timezone")(lambda v: v if v is None else _timezone(v))
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -318,6 +322,8 @@ class ExportTemplate(Launchable):
             kind = column_kind(spec, column, f"source.columns[{i}]")
             if self.destination.format == "fixed_width" and column.width is None:
                 raise ValueError(f"source.columns[{i}].width: required for a fixed_width destination")
+            if column.timezone is not None and (kind != "timestamp" or column.part is not None or column.labels is not None):
+                raise ValueError(f"source.columns[{i}].timezone: only for a timestamp column written as a timestamp")
             if column.format is not None and kind is not None:
                 if column.column is not None and column.labels is None:
                     shown = f"{column.column} is a {kind}" if column.part is None else f"its {column.part} is a whole number"
