@@ -95,3 +95,20 @@ def test_a_run_config_cannot_move_a_deployment_setting(sqlite_campaign, job_name
         run_config = {**run_config, "ops": {"crm_daily_steps": {"config": {"file": "inbox/people_20250101.csv"}}}}
     with pytest.raises(dg.DagsterInvalidConfigError, match=rf'unexpected config entry "{key}"|"{"resources" if "resources" in run_config else "execution"}"'):
         dg.validate_run_config(job, run_config)
+
+
+def test_a_data_schema_that_cannot_load_shows_on_its_tables_asset(sqlite_campaign):
+    """A new table's broken file: a placeholder asset of its name says why. An extension's:
+    the table it extends says so. The other tables and templates load."""
+    sqlite_campaign.schema("name: card\nfields:\n  - {name: tag, kind: string, nulable: true}\n", "card")
+    sqlite_campaign.schema("extends: recipient\nfields:\n  - {name: tier, kind: money}\n", "tier")
+    defs = build_definitions(sqlite_campaign.settings)
+    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    card = specs["campaign/card"]
+    assert card.description.startswith("This data schema cannot load: ")
+    assert "card.yaml: fields[0].nulable: unknown key (did you mean 'nullable'?)" in card.description
+    assert "card.yaml" in card.metadata["load_error_files"].value
+    recipient = specs["campaign/recipient"]
+    assert "A data schema of this table cannot load: " in recipient.description
+    assert "tier.yaml: fields[0]" in recipient.metadata["load_errors"].value
+    assert "dagster/column_schema" in recipient.metadata and "import_recipients" in {j.name for j in defs.resolve_all_job_defs()}
