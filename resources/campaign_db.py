@@ -131,9 +131,10 @@ def transient_error(exc: BaseException) -> str | None:
 
 
 class CampaignDatabase(dg.ConfigurableResource):
-    """The database imports load into and exports read from. `url` is a SQLAlchemy URL
-    (set it from the CAMPAIGN_DB_URL environment variable with dg.EnvVar so the value,
-    which may hold a password, is never shown); empty means the embedded SQLite file.
+    """The database imports load into and exports read from. `url` is a SQLAlchemy URL;
+    empty means the embedded SQLite file. The deployment fixes it
+    (campaign_pipelines/deployment.py): read from CAMPAIGN_DB_URL when a run starts, so
+    the value, which may hold a password, is never shown, and no run config can change it.
     A step that meets a transient error (`transient_error`) is tried again by its retry
     policy (campaign_pipelines/ops.py: DATABASE_RETRY)."""
 
