@@ -36,7 +36,7 @@ def prepare() -> dict[str, str]:
     (ROOT / "dagster").mkdir(parents=True)
     # The production queue policy (one writer per table), on embedded SQLite storage.
     deploy = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
-    instance = {"run_coordinator": deploy["run_coordinator"], "telemetry": {"enabled": False}}
+    instance = {"run_coordinator": deploy["run_coordinator"], "concurrency": deploy["concurrency"], "telemetry": {"enabled": False}}
     (ROOT / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(instance))
     env = {
         "DAGSTER_HOME": str(ROOT / "dagster"),
