@@ -11,6 +11,12 @@ templates) is this checkout's, copied into both worktrees: the commits differ in
 code only, and both get the same options (`--dagster-storage postgres`: each its own
 PostgreSQL database for the Dagster instance, as in production). Prints each round's
 seconds and the ratio AFTER / BEFORE of the medians and round by round; saves nothing.
+
+Besides wall time, each round's figures that other load on the machine barely moves:
+`cpu_ours` (CPU seconds of bench/run.py's process tree: the command, its run, its steps)
+and `cpu_pg` (CPU seconds of the PostgreSQL server's processes over the round, backends
+included: the postmaster's own and its reaped children's, plus the live children's).
+They cover the whole round (both loads, and the harness's own few queries).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,7 +47,30 @@ def worktree(rev: str, parent: Path) -> Path:
     return path
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds the PostgreSQL server has used: the postmaster's own, its exited
+    children's (reaped by it) and its live children's."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name", "ppid"]):
+        try:
+            if proc.info["name"] == "postgres" and psutil.Process(proc.info["ppid"]).name() != "postgres":
+                times = proc.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+                total += sum(c.cpu_times().user + c.cpu_times().system for c in proc.children())
+        except psutil.Error:
+            continue
+    return total
+
+
+def children_cpu_seconds() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float]:
+    ours, pg = children_cpu_seconds(), postgres_cpu_seconds()
     cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", "pg",
            "--loads", loads, "--no-save", "--work", str(args.work / tree.name),
            "--dagster-storage", args.dagster_storage]
@@ -49,7 +79,10 @@ def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float
         raise SystemExit(f"{tree.name}: bench/run.py failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     for load, steps in zip(loads.split(","), STEPS.findall(done.stdout)):
         print(f"  {tree.name} {load} steps: {steps}", flush=True)
-    return {load: float(seconds) for load, seconds in CASE.findall(done.stdout)}
+    figures = {load: float(seconds) for load, seconds in CASE.findall(done.stdout)}
+    figures["cpu_ours"] = children_cpu_seconds() - ours
+    figures["cpu_pg"] = postgres_cpu_seconds() - pg
+    return figures
 
 
 def main() -> int:
@@ -80,7 +113,7 @@ def main() -> int:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
-    for load in loads.split(","):
+    for load in [*loads.split(","), "cpu_ours", "cpu_pg"]:
         before = [s[load] for s in samples[args.before]]
         after = [s[load] for s in samples[args.after]]
         rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(after, before))

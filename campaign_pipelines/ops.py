@@ -54,7 +54,18 @@ def remove_work_data(context: dg.OpExecutionContext) -> None:
 
 def adopt_run(context: dg.OpExecutionContext, template: Template) -> None:
     """A run of Dagster's asset job (Materialize on an asset page, an asset backfill) takes
-    the tags a run of the template's job has from its job, before it reads anything."""
+    the tags a run of the template's job has from its job, before it reads anything.
+
+    Such a run may hold several templates' assets (Materialize all on a group): each
+    template's import is one transaction with work data of its own run, kept and removed
+    by run, so the run is refused before anything is read."""
+    selected = context.run.asset_selection or set()
+    names = sorted({key.path[-1] for key in selected if key.path[0] in ("imports", "exports")})
+    if len(names) > 1:
+        raise CampaignError(
+            f"this run holds the assets of {len(names)} job templates ({', '.join(names)}); a run loads or "
+            "exports one template: launch each from its job or its own asset page. Nothing was read or written."
+        )
     if TEMPLATE_TAG not in context.run.tags:
         context.instance.add_run_tags(context.run_id, template_tags(template))
 

@@ -112,3 +112,32 @@ def test_a_data_schema_that_cannot_load_shows_on_its_tables_asset(sqlite_campaig
     assert "A data schema of this table cannot load: " in recipient.description
     assert "tier.yaml: fields[0]" in recipient.metadata["load_errors"].value
     assert "dagster/column_schema" in recipient.metadata and "import_recipients" in {j.name for j in defs.resolve_all_job_defs()}
+
+
+def test_a_run_of_the_asset_job_takes_its_templates_tags(sqlite_campaign):
+    """Materialize on an asset page runs Dagster's asset job: its first step gives the run
+    the tags the template's job gives its runs. A run of two templates' assets at once
+    (Materialize all on a group) is refused before anything is read."""
+    for name in ("people_a", "people_b"):
+        sqlite_campaign.template(people_template(name=name, source={"path": f"inbox/{name}.csv"}))
+        sqlite_campaign.file(f"inbox/{name}.csv", people_file(f"{name}@x.org;{name};Ann;Lee"))
+    asset_job = build_definitions(sqlite_campaign.settings).resolve_implicit_global_asset_job_def()
+    keys = [dg.AssetKey([group, "people_a"]) for group in ("imports", "rejects")]
+    with dg.instance_for_test() as instance:
+        one = asset_job.execute_in_process(instance=instance, asset_selection=keys)
+        both = asset_job.execute_in_process(
+            instance=instance, asset_selection=[*keys, *(dg.AssetKey([g, "people_b"]) for g in ("imports", "rejects"))],
+            raise_on_error=False,
+        )
+        runs = {run.run_id: run for run in instance.get_runs()}
+        failures = {e.step_key: e.dagster_event.step_failure_data.user_failure_data.description
+                    for e in instance.all_logs(both.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)}
+    assert one.success
+    assert {k: v for k, v in runs[one.run_id].tags.items() if k.startswith("campaign/")} == {
+        "campaign/template": "people_a", "campaign/kind": "import", "campaign/table": "recipient", "campaign/status": "finished",
+    }
+    assert not both.success and runs[both.run_id].tags["campaign/status"] == "failed"
+    sentence = ("this run holds the assets of 2 job templates (people_a, people_b); a run loads or exports one template: "
+                "launch each from its job or its own asset page. Nothing was read or written.")
+    assert failures == {"people_a_steps.read_file": sentence, "people_b_steps.read_file": sentence}
+    assert [r["email"] for r in sqlite_campaign.rows("recipient", "email")] == ["people_a@x.org"]  # the first run's only

@@ -281,3 +281,43 @@ def test_a_3_day_backfill_runs_its_steps_on_the_deployments_executor(production,
         ("bob@x.org", "Bob", "Ray"), ("dan@x.org", "Dan", "Poe-Lee"), ("eve@x.org", "Eve", "Roe"), ("fay@x.org", "Fay", "Day"),
     ]
     assert work_folders(production.root / "data") == [] and stage_tables(get_engine(production.db_url)) == []
+
+
+def test_asset_job_runs_of_one_table_wait_for_each_other_in_the_queue(production):
+    """Two runs of Dagster's asset job (what Materialize and a backfill on an asset page
+    launch) for one table's days: created without the campaign/table tag, so the queue holds
+    the second by the table's pool (deploy/dagster.yaml: a limit of 1 at run granularity,
+    set ahead as docs/recurring-exchanges.md says); each takes the template's tags when it starts."""
+    from campaign_pipelines import launching
+    from campaign_pipelines.definitions import build_definitions
+    from campaign_pipelines.settings import Settings
+
+    production.write("templates/people.yaml", people_template(partitions=DAILY))
+    production.write("data/inbox/crm/people_20250101.csv", people_file("ann@x.org;C1;Ann;Lee"))
+    production.write("data/inbox/crm/people_20250102.csv", people_file("ann@x.org;C1;Ann;Lee-Smith"))
+    subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "campaign/recipient", "1"],
+                   env=production.env, check=True, capture_output=True)
+    asset_job = build_definitions(Settings.from_env()).resolve_implicit_global_asset_job_def()
+    keys = {dg.AssetKey(["imports", "people"]), dg.AssetKey(["rejects", "people"])}
+    engine = get_engine(production.db_url)
+    with engine.connect() as blocker:
+        with blocker.begin():
+            blocker.execute(sa.text("LOCK TABLE recipient IN SHARE MODE"))  # writers of recipient wait
+            for day in ("2025-01-01", "2025-01-02"):
+                run = production.instance.create_run_for_job(
+                    job_def=asset_job, asset_selection=frozenset(keys), tags={"dagster/partition": day},
+                    remote_job_origin=launching.remote_origin(asset_job.name), job_code_origin=launching.code_origin(asset_job.name),
+                )
+                assert "campaign/table" not in run.tags
+                production.instance.submit_run(run.run_id, workspace=None)
+            production.wait_for("the first day to block on its table", lambda: [r.status for r in production.runs(asset_job.name)]
+                                == [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.QUEUED])
+            time.sleep(3)  # several daemon iterations: the second day stays queued
+            assert [r.status for r in production.runs(asset_job.name)] == [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.QUEUED]
+    production.wait_for("both days to load", lambda: all(r.status == dg.DagsterRunStatus.SUCCESS for r in production.runs(asset_job.name)))
+    day_one, day_two = production.runs(asset_job.name)
+    records = {r.dagster_run.run_id: r for r in production.instance.get_run_records(dg.RunsFilter(job_name=asset_job.name))}
+    assert records[day_two.run_id].start_time >= records[day_one.run_id].end_time
+    assert all(r.tags["campaign/table"] == "recipient" and r.tags["campaign/template"] == "people" for r in (day_one, day_two))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT last_name FROM recipient WHERE email = 'ann@x.org'")).scalar_one() == "Lee-Smith"
