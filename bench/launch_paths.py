@@ -92,19 +92,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--template", default="import_recipients")
     parser.add_argument("--port", type=int, default=3399)
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="the checkout whose workspace and code to serve (its code first on PYTHONPATH)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="launch-paths-"))
     home, data = root / "home", root / "data"
     (data / "inbox").mkdir(parents=True)
     home.mkdir()
-    shutil.copy(REPO / "examples" / "recipients.csv", data / "inbox" / "recipients.csv")
+    shutil.copy(args.repo / "examples" / "recipients.csv", data / "inbox" / "recipients.csv")
     (home / "dagster.yaml").write_text(
         "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(home), CAMPAIGN_DATA_DIR=str(data), CAMPAIGN_TEMPLATES_DIR=str(root / "templates"))
+    env.update(DAGSTER_HOME=str(home), CAMPAIGN_DATA_DIR=str(data), CAMPAIGN_TEMPLATES_DIR=str(root / "templates"),
+               PYTHONPATH=str(args.repo))
     binary = Path(sys.executable).parent / "dagster-webserver"
-    server = subprocess.Popen([str(binary), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port)],
+    server = subprocess.Popen([str(binary), "-w", str(args.repo / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port)],
                               cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         for _ in range(240):
