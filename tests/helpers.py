@@ -96,6 +96,17 @@ key: [code]
 """
 
 
+# A table whose link to recipient restricts deletes (on_delete: restrict).
+CARD = """\
+name: loyalty_card
+fields:
+  - {name: number, kind: string, max_length: 16, nullable: false}
+links:
+  - {name: recipient, table: recipient, via: email, nullable: false, on_delete: restrict}
+key: [number]
+"""
+
+
 @contextlib.contextmanager
 def failing_writes(engine: Any, table: str = "recipient") -> Any:
     """Every write to `table` fails ("disk on fire") while this lasts, in any process:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import SERVICES, people_file, people_template
+from tests.helpers import CARD, SERVICES, people_file, people_template
 
 BASE = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray", "cid@x.org;C3;Cid;Moe")
 
@@ -272,16 +272,6 @@ def test_services_are_importable_too(campaign):
         {"name": "sms", "label": "SMS offers", "channel": "sms"},
     ]
     assert campaign.run("import_services").counts["rows_unchanged"] == 2
-
-
-CARD = """\
-name: loyalty_card
-fields:
-  - {name: number, kind: string, max_length: 16, nullable: false}
-links:
-  - {name: recipient, table: recipient, via: email, nullable: false, on_delete: restrict}
-key: [number]
-"""
 
 
 def test_a_delete_kept_by_a_restrict_link_rejects_its_line_naming_the_linking_record(campaign):

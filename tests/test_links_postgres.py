@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import schemas
 from resources.campaign_db import raw_engine
 from schemas import links, migrate
-from tests.helpers import STORE, people_file, people_template
+from tests.helpers import CARD, STORE, people_file, people_template
 
 ORDER = """\
 name: order_line
@@ -24,15 +24,6 @@ links:
   - {name: recipient, table: recipient, via: email, nullable: false}
   - {name: store, table: store, via: code, on_delete: set_null}
 key: [order_id]
-"""
-
-CARD = """\
-name: loyalty_card
-fields:
-  - {name: number, kind: string, max_length: 16, nullable: false}
-links:
-  - {name: recipient, table: recipient, via: email, nullable: false, on_delete: restrict}
-key: [number]
 """
 
 

@@ -151,17 +151,22 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
             time.sleep(0.25)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        # The code server and any run worker are in the webserver's own session: end them too.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait(timeout=10)
+        end_session(process)
+
+
+def end_session(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM `process`, then SIGKILL its session: the code server and any run worker a
+    webserver or daemon started are in it too."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -306,16 +311,7 @@ def daemon(webserver: Webserver) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait(timeout=10)
+        end_session(process)
 
 
 def reload_location(webserver: Webserver) -> None:
