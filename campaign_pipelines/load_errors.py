@@ -23,9 +23,14 @@ LOAD_ERROR_TAG = "campaign/load_error"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+def _file_name(origin: str) -> str:
+    """A file's name as a job or table name: `Not Even YAML.yaml` -> `not_even_yaml`."""
+    return re.sub(r"[^a-z0-9_]", "_", Path(origin).stem.lower())
+
+
 def _job_name(error: LoadError, taken: set[str]) -> str | None:
     """The template's own name when it gives a free one, else its file's, else none."""
-    stem = re.sub(r"[^a-z0-9_]", "_", Path(error.origin).stem.lower())
+    stem = _file_name(error.origin)
     for name in (error.subject, stem, f"template_{stem}"):
         if name and NAME.match(name) and name not in taken:
             return name
@@ -69,7 +74,7 @@ def table_load_errors(errors: list[LoadError]) -> dict[str, list[LoadError]]:
         if error.subject:
             table = error.subject
         elif error.origin.endswith((".yaml", ".yml")):
-            table = re.sub(r"[^a-z0-9_]", "_", Path(error.origin).stem.lower())
+            table = _file_name(error.origin)
         else:
             continue  # not a file's (CAMPAIGN_CHECK_MODULES): the files it breaks say so
         by_table.setdefault(table, []).append(error)
