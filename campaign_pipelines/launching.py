@@ -51,6 +51,7 @@ from campaign_pipelines.assets import exports_key, imports_key, rejects_key
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.executors import check_broker
 from campaign_pipelines.importing.steps import COUNT_KEYS
+from campaign_pipelines.tags import STATUS_TAG
 from campaign_pipelines.templates import ExportTemplate, Template
 
 # workspace.yaml's code location: runs launched here belong to it.
@@ -104,7 +105,7 @@ def create_run(
 
 
 # A re-execution's own: the parent's status tag and Dagster's re-execution tags are set anew.
-_NOT_INHERITED = ("campaign/status", PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG, RESUME_RETRY_TAG)
+_NOT_INHERITED = (STATUS_TAG, PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG, RESUME_RETRY_TAG)
 
 
 def create_rerun(instance: dg.DagsterInstance, job: dg.JobDefinition, parent: dg.DagsterRun, *, from_failure: bool) -> dg.DagsterRun:
@@ -175,7 +176,7 @@ def run_outcome(instance: dg.DagsterInstance, run_id: str, template: Template) -
     payload: dict[str, Any] = {
         "run_id": run_id,
         "template": template.name,
-        "status": run.tags.get("campaign/status", "finished" if succeeded else "failed"),
+        "status": run.tags.get(STATUS_TAG, "finished" if succeeded else "failed"),
     }
     materialized = _materializations(instance, run_id)
     exporting = isinstance(template, ExportTemplate)

@@ -27,9 +27,9 @@ from typing import Any
 import dagster as dg
 
 from campaign_pipelines.jobs import run_config
-from campaign_pipelines.ops import STATUS_TAG
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.settings import resolve_data_path
+from campaign_pipelines.tags import STATUS_TAG, TEMPLATE_TAG
 from campaign_pipelines.templates import Collector, ImportTemplate
 from resources import FileStore
 
@@ -169,7 +169,7 @@ class CollectorTick:
         runs = {}
         if complete:
             keys = [key for _, key in complete]
-            filters = dg.RunsFilter(tags={"campaign/template": self.template.name, FILE_KEY_TAG: keys})
+            filters = dg.RunsFilter(tags={TEMPLATE_TAG: self.template.name, FILE_KEY_TAG: keys})
             for run in instance.get_runs(filters=filters):
                 runs.setdefault(run.tags[FILE_KEY_TAG], run)  # newest first
         requests = []
@@ -218,7 +218,7 @@ def build_collector(template: ImportTemplate, job: dg.JobDefinition) -> dg.Senso
 
 
 def _campaign_run(run: dg.DagsterRun) -> bool:
-    return "campaign/template" in run.tags
+    return TEMPLATE_TAG in run.tags
 
 
 @dg.run_status_sensor(
