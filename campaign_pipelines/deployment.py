@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import dagster as dg
 
 from campaign_pipelines.settings import Settings
 from resources import CampaignDatabase, FileStore

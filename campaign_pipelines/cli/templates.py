@@ -8,9 +8,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
 
 from campaign_pipelines.cli.common import EXIT_FAILED, EXIT_OK, UsageError, template_catalog, template_text
 from campaign_pipelines.settings import Settings, default_db_url
