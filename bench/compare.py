@@ -16,6 +16,8 @@ Besides wall time, each round's figures that other load on the machine barely mo
 `cpu_ours` (CPU seconds of bench/run.py's process tree: the command, its run, its steps)
 and `cpu_pg` (CPU seconds of the PostgreSQL server's processes over the round, backends
 included: the postmaster's own and its reaped children's, plus the live children's).
+`wal_mb` and `temp_mb`: what the PostgreSQL server wrote to its WAL and to temporary files
+over the round (`pg_current_wal_lsn`, `pg_stat_database.temp_bytes`, the whole server).
 They cover the whole round (both loads, and the harness's own few queries).
 """
 
@@ -64,6 +66,26 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+def postgres_bytes() -> tuple[str, int]:
+    """The server's WAL position and the temporary-file bytes its databases wrote so far."""
+    out = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-X", "-A", "-t", "-c",
+         "SELECT pg_current_wal_lsn() || '|' || (SELECT sum(temp_bytes) FROM pg_stat_database)"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    lsn, temp = out.split("|")
+    return lsn, int(temp)
+
+
+def wal_mb_since(lsn: str) -> float:
+    out = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-X", "-A", "-t", "-c",
+         f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}')"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    return float(out) / 2**20
+
+
 def children_cpu_seconds() -> float:
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime
@@ -71,6 +93,7 @@ def children_cpu_seconds() -> float:
 
 def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float]:
     ours, pg = children_cpu_seconds(), postgres_cpu_seconds()
+    lsn, temp = postgres_bytes()
     cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", "pg",
            "--loads", loads, "--no-save", "--work", str(args.work / tree.name),
            "--dagster-storage", args.dagster_storage]
@@ -82,6 +105,8 @@ def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float
     figures = {load: float(seconds) for load, seconds in CASE.findall(done.stdout)}
     figures["cpu_ours"] = children_cpu_seconds() - ours
     figures["cpu_pg"] = postgres_cpu_seconds() - pg
+    figures["wal_mb"] = wal_mb_since(lsn)
+    figures["temp_mb"] = (postgres_bytes()[1] - temp) / 2**20
     return figures
 
 
@@ -113,12 +138,13 @@ def main() -> int:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
-    for load in [*loads.split(","), "cpu_ours", "cpu_pg"]:
+    for load in [*loads.split(","), "cpu_ours", "cpu_pg", "wal_mb", "temp_mb"]:
+        unit = "MiB" if load.endswith("_mb") else "s"
         before = [s[load] for s in samples[args.before]]
         after = [s[load] for s in samples[args.after]]
         rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(after, before))
-        print(f"{load:<8} {args.before}: median {statistics.median(before):.2f} s {before}; "
-              f"{args.after}: median {statistics.median(after):.2f} s {after}; "
+        print(f"{load:<8} {args.before}: median {statistics.median(before):.2f} {unit} {before}; "
+              f"{args.after}: median {statistics.median(after):.2f} {unit} {after}; "
               f"ratio of medians {statistics.median(after) / statistics.median(before):.3f} (round by round {rounds})")
     return 0
 
