@@ -12,13 +12,9 @@ code only, and both get the same options (`--dagster-storage postgres`: each its
 PostgreSQL database for the Dagster instance, as in production). Prints each round's
 seconds and the ratio AFTER / BEFORE of the medians and round by round; saves nothing.
 
-Besides wall time, each round's figures that other load on the machine barely moves:
-`cpu_ours` (CPU seconds of bench/run.py's process tree: the command, its run, its steps)
-and `cpu_pg` (CPU seconds of the PostgreSQL server's processes over the round, backends
-included: the postmaster's own and its reaped children's, plus the live children's).
-`wal_mb` and `temp_mb`: what the PostgreSQL server wrote to its WAL and to temporary files
-over the round (`pg_current_wal_lsn`, `pg_stat_database.temp_bytes`, the whole server).
-They cover the whole round (both loads, and the harness's own few queries).
+Besides wall time, each load's figures that other load on the machine barely moves, as
+bench/run.py reports them (bench/figures.py): CPU seconds of our process tree and of the
+PostgreSQL server, MiB written to WAL and to temporary files, Dagster events stored.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -49,51 +44,12 @@ def worktree(rev: str, parent: Path) -> Path:
     return path
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU seconds the PostgreSQL server has used: the postmaster's own, its exited
-    children's (reaped by it) and its live children's."""
-    import psutil
-
-    total = 0.0
-    for proc in psutil.process_iter(["name", "ppid"]):
-        try:
-            if proc.info["name"] == "postgres" and psutil.Process(proc.info["ppid"]).name() != "postgres":
-                times = proc.cpu_times()
-                total += times.user + times.system + times.children_user + times.children_system
-                total += sum(c.cpu_times().user + c.cpu_times().system for c in proc.children())
-        except psutil.Error:
-            continue
-    return total
-
-
-def postgres_bytes() -> tuple[str, int]:
-    """The server's WAL position and the temporary-file bytes its databases wrote so far."""
-    out = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-X", "-A", "-t", "-c",
-         "SELECT pg_current_wal_lsn() || '|' || (SELECT sum(temp_bytes) FROM pg_stat_database)"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    lsn, temp = out.split("|")
-    return lsn, int(temp)
-
-
-def wal_mb_since(lsn: str) -> float:
-    out = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-X", "-A", "-t", "-c",
-         f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}')"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    return float(out) / 2**20
-
-
-def children_cpu_seconds() -> float:
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
+FIGURES = re.compile(r"^\s*figures: cpu ([0-9.]+) s, pg cpu ([0-9.]+) s, wal ([0-9.]+) MiB, temp ([0-9.]+) MiB, "
+                     r"events ([0-9]+)$", re.M)
+FIGURE_NAMES = ("cpu", "pg_cpu", "wal_mb", "temp_mb", "events")
 
 
 def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float]:
-    ours, pg = children_cpu_seconds(), postgres_cpu_seconds()
-    lsn, temp = postgres_bytes()
     cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", "pg",
            "--loads", loads, "--no-save", "--work", str(args.work / tree.name),
            "--dagster-storage", args.dagster_storage]
@@ -103,11 +59,13 @@ def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float
     for load, steps in zip(loads.split(","), STEPS.findall(done.stdout)):
         print(f"  {tree.name} {load} steps: {steps}", flush=True)
     figures = {load: float(seconds) for load, seconds in CASE.findall(done.stdout)}
-    figures["cpu_ours"] = children_cpu_seconds() - ours
-    figures["cpu_pg"] = postgres_cpu_seconds() - pg
-    figures["wal_mb"] = wal_mb_since(lsn)
-    figures["temp_mb"] = (postgres_bytes()[1] - temp) / 2**20
+    for load, values in zip(loads.split(","), FIGURES.findall(done.stdout)):
+        figures.update({f"{load}_{name}": float(v) for name, v in zip(FIGURE_NAMES, values)})
     return figures
+
+
+def ratio(after: float, before: float) -> str:
+    return f"{after / before:.3f}" if before else "—"
 
 
 def main() -> int:
@@ -138,14 +96,15 @@ def main() -> int:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
-    for load in [*loads.split(","), "cpu_ours", "cpu_pg", "wal_mb", "temp_mb"]:
-        unit = "MiB" if load.endswith("_mb") else "s"
+    names = [f"{load}{suffix}" for load in loads.split(",") for suffix in ("", *(f"_{n}" for n in FIGURE_NAMES))]
+    for load in names:
+        unit = "MiB" if load.endswith("_mb") else "" if load.endswith("events") else "s"
         before = [s[load] for s in samples[args.before]]
         after = [s[load] for s in samples[args.after]]
-        rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(after, before))
-        print(f"{load:<8} {args.before}: median {statistics.median(before):.2f} {unit} {before}; "
+        rounds = ", ".join(ratio(a, b) for a, b in zip(after, before))
+        print(f"{load:<16} {args.before}: median {statistics.median(before):.2f} {unit} {before}; "
               f"{args.after}: median {statistics.median(after):.2f} {unit} {after}; "
-              f"ratio of medians {statistics.median(after) / statistics.median(before):.3f} (round by round {rounds})")
+              f"ratio of medians {ratio(statistics.median(after), statistics.median(before))} (round by round {rounds})")
     return 0
 
 
