@@ -82,6 +82,11 @@ class Reconciler:
         # other values stay in the stage until an update or insert reads them. Sorting and
         # writing a million narrow rows instead of wide ones is most of a re-import's merge.
         self.carried = deciding_columns(template)
+        # The other values ride along for the lines that match no record (NULL for the
+        # others), so the insert reads the decisions alone: a first load then sorts its
+        # rows once, by key for the duplicates, instead of joining the stage back and
+        # sorting the joined rows again (1M lines: that join and sort spilled 270 MB).
+        self.payload = [c for c in self.columns if c not in self.carried]
         # An unchanged line only needs counting, unless a list or service takes every loaded
         # record: a re-import then writes the lines that act, not all of them (1M lines,
         # 990,000 unchanged: the decide statement 2.6 s -> 2.2 s, and the later scans of
@@ -97,6 +102,7 @@ class Reconciler:
                     sa.Column(c, sa.BigInteger) if c in self.links else self.stage.c[c].copy()
                     for c in self.carried
                 ],
+                *[self.stage.c[c].copy() for c in self.payload],
                 sa.Column("match_id", sa.BigInteger),
                 sa.Column("action", sa.String(80)),
                 sa.Column("ref_line", sa.BigInteger),
@@ -261,6 +267,7 @@ class Reconciler:
         match_id = sa.func.coalesce(*match_ids) if len(match_ids) > 1 else match_ids[0]
         same = sa.case(*same_values, else_=sa.false())
         layer = [src.c.line, src.c[KEY_KIND], *[src.c[c] for c in self.carried], match_id.label("match_id"), same.label("same")]
+        layer += [sa.case((match_id.is_(None), src.c[c])).label(c) for c in self.payload]
         layer += self._line_faults(src)
         ambiguous_keys = [key for key in (self.keys, self.secondary) if key and not self._unique_key(key)]
         if ambiguous_keys:
@@ -375,8 +382,8 @@ class Reconciler:
         return incoming if self._overwrites(name) else sa.func.coalesce(incoming, existing)
 
     def _value(self, name: str) -> sa.ColumnElement:
-        """A mapped value as the update and insert read it: from the stage, or for a link
-        the resolved id the decisions carry."""
+        """A mapped value as an update reads it: from the stage, or for a link the
+        resolved id the decisions carry. (An insert reads every value from the decisions.)"""
         return self.decided.c[name] if name in self.links else self.stage.c[name]
 
     def _apply(self) -> None:
@@ -402,7 +409,7 @@ class Reconciler:
         for c in self.columns:
             f = self.spec.field(self.column_of(c))
             names.append(f.name)
-            value = self._value(c)
+            value = d.c[c]
             values.append(sa.func.coalesce(value, sa.literal(f.default, t.c[f.name].type)) if f.default is not None else value)
         for managed in ("created_at", "updated_at"):
             if managed in t.c:
@@ -416,7 +423,6 @@ class Reconciler:
             sa.insert(t).from_select(
                 names,
                 sa.select(*values)
-                .select_from(d.join(s, s.c.line == d.c.line))
                 .where(d.c.action == "insert")
                 .order_by(*in_key_order, d.c.line),
             )
