@@ -312,6 +312,39 @@ def run_dlt(args, csv: Path, work: Path, load: str) -> dict:
     return m
 
 
+def sling_binary() -> str:
+    import sling_linux_amd64
+
+    binary = Path(sling_linux_amd64.SLING_BIN)
+    if not os.access(binary, os.X_OK):  # the wheel installs it without the execute bit
+        binary.chmod(binary.stat().st_mode | 0o111)
+    return str(binary)
+
+
+def run_sling(args, csv: Path, work: Path, load: str) -> dict:
+    """Sling's CLI, file to PostgreSQL. A first load is `full-refresh`: its own text-typed
+    table, every line kept (duplicate e-mails too), no unique index, nothing validated.
+    Its incremental mode (`--primary-key email`) cannot take this file: it builds a unique
+    index on its temporary table, which the file's repeated e-mails break. So its re-run
+    is `full-refresh` again, which rewrites every row."""
+    schema = "bench_sling"
+    if load == "first":
+        psql(args, f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+    psql(args, "CHECKPOINT")
+    env = {
+        **os.environ,
+        "CAMPAIGN_BENCH_PG": f"postgresql://{args.pg_user}@{args.pg_host}:{args.pg_port}/{args.pg_db}?sslmode=disable",
+        "SLING_HOME_DIR": str(work / "sling_home"),
+        "SLING_DISABLE_TELEMETRY": "true",
+    }
+    cmd = [sling_binary(), "run", "--src-stream", f"file://{csv}", "--tgt-conn", "CAMPAIGN_BENCH_PG",
+           "--tgt-object", f"{schema}.recipient", "--mode", "full-refresh"]
+    m = measure(cmd, env, work / f"sling_pg_{load}", server=server_window(args))
+    fail_if(m["returncode"] == 0, "sling", m)
+    m["table_rows"] = int(psql(args, f"SELECT count(*) FROM {schema}.recipient").strip())
+    return m
+
+
 # -- accounting ----------------------------------------------------------------------
 
 
@@ -390,7 +423,7 @@ def machine(args: argparse.Namespace) -> dict:
     }
 
 
-LABEL = {"floor": "floor", "ours": "ours (Dagster job)", "dlt": "dlt merge"}
+LABEL = {"floor": "floor", "ours": "ours (Dagster job)", "dlt": "dlt merge", "sling": "Sling full-refresh"}
 
 
 def median_round(rounds: list[dict]) -> dict:
@@ -601,7 +634,7 @@ def save_section(name: str, data: dict, markdown: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Import benchmark: ours vs the SQL floor vs dlt.")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--only", default="floor,ours,dlt", help="comma-separated systems: floor, ours, dlt")
+    parser.add_argument("--only", default="floor,ours,dlt,sling", help="comma-separated systems: floor, ours, dlt, sling")
     parser.add_argument("--db", default=None,
                         help="comma-separated: pg, sqlite (default: pg,sqlite up to 2M rows, pg above)")
     parser.add_argument("--loads", default=None,
@@ -647,7 +680,7 @@ def main() -> int:
     plan = []
     for db in dbs:
         for system in systems:
-            if db == "sqlite" and system == "dlt":
+            if db == "sqlite" and system in ("dlt", "sling"):
                 continue
             for load in loads:
                 if db == "sqlite" and load != "first":
@@ -667,6 +700,8 @@ def main() -> int:
                 m = run_floor_pg(args, csv, work, load) if db == "pg" else run_floor_sqlite(args, csv, work, load)
             elif system == "ours":
                 m = run_ours(args, csv, work, load, db)
+            elif system == "sling":
+                m = run_sling(args, csv, work, load)
             else:
                 m = run_dlt(args, csv, work, load)
             m.update(system=system, db=db, load=load, rows=args.rows)
@@ -701,7 +736,7 @@ def main() -> int:
     print(accounting)
     if not args.no_save:
         RESULTS_DIR.mkdir(exist_ok=True)
-        only = "" if args.only == "floor,ours,dlt" else f" --only {args.only}"
+        only = "" if args.only == "floor,ours,dlt,sling" else f" --only {args.only}"
         extra = (f" --db {args.db}" if args.db else "") + (f" --loads {args.loads}" if args.loads else "")
         extra += f" --repeat {args.repeat}" if args.repeat > 1 else ""
         extra += f" --dagster-storage {args.dagster_storage}" if args.dagster_storage != "sqlite" else ""
