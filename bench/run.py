@@ -1,4 +1,4 @@
-"""The import benchmark (issue 3): our Dagster import vs the SQL floor vs dlt.
+"""The import benchmark (issue 3): our Dagster import vs the SQL floor vs dlt and Sling.
 
     .venv/bin/pip install -e ".[bench]"
     .venv/bin/python bench/run.py --rows 1000000 --repeat 3   # floor, ours, dlt (+ SQLite), median of 3 rounds
