@@ -163,7 +163,9 @@ def fresh_pg_schema(args: argparse.Namespace, schema: str, campaign_tables: bool
     psql(args, f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
     if campaign_tables:  # the same DDL and indexes as our import's (schemas/)
         engine = sa.create_engine(pg_url(args, schema))
-        schemas.current().metadata.create_all(engine)
+        # An older commit (bench/compare.py) had one module-level model.
+        model = schemas.current() if hasattr(schemas, "current") else schemas
+        model.metadata.create_all(engine)
         engine.dispose()
 
 
