@@ -19,8 +19,8 @@ from the stage; into an empty table, from the decisions), and the loaded records
 added to a list or service. Every line that does something ends with one outcome code
 in `action`; counts and rejects are read from there. Unchanged lines are left out
 unless a list or service takes them: they are the staged lines the decisions do not
-hold. Writing each table once, rather than updating
-the staging table step by step, is what keeps a million-row merge fast.
+hold. Writing each table once, rather than updating the staging table step by step, is
+what keeps a million-row merge fast.
 """
 
 from __future__ import annotations
