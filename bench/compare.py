@@ -12,8 +12,8 @@ code only, and both get the same options (`--dagster-storage postgres`: each its
 PostgreSQL database for the Dagster instance, as in production). Prints each round's
 seconds and the ratio AFTER / BEFORE of the medians and round by round; saves nothing.
 
-Besides wall time, each load's figures that other load on the machine barely moves, as
-bench/run.py reports them (bench/figures.py): CPU seconds of our process tree and of the
+Besides wall time, each load's figures of the work done, as bench/run.py reports them
+(bench/figures.py; the bytes and events do not move for the same code, the CPU does): CPU seconds of our process tree and of the
 PostgreSQL server, MiB written to WAL and to temporary files, Dagster events stored.
 """
 

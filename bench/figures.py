@@ -1,6 +1,8 @@
-"""Figures that other load on the machine barely moves, for each measured case.
+"""Figures beside wall time, for each measured case: the work it did.
 
-Wall time on this VM drifts by a third within an hour; the work a case does does not.
+Wall time on this VM drifts by a third within an hour. Bytes written and events stored
+do not move at all for the same code; CPU seconds move with the host about as much as
+wall time (steal time, no hardware counters here: bench/NOTES.md, issue 25's A/A run).
 Around each case the harness takes:
 
 - `cpu_s`: user + system CPU seconds of the case's own process tree (the command and
