@@ -446,7 +446,7 @@ FIGURES = ("cpu_s", "cpu_pg_s", "wal_bytes", "temp_bytes", "events")
 
 
 def figure_lines(cases: list[dict]) -> list[str]:
-    """The figures other load barely moves (bench/figures.py), medians over the rounds."""
+    """The work each case did (bench/figures.py), medians over the rounds."""
     lines = ["| case | db | load | CPU s, its processes | CPU s, PostgreSQL | WAL MiB | temp files MiB | Dagster events |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for c in cases:
