@@ -30,50 +30,37 @@ from pathlib import Path
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name, in parentheses, may hold spaces: split after it.
-    return text[text.rindex(")") + 2:].split()
-
-
-def _cpu_of(pid: int, with_children: bool) -> float:
-    fields = _stat_fields(pid)
-    if fields is None:
-        return 0.0
-    # Fields 14-17 of proc(5) (utime, stime, cutime, cstime), counted from the state (3).
-    used = int(fields[11]) + int(fields[12])
-    if with_children:
-        used += int(fields[13]) + int(fields[14])
-    return used / CLOCK_TICKS
-
-
-def postmaster_pid() -> int | None:
-    """The PostgreSQL server's first process: a `postgres` whose parent is not one."""
-    names = {}
-    parents = {}
+def _processes() -> dict[int, tuple[str, int, list[int]]]:
+    """Every process: its name, its parent and its CPU ticks (utime, stime, cutime,
+    cstime), from one pass over /proc/<pid>/stat."""
+    found = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
-            try:
-                names[int(entry.name)] = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(fields[1])
-    roots = [pid for pid, name in names.items() if name == "postgres" and names.get(parents[pid]) != "postgres"]
-    return min(roots) if roots else None
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone since the listing
+        # The name, in parentheses, may hold spaces; proc(5)'s fields 4 and 14-17 follow it.
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        found[int(entry.name)] = (name, int(fields[1]), [int(f) for f in fields[11:15]])
+    return found
 
 
 def server_cpu_seconds() -> dict[int, float]:
-    """CPU seconds by server process: the postmaster with its reaped children, and each live child."""
-    root = postmaster_pid()
-    if root is None:
+    """CPU seconds by server process: the postmaster (a `postgres` whose parent is not
+    one) with its reaped children, and each live child."""
+    processes = _processes()
+    roots = [pid for pid, (name, parent, _) in processes.items()
+             if name == "postgres" and processes.get(parent, ("",))[0] != "postgres"]
+    if not roots:
         return {}
-    used = {root: _cpu_of(root, with_children=True)}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None and int(fields[1]) == root:
-            used[int(entry.name)] = _cpu_of(int(entry.name), with_children=False)
+    root = min(roots)
+    used = {root: sum(processes[root][2]) / CLOCK_TICKS}
+    for pid, (_, parent, ticks) in processes.items():
+        if parent == root:
+            used[pid] = (ticks[0] + ticks[1]) / CLOCK_TICKS
     return used
 
 

@@ -9,7 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from campaign_pipelines.cli.common import EXIT_FAILED, EXIT_OK, UsageError, template_catalog, template_text
 from campaign_pipelines.settings import Settings, default_db_url
 from campaign_pipelines.templates import ExportTemplate, TemplateError, parse_template
