@@ -1,4 +1,4 @@
-"""The code location: the exchanges as assets (`assets.py`) and their checks, one job
+"""The code location's definitions, built from settings: the exchanges as assets (`assets.py`) and their checks, one job
 per valid job template with its schedule and file collector, the run status sensors,
 the work data cleanup, and the resources."""
 
@@ -50,5 +50,3 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         executor=executor_def(settings.executor),
     )
 
-
-defs = build_definitions()

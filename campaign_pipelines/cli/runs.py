@@ -25,7 +25,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import dagster as dg
 
     from campaign_pipelines import launching
-    from campaign_pipelines.definitions import build_definitions
+    from campaign_pipelines.code_location import build_definitions
     from campaign_pipelines.jobs import run_config
     from campaign_pipelines.partitions import partition_launch
 
@@ -88,7 +88,7 @@ def _print_outcome(args: argparse.Namespace, payload: dict[str, Any]) -> int:
 def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
     """Re-execute a run as the UI's "Re-execute" does: every step, or from failure."""
     from campaign_pipelines import launching
-    from campaign_pipelines.definitions import build_definitions
+    from campaign_pipelines.code_location import build_definitions
 
     terminal = sys.stderr
     with quiet(args.verbose):
