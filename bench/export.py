@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from run import TEMPLATES_DIR, VENV_BIN, fresh_pg_schema, machine, measure, pg_url, psql, save_section
+from run import TEMPLATES_DIR, VENV_BIN, fresh_pg_schema, machine, measure, pg_url, psql, save_section, server_window
 
 EMPTY = "bench_export_empty"  # the same tables, no row: a run's fixed cost
 
@@ -78,12 +78,12 @@ def run_case(args: argparse.Namespace, rows: int, work: Path) -> dict:
             ["psql", "-h", args.pg_host, "-p", str(args.pg_port), "-U", args.pg_user, "-d", args.pg_db, "-X", "-q", "-c",
              f"\\copy (SELECT {COLUMNS} FROM {schema}.recipient WHERE {FILTER} ORDER BY {ORDER}) "
              f"TO '{floor_file}' WITH (FORMAT csv, HEADER, DELIMITER ';')"],
-            dict(os.environ), work / f"floor_{rows}",
+            dict(os.environ), work / f"floor_{rows}", server=server_window(args),
         )
-        ours = measure([*ours_cmd, f"outbox/ours_{rows}.csv"], env, work / f"ours_{rows}")
+        ours = measure([*ours_cmd, f"outbox/ours_{rows}.csv"], env, work / f"ours_{rows}", server=server_window(args))
         # The same job on an empty table: what every run pays whatever its rows
         # (interpreter, imports, definitions, Dagster instance and run bookkeeping).
-        empty = measure([*ours_cmd, f"outbox/empty_{rows}.csv"], empty_env, work / f"empty_{rows}")
+        empty = measure([*ours_cmd, f"outbox/empty_{rows}.csv"], empty_env, work / f"empty_{rows}", server=server_window(args))
         if ours["returncode"] or floor["returncode"] or empty["returncode"]:
             raise SystemExit(f"a case failed: see {ours['stderr']}, {empty['stderr']} and {floor['stderr']}")
         payload = json.loads(Path(ours["stdout"]).read_text())
@@ -102,7 +102,8 @@ def run_case(args: argparse.Namespace, rows: int, work: Path) -> dict:
     psql(args, f"DROP SCHEMA {schema} CASCADE; DROP SCHEMA {EMPTY} CASCADE")
     summary = {
         name: {"seconds": median([m["seconds"] for m in ms]), "rounds": [m["seconds"] for m in ms],
-               "peak_rss": max(m["peak_rss"] for m in ms)}
+               "peak_rss": max(m["peak_rss"] for m in ms),
+               "cpu_s": median([m["cpu_s"] for m in ms]), "cpu_pg_s": median([m["cpu_pg_s"] for m in ms])}
         for name, ms in rounds.items()
     }
     summary["ours"]["bytes"] = payload["bytes"]
@@ -139,7 +140,26 @@ def render(data: dict) -> str:
             + (f"{cell(empty)} | {rows_only:.2f} | {rows_only / floor:.2f} | " if empty else "— | — | — | ")
             + f"{c['floor']['peak_rss'] / 2**20:,.0f} | {c['ours']['peak_rss'] / 2**20:,.0f} |"
         )
-    lines += ["", "Target (issue 4): ≤ 1.5 × the floor, peak RSS flat in the row count.", ""]
+    lines += [
+        "",
+        "CPU seconds (medians; bench/figures.py), which the machine's other load moves less than wall time: "
+        "the command's own process tree, and the PostgreSQL server's over the case.",
+        "",
+        "| table rows | floor: psql | floor: server | ours | ours: server | empty | empty: server | "
+        "ours − empty, both / floor, both |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in data["cases"]:
+        if "cpu_s" not in c["floor"]:
+            continue  # saved before these figures were taken
+        f, o, e = c["floor"], c["ours"], c["empty"]
+        both = lambda m: m["cpu_s"] + m["cpu_pg_s"]  # noqa: E731
+        lines.append(
+            f"| {c['rows']:,} | {f['cpu_s']:.2f} | {f['cpu_pg_s']:.2f} | {o['cpu_s']:.2f} | {o['cpu_pg_s']:.2f} | "
+            f"{e['cpu_s']:.2f} | {e['cpu_pg_s']:.2f} | {(both(o) - both(e)) / both(f):.2f} |"
+        )
+    lines += ["", "Targets: issue 4, ≤ 1.5 × the floor, peak RSS flat in the row count; issue 25, end to end ≤ 1.2 × "
+              "the floor.", ""]
     return "\n".join(lines)
 
 
