@@ -9,6 +9,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 
 import dagster as dg
 
@@ -115,3 +117,16 @@ def test_each_steps_last_progress_line_counts_all_of_its_lines(cli_home, capsys)
     assert last["progress map_columns"].startswith("progress map_columns: 9 of 9 lines (100%), 1 rejected so far")
     done, total = re.match(r"progress validate_rows: (\d+) of (\d+) lines \(100%\)", last["progress validate_rows"]).groups()
     assert done == total, last["progress validate_rows"]
+
+
+def test_a_run_loads_only_what_it_uses(cli_home):
+    """A command builds the definitions once (not again through the code location's
+    module-level `defs`), and an export does not load pandas (bench/fixed_cost.py: 6 % of its CPU):
+    pandas comes with the rejects' DataFrame only."""
+    code = (
+        "import sys; from campaign_pipelines.cli import main; "
+        "code = main(['run', 'new_text_export', '--json']); "
+        "print(code, 'pandas' in sys.modules, 'campaign_pipelines.definitions' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "0 False False", done.stdout + done.stderr
