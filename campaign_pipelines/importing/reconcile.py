@@ -262,10 +262,12 @@ class Reconciler:
         # 1. Match on the key, or on the secondary key for lines whose key is empty.
         # Whether the matched record already holds the line's values is settled here too,
         # while both rows are at hand, so the later layers carry a flag, not the values.
+        # Into an empty table nothing can match: no join, and the lines go straight from
+        # the stage into the duplicates' sort (no materialized copy of every line first).
         joins = src
         match_ids, same_values = [], []
         for kind, key in (("p", self.keys), ("s", self.secondary)):
-            if key:
+            if key and not self.into_empty:
                 found = t.alias(f"by_{kind}")
                 joins = joins.outerjoin(
                     found, sa.and_(src.c[KEY_KIND] == kind, *[found.c[self.column_of(k)] == src.c[k] for k in key])
@@ -276,20 +278,26 @@ class Reconciler:
                     for c in self.columns
                 ])
                 same_values.append((found.c.id.is_not(None), sa.not_(changed)))
-        match_id = sa.func.coalesce(*match_ids) if len(match_ids) > 1 else match_ids[0]
-        same = sa.case(*same_values, else_=sa.false())
+        if not match_ids:
+            match_id, same = sa.null().cast(sa.BigInteger), sa.false()
+        else:
+            match_id = sa.func.coalesce(*match_ids) if len(match_ids) > 1 else match_ids[0]
+            same = sa.case(*same_values, else_=sa.false())
         layer = [src.c.line, src.c[KEY_KIND], *[src.c[c] for c in self.carried], match_id.label("match_id"), same.label("same")]
         if self.into_empty:
             layer += [src.c[c] for c in self.payload]
         layer += self._line_faults(src)
-        ambiguous_keys = [key for key in (self.keys, self.secondary) if key and not self._unique_key(key)]
+        ambiguous_keys = [key for key in (self.keys, self.secondary) if key and not self._unique_key(key) and not self.into_empty]
         if ambiguous_keys:
             # A key that is not unique in the table may match several records.
             layer.append(sa.func.count().over(partition_by=src.c.line).label("matches"))
             layer.append(sa.func.row_number().over(partition_by=src.c.line, order_by=match_id).label("pick"))
-        # MATERIALIZED: computed before the sort below, so the sort moves narrow rows and
-        # not the stage's and the record's values side by side (1M lines: 222 MB -> 62 MB).
-        matched = sa.select(*layer).select_from(joins).cte("matched").prefix_with("MATERIALIZED")
+        matched = sa.select(*layer).select_from(joins).cte("matched")
+        if match_ids:
+            # MATERIALIZED: computed before the sort below, so the sort moves narrow rows
+            # and not the stage's and the record's values side by side (1M lines: 222 MB
+            # -> 62 MB).
+            matched = matched.prefix_with("MATERIALIZED")
         if ambiguous_keys:
             matched = sa.select(*[c for c in matched.c if c.name != "pick"]).where(matched.c.pick == 1).cte("matched_once")
 
