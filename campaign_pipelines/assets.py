@@ -24,39 +24,11 @@ import schemas
 from campaign_pipelines.checks import IMPORT_CHECKS, table_checks
 from campaign_pipelines.launch import graph_config_mapping
 from campaign_pipelines.load_errors import load_error_metadata, table_load_errors
+from campaign_pipelines.names import exports_key, graph_name, imports_key, inbox_key, outbox_key, rejects_key, table_key
 from campaign_pipelines.ops import export_file, map_columns, read_file, reconcile_into, report, report_export, validate_rows
 from campaign_pipelines.partitions import partitions_def
 from campaign_pipelines.templates import Catalog, ExportTemplate, ImportTemplate
-from resources import FileStore
-
-
-def inbox_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["inbox", name])
-
-
-def imports_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["imports", name])
-
-
-def rejects_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["rejects", name])
-
-
-def table_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey(["campaign", table])
-
-
-def exports_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["exports", name])
-
-
-def outbox_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["outbox", name])
-
-
-def graph_name(name: str) -> str:
-    """The node a template's steps sit in (a job's own graph already has the job's name)."""
-    return f"{name}_steps"
+from resources.file_store import FileStore
 
 
 def inbox_pattern(template: ImportTemplate) -> str | None:

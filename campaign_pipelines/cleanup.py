@@ -19,10 +19,11 @@ import sqlalchemy as sa
 
 from campaign_pipelines.importing.stage import RUN_STAGE_PREFIX, run_stage_name
 from campaign_pipelines.settings import Settings, parse_duration
-from resources import CampaignDatabase, FileStore
+from resources.campaign_db import CampaignDatabase
+from resources.file_store import FileStore
 from resources.work_io import WORK, work_dir
 
-# As launching.ENDED, which imports the assets that import this module.
+# The statuses a run ends in (launching.py waits for one too).
 ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 
 from campaign_pipelines.settings import Settings
-from resources import CampaignDatabase, FileStore
+from resources.campaign_db import CampaignDatabase
+from resources.file_store import FileStore
 from resources.rejects_io import RejectsIOManager
 from resources.work_io import WorkIOManager
 

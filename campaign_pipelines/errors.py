@@ -1,9 +1,9 @@
 """Errors a user can cause. Each carries one sentence naming the file, line, column or
 template key at fault; the CLI and the ops print it as is, never a traceback."""
 
+from schemas.errors import CampaignError
 
-class CampaignError(Exception):
-    """A problem with the user's input (template, file, launch config)."""
+__all__ = ["CampaignError", "TemplateError", "RunFailed"]
 
 
 class TemplateError(CampaignError):

@@ -8,11 +8,10 @@ from typing import Any
 
 import dagster as dg
 
-from campaign_pipelines.assets import exports_key, graph_name, imports_key
 from campaign_pipelines.executors import executor_def
 from campaign_pipelines.launch import export_config_schema, launch_config_schema
+from campaign_pipelines.names import exports_key, graph_name, imports_key, template_tags
 from campaign_pipelines.partitions import partition_launch, partitions_def
-from campaign_pipelines.tags import template_tags
 from campaign_pipelines.templates import ExportTemplate, Template
 
 

@@ -25,57 +25,34 @@ whichever process ran it.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.job_base import InMemoryJob
-from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
-from dagster._core.definitions.repository_definition.valid_definitions import (
-    SINGLETON_REPOSITORY_NAME,
-)
-from dagster._core.execution.api import execute_run
-from dagster._core.origin import JobPythonOrigin
-from dagster._core.remote_origin import (
-    ManagedGrpcPythonEnvCodeLocationOrigin,
-    RemoteJobOrigin,
-    RemoteRepositoryOrigin,
-)
-from dagster._core.run_coordinator import QueuedRunCoordinator
-from dagster._core.storage.tags import PARENT_RUN_ID_TAG, PARTITION_NAME_TAG, RESUME_RETRY_TAG, ROOT_RUN_ID_TAG
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from campaign_pipelines.assets import exports_key, imports_key, rejects_key
+from campaign_pipelines import run_internals
+from campaign_pipelines.cleanup import ENDED
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.executors import check_broker
 from campaign_pipelines.importing.steps import COUNT_KEYS
-from campaign_pipelines.tags import STATUS_TAG
+from campaign_pipelines.names import PARENT_RUN_ID_TAG, PARTITION_TAG, RESUME_RETRY_TAG, ROOT_RUN_ID_TAG, STATUS_TAG, exports_key, imports_key, rejects_key
 from campaign_pipelines.templates import ExportTemplate, Template
 
 # workspace.yaml's code location: runs launched here belong to it.
 LOCATION_NAME = "campaign_pipelines"
 DEFINITIONS_MODULE = "campaign_pipelines.definitions"
-ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 POLL_SECONDS = 0.5
 HEARTBEAT_TOLERANCE_SECONDS = 60
 
 
-def reconstructable_job(name: str) -> ReconstructableJob:
-    """The job as another process loads it: the workspace's code location (module `defs`)."""
-    repository = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=os.getcwd())
-    return repository.get_reconstructable_job(name)
+def code_origin(job_name: str) -> Any:
+    """Where a step process loads the job from: the code location's module."""
+    return run_internals.code_origin(DEFINITIONS_MODULE, job_name)
 
 
-def code_origin(name: str) -> JobPythonOrigin:
-    return reconstructable_job(name).get_python_origin()
-
-
-def remote_origin(job_name: str) -> RemoteJobOrigin:
-    loadable = LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=os.getcwd())
-    location = ManagedGrpcPythonEnvCodeLocationOrigin(loadable_target_origin=loadable, location_name=LOCATION_NAME)
-    return RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job_name)
+def remote_origin(job_name: str) -> Any:
+    """The job in the workspace's code location, as the UI's job page and Re-execute find it."""
+    return run_internals.remote_origin(DEFINITIONS_MODULE, LOCATION_NAME, job_name)
 
 
 def daemon_serves_queue(instance: dg.DagsterInstance) -> bool:
@@ -92,7 +69,7 @@ def create_run(
     check_executor(job)
     tags: dict[str, str] = {}
     if partition is not None:
-        tags[PARTITION_NAME_TAG] = partition
+        tags[PARTITION_TAG] = partition
         if run_config is None:
             run_config = job.partitioned_config.get_run_config_for_partition_key(partition)
     return instance.create_run_for_job(
@@ -111,9 +88,6 @@ _NOT_INHERITED = (STATUS_TAG, PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG, RESUME_RETRY_T
 def create_rerun(instance: dg.DagsterInstance, job: dg.JobDefinition, parent: dg.DagsterRun, *, from_failure: bool) -> dg.DagsterRun:
     """A re-execution of `parent` as the UI creates one: every step, or from failure (the
     failed and skipped steps, on the outputs of the steps that succeeded)."""
-    from dagster._core.execution.api import create_execution_plan
-    from dagster._core.execution.plan.state import KnownExecutionState
-
     check_executor(job)
     plan = None
     root = parent.root_run_id or parent.run_id
@@ -125,8 +99,7 @@ def create_rerun(instance: dg.DagsterInstance, job: dg.JobDefinition, parent: dg
                 f"run {parent.run_id} did not fail ({parent.status.value.lower()}): --from-failure re-executes a failed run; "
                 "rerun it without --from-failure to re-execute every step."
             )
-        step_keys, known_state = KnownExecutionState.build_resume_retry_reexecution(instance, parent)
-        plan = create_execution_plan(InMemoryJob(job), parent.run_config, step_keys_to_execute=step_keys, known_state=known_state, tags=parent.tags)
+        plan = run_internals.from_failure_plan(instance, job, parent)
         tags[RESUME_RETRY_TAG] = "true"
     return instance.create_run_for_job(
         job_def=job,
@@ -149,7 +122,7 @@ def check_executor(job: dg.JobDefinition) -> None:
 
 def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterRun, *, wait: bool) -> None:
     """Hand the run to the queue, or run `job` (the code location's, built in this process) here."""
-    queued = isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    queued = isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
     if not wait:
         if not queued:
             raise CampaignError(
@@ -165,7 +138,7 @@ def launch(instance: dg.DagsterInstance, job: dg.JobDefinition, run: dg.DagsterR
         return
     # Other executors' step processes load the job from the code location.
     in_process = job.executor_def.name == dg.in_process_executor.name
-    execute_run(InMemoryJob(job) if in_process else reconstructable_job(job.name), run, instance)
+    run_internals.execute_created_run(job, DEFINITIONS_MODULE, run, instance, in_process=in_process)
 
 
 def run_outcome(instance: dg.DagsterInstance, run_id: str, template: Template) -> dict[str, Any]:

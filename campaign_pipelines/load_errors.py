@@ -15,11 +15,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from campaign_pipelines.tags import TEMPLATE_TAG
+from campaign_pipelines.names import LOAD_ERROR_TAG, TEMPLATE_TAG
 from campaign_pipelines.templates import Catalog
 from schemas.messages import LoadError
 
-LOAD_ERROR_TAG = "campaign/load_error"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

@@ -29,13 +29,14 @@ from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.rejects import read_rejects
+from campaign_pipelines.names import REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_key, table_pool, template_tags
 from campaign_pipelines.partitions import partition_day
 from campaign_pipelines.progress import Progress
 from campaign_pipelines.reporting import rejects_materialization, report_failed_run
 from campaign_pipelines.step_errors import DATABASE_RETRY, fails_clearly, retried_on_transient_errors, set_status
-from campaign_pipelines.tags import REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_pool, template_tags
 from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Template
-from resources import CampaignDatabase, FileStore
+from resources.campaign_db import CampaignDatabase
+from resources.file_store import FileStore
 from resources.work_io import root_run_id
 
 # A step's output, for the next step in any process (resources/work_io.py).
@@ -174,7 +175,7 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
     summary = outcome.summary()
     context.log_event(
         dg.AssetMaterialization(
-            asset_key=["campaign", template.target.table],
+            asset_key=table_key(template.target.table),
             description=f"Loaded by {template.name}.",
             metadata={
                 **summary,
@@ -242,7 +243,7 @@ def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dic
     template = outcome.template
     context.log_event(
         dg.AssetObservation(
-            asset_key=["campaign", template.source.table],
+            asset_key=table_key(template.source.table),
             description=f"Read by {template.name}.",
             metadata={"rows_exported": outcome.rows_exported, "output_path": dg.MetadataValue.path(str(outcome.path))},
         )

@@ -10,8 +10,9 @@ import pyarrow as pa
 
 from campaign_pipelines.checks import failed_run_checks
 from campaign_pipelines.importing import steps
+from campaign_pipelines.names import rejects_key
 from campaign_pipelines.templates import ImportTemplate
-from resources import FileStore
+from resources.file_store import FileStore
 from resources.rejects_io import last_rejects_path, store_last_rejects
 
 PREVIEW_ROWS = 20
@@ -36,7 +37,7 @@ def rejects_materialization(
     """The rejects asset of a run; a failed run's says so (it wrote nothing but its rejects files)."""
     preview = rejects.slice(0, PREVIEW_ROWS).to_pylist()
     return dg.AssetMaterialization(
-        asset_key=["rejects", template.name],
+        asset_key=rejects_key(template.name),
         description=f"Lines rejected by the failed run {run_id}: {failure}" if failure else f"Lines rejected by the run {run_id}.",
         metadata={
             "run_status": dg.MetadataValue.text("failed" if failure else "loaded"),

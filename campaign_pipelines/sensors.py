@@ -29,12 +29,10 @@ import dagster as dg
 from campaign_pipelines.jobs import run_config
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.settings import resolve_data_path
-from campaign_pipelines.tags import STATUS_TAG, TEMPLATE_TAG
+from campaign_pipelines.names import FILE_KEY_TAG, FILE_TAG, STATUS_TAG, TEMPLATE_TAG
 from campaign_pipelines.templates import Collector, ImportTemplate
-from resources import FileStore
+from resources.file_store import FileStore
 
-FILE_TAG = "campaign/file"  # the collected file, relative to CAMPAIGN_DATA_DIR
-FILE_KEY_TAG = "campaign/file_key"  # its run key: path, size, mtime and content hash
 SETTLED = {dg.DagsterRunStatus.SUCCESS: "archive", dg.DagsterRunStatus.FAILURE: "error", dg.DagsterRunStatus.CANCELED: "error"}
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from campaign_pipelines.errors import CampaignError
+from resources.paths import DATA_SUBDIRS, default_db_url, resolve_data_path
 
-DATA_SUBDIRS = ("inbox", "outbox", "archive", "rejects")
 EXECUTORS = ("in_process", "multiprocess", "celery")
 DEFAULT_WORK_RETENTION = "7d"
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
@@ -55,21 +55,4 @@ def executor_from_env() -> str:
     return name
 
 
-def default_db_url() -> str:
-    """The embedded SQLite database, under the working directory."""
-    return f"sqlite:///{Path('.campaign/campaign.db').absolute()}"
-
-
-def resolve_data_path(data_dir: Path | str, path: str | os.PathLike, *, what: str = "path") -> Path:
-    """Resolve `path` (relative to the data dir, or absolute) and refuse anything that
-    leaves the data dir, including through `..` or a symbolic link."""
-    root = Path(data_dir).resolve()
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = root / candidate
-    resolved = candidate.resolve()
-    if not resolved.is_relative_to(root):
-        raise CampaignError(
-            f"{what} '{path}' is outside CAMPAIGN_DATA_DIR ({root}); files must stay inside it."
-        )
-    return resolved
+__all__ = ["Settings", "DATA_SUBDIRS", "EXECUTORS", "default_db_url", "resolve_data_path", "parse_duration", "executor_from_env"]

@@ -12,7 +12,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from campaign_pipelines.errors import CampaignError
-from campaign_pipelines.tags import STATUS_TAG
+from campaign_pipelines.names import STATUS_TAG
 from resources.campaign_db import transient_error
 
 

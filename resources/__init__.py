@@ -1,6 +1,4 @@
-"""Dagster resources: the Campaign database and the exchange file store."""
-
-from resources.campaign_db import CampaignDatabase, get_engine
-from resources.file_store import FileStore
-
-__all__ = ["CampaignDatabase", "FileStore", "get_engine"]
+"""Dagster resources and what they stand on: the Campaign database (`campaign_db`), the
+exchange file store (`file_store`), the IO managers of step outputs (`work_io`) and
+rejects (`rejects_io`), and the paths of a deployment (`paths`). The package imports
+none of them, so that `resources.paths` costs no Dagster import."""

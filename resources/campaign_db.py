@@ -12,7 +12,7 @@ from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
 
 import schemas
-from campaign_pipelines.settings import default_db_url
+from resources.paths import default_db_url
 
 
 @functools.cache

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from campaign_pipelines.settings import DATA_SUBDIRS, resolve_data_path
+from resources.paths import DATA_SUBDIRS, resolve_data_path
 from resources.work_io import work_dir
 
 

@@ -16,7 +16,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from campaign_pipelines.settings import resolve_data_path
+from resources.paths import resolve_data_path
 
 if TYPE_CHECKING:  # pandas loads with the rejects (to_pandas), not with every run: 0.3 s of CPU
     import pandas as pd

@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from campaign_pipelines.settings import resolve_data_path
+from resources.paths import resolve_data_path
 
 WORK = ".work"
 

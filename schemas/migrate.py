@@ -26,9 +26,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
 
-from campaign_pipelines.errors import CampaignError
 from schemas import links
 from schemas.base import ScaledDecimal
+from schemas.errors import CampaignError
 
 if TYPE_CHECKING:
     from schemas.model import DataModel

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from campaign_pipelines.definitions import build_definitions
-from campaign_pipelines.sensors import FILE_KEY_TAG, FILE_TAG
+from campaign_pipelines.names import FILE_KEY_TAG, FILE_TAG
 from tests.helpers import people_file, people_template
 
 COLLECTOR = {"watch": "inbox/crm/people_*.csv", "archive": "archive/crm", "error": "error/crm"}

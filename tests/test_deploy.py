@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources.campaign_db import get_engine
-from campaign_pipelines.assets import graph_name
+from campaign_pipelines.names import graph_name
 from tests.celery_workers import Workers
 from tests.helpers import SERVICES, export_template, people_file, people_template, stage_tables, work_folders
 

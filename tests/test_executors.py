@@ -22,7 +22,7 @@ import dagster as dg
 import psutil
 import pytest
 
-from campaign_pipelines.assets import graph_name
+from campaign_pipelines.names import graph_name
 from tests.celery_workers import Workers
 from tests.conftest import Campaign, postgres_schema
 from tests.helpers import failing_writes, people_file, people_template, stage_tables, work_folders

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.reconcile import Reconciler
-from resources import CampaignDatabase
+from resources.campaign_db import CampaignDatabase
 from tests.helpers import failing_writes, people_file, people_template, stage_tables
 
 GOOD = people_file("ann@x.org;C1;Ann;Lee", "bob@x.org;C2;Bob;Ray")

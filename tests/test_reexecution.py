@@ -12,12 +12,12 @@ import json
 import dagster as dg
 import pytest
 
-from campaign_pipelines.assets import graph_name
 from campaign_pipelines.cleanup import clean_work_data
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.stage import run_stage_name
 from campaign_pipelines.jobs import run_config
 from campaign_pipelines.launching import failure_message, run_outcome
+from campaign_pipelines.names import graph_name
 from campaign_pipelines.settings import Settings, parse_duration
 from campaign_pipelines.templates import load_catalog
 from tests.helpers import failing_writes, people_file, people_template, stage_tables, work_folders

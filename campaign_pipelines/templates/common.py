@@ -94,11 +94,13 @@ class Schedule(Model):
     @classmethod
     def _valid_cron(cls, v: str) -> str:
         # Dagster's own check (what it accepts, it schedules); imported here because
-        # loading dagster costs a second that `templates list` need not pay.
-        from dagster._utils.schedules import is_valid_cron_string
+        # loading dagster costs a second that a template without a schedule need not pay.
+        import dagster as dg
 
-        if not is_valid_cron_string(v):
-            raise ValueError(f"{v!r} is not a valid cron expression (five fields, such as '0 2 * * *')")
+        try:
+            dg.ScheduleDefinition(name="cron_check", cron_schedule=v, job_name="cron_check")
+        except dg.DagsterInvalidDefinitionError:
+            raise ValueError(f"{v!r} is not a valid cron expression (five fields, such as '0 2 * * *')") from None
         return v
 
 
