@@ -268,7 +268,7 @@ def main() -> int:
                     cursor.execute("SET auto_explain.log_timing = off")
                     cursor.execute("SET client_min_messages = log")
                 dbapi_connection.commit()
-        schemas.current().metadata.create_all(engine)
+        schemas.BUILTIN.metadata.create_all(engine)
         return engine
 
     engine = fresh()

@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import sqlalchemy as sa
@@ -159,13 +160,24 @@ def pg_url(args: argparse.Namespace, schema: str) -> str:
     return PG_SQLALCHEMY.format(host=args.pg_host, port=args.pg_port, db=args.pg_db) + f"?options=-csearch_path%3D{schema}"
 
 
+def campaign_model() -> Any:
+    """The data model as the environment's settings name it (CAMPAIGN_SCHEMAS_DIR: the
+    shop's for bench/purchases.py). Older commits (bench/compare.py) looked it up
+    themselves, or had one module-level model."""
+    if hasattr(schemas, "current"):
+        return schemas.current()
+    if hasattr(schemas, "load"):
+        from campaign_pipelines.settings import Settings
+
+        return Settings.from_env().data_model()
+    return schemas
+
+
 def fresh_pg_schema(args: argparse.Namespace, schema: str, campaign_tables: bool) -> None:
     psql(args, f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
     if campaign_tables:  # the same DDL and indexes as our import's (schemas/)
         engine = sa.create_engine(pg_url(args, schema))
-        # An older commit (bench/compare.py) had one module-level model.
-        model = schemas.current() if hasattr(schemas, "current") else schemas
-        model.metadata.create_all(engine)
+        campaign_model().metadata.create_all(engine)
         engine.dispose()
 
 
@@ -200,7 +212,7 @@ def fresh_sqlite(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{path}"
     engine = sa.create_engine(url)
-    schemas.current().metadata.create_all(engine)
+    campaign_model().metadata.create_all(engine)
     engine.dispose()
     return url
 

@@ -139,7 +139,7 @@ def _check_violation(column: sa.ColumnElement[Any], check: schemas.Check) -> sa.
             return sa.or_(*conditions) if conditions else None
 
 
-def stored_row_faults(conn: sa.Connection, spec: schemas.TableSpec) -> tuple[dict[str, int], list[str]]:
+def stored_row_faults(conn: sa.Connection, spec: schemas.TableSpec, model: schemas.DataModel) -> tuple[dict[str, int], list[str]]:
     """Rows breaking each rule of the table (rule -> count), and the checks SQL cannot say."""
     table = spec.table
     faults: dict[str, int] = {}
@@ -170,7 +170,7 @@ def stored_row_faults(conn: sa.Connection, spec: schemas.TableSpec) -> tuple[dic
             sa.select(sa.func.count()).select_from(duplicates)
         ).scalar_one()
     for link in spec.links:
-        linked = schemas.table(link.table).table
+        linked = model.table(link.table).table
         column = table.c[link.column]
         orphans = sa.select(sa.func.count()).select_from(table.outerjoin(linked, column == linked.c.id)).where(
             column.is_not(None), linked.c.id.is_(None)
@@ -187,7 +187,8 @@ def table_checks(spec: schemas.TableSpec, key: dg.AssetKey) -> dg.AssetChecksDef
     )
     def stored_rows(campaign_db: CampaignDatabase) -> dg.AssetCheckResult:
         with campaign_db.engine.connect() as conn:
-            faults, unchecked = stored_row_faults(conn, schemas.table(spec.name))
+            model = campaign_db.model  # the run's: the files as they are now
+            faults, unchecked = stored_row_faults(conn, model.table(spec.name), model)
         broken = {rule: n for rule, n in faults.items() if n}
         return dg.AssetCheckResult(
             passed=not broken,

@@ -8,7 +8,6 @@ import logging
 
 import dagster as dg
 
-import schemas
 from campaign_pipelines.assets import exchange_assets, exchange_checks
 from campaign_pipelines.cleanup import cleanup_job, cleanup_schedule
 from campaign_pipelines.deployment import deployment_resources
@@ -25,10 +24,10 @@ log = logging.getLogger(__name__)
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    model = schemas.load(settings.schemas_dir)
+    model = settings.data_model()
     for error in model.errors:
         log.warning("data schema skipped: %s", error)
-    catalog = load_catalog(settings.templates_dir)
+    catalog = load_catalog(settings.templates_dir, model)
     for error in catalog.errors:
         log.warning("job template skipped: %s", error)
     jobs = {name: build_job(t, settings.executor) for name, t in catalog.templates.items()}

@@ -25,7 +25,9 @@ def fixed_by_deployment(definition: Any, config: dict[str, Any], **options: Any)
 def deployment_resources(settings: Settings) -> dict[str, Any]:
     data_dir = {"data_dir": str(settings.data_dir)}
     # Through the environment, the URL (which may hold a password) is read at run time.
-    database = {"url": {"env": "CAMPAIGN_DB_URL"}} if settings.db_url else {}
+    database: dict[str, Any] = {"schemas_dir": str(settings.schemas_dir), "check_modules": list(settings.check_modules)}
+    if settings.db_url:
+        database["url"] = {"env": "CAMPAIGN_DB_URL"}
     return {
         "campaign_db": fixed_by_deployment(CampaignDatabase().get_resource_definition(), database),
         "file_store": fixed_by_deployment(FileStore(**data_dir).get_resource_definition(), data_dir),

@@ -131,12 +131,12 @@ def guess_mapping(titles: list[str], spec: schemas.TableSpec) -> tuple[dict[str,
     return mapping, [t for t in titles if t not in mapping]
 
 
-def guess_links(titles: list[str], spec: schemas.TableSpec) -> dict[str, tuple[str, str]]:
+def guess_links(titles: list[str], spec: schemas.TableSpec, model: schemas.DataModel) -> dict[str, tuple[str, str]]:
     """title -> (link, via) for the titles naming a unique field of a linked table: an
     e-mail or a CRM id column for a link to recipient ("Customer e-mail" ends with one)."""
     found: dict[str, tuple[str, str]] = {}
     for link in spec.links:
-        linked = schemas.table(link.table)
+        linked = model.table(link.table)
         unique = [f for f in linked.fields if f.unique and not f.generated]
         unique.sort(key=lambda f: f.name != link.via)  # the link's own `via` first
         answers = _answers(unique)
@@ -181,7 +181,7 @@ def guess_number_format(values: list[str]) -> dict[str, str] | None:
     return {"decimal": ","} if values and commas * 2 > len(values) else None
 
 
-def detect(path: Path, table: str) -> Detected:
+def detect(path: Path, table: str, model: schemas.DataModel = schemas.BUILTIN) -> Detected:
     with path.open("rb") as stream:
         data = stream.read(SAMPLE_BYTES)
     encoding = detect_encoding(path, data)
@@ -190,14 +190,14 @@ def detect(path: Path, table: str) -> Detected:
     rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote or '"') if r][:SAMPLE_LINES]
     if not rows:
         raise CampaignError(f"file {path} has no line to read.")
-    spec = schemas.table(table)
+    spec = model.table(table)
     # The sniffer's header test compares the first line with the others' types: with
     # text everywhere it says no header. A first line naming the table's fields is one.
     header = header or bool(guess_mapping([t.strip() for t in rows[0]], spec)[0])
     titles = [t.strip() for t in rows[0]] if header else [str(i + 1) for i in range(len(rows[0]))]
     body = rows[1:] if header else rows
     mapping, unmapped = guess_mapping(titles, spec) if header else ({}, titles)
-    links = guess_links(unmapped, spec) if header else {}
+    links = guess_links(unmapped, spec, model) if header else {}
     mapping |= {title: link for title, (link, _) in links.items()}
     unmapped = [t for t in unmapped if t not in links]
     formats: dict[str, str | dict[str, str]] = {}

@@ -20,11 +20,11 @@ class Draft:
     todos: list[str]  # what is left to the user, one line each
 
 
-def _column(found: Detected, spec: schemas.TableSpec, title: str, target: str) -> dict[str, Any]:
+def _column(found: Detected, model: schemas.DataModel, spec: schemas.TableSpec, title: str, target: str) -> dict[str, Any]:
     column: dict[str, Any] = {"source": title if found.header else int(title), "target": target}
     if title in found.links:
         column["link"] = {"via": found.links[title]}
-        kind = schemas.table(spec.link(target).table).field(found.links[title]).kind  # type: ignore[union-attr]
+        kind = model.table(spec.link(target).table).field(found.links[title]).kind  # type: ignore[union-attr]
         value_field = found.links[title]
     else:
         kind, value_field = spec.field(target).kind, target
@@ -41,7 +41,7 @@ def _flow(column: dict[str, Any]) -> str:
     return yaml.safe_dump(column, sort_keys=False, allow_unicode=True, default_flow_style=True, width=10_000).strip()
 
 
-def _missing(found: Detected, spec: schemas.TableSpec) -> list[tuple[str, str]]:
+def _missing(found: Detected, model: schemas.DataModel, spec: schemas.TableSpec) -> list[tuple[str, str]]:
     """(target, why) for each field an insert must fill and each required link, unmapped."""
     mapped = set(found.mapping.values())
     missing = [
@@ -51,14 +51,14 @@ def _missing(found: Detected, spec: schemas.TableSpec) -> list[tuple[str, str]]:
     ]
     for link in spec.links:
         if link.name not in mapped:
-            via = link.via or next((f.name for f in schemas.table(link.table).unique_fields), "id")
+            via = link.via or next((f.name for f in model.table(link.table).unique_fields), "id")
             required = "required" if not link.nullable else "optional"
             missing.append((link.name, f"the {required} link to {link.table}, by its {via}"))
     return missing
 
 
-def draft_template(name: str, found: Detected, table: str, path: str, origin: str) -> Draft:
-    spec = schemas.table(table)
+def draft_template(name: str, found: Detected, table: str, path: str, origin: str, model: schemas.DataModel) -> Draft:
+    spec = model.table(table)
     keys, secondary = keys_of(found, spec)
     target: dict[str, Any] = {"schema": table, "operation": "insert_or_update", "keys": keys}
     if secondary:
@@ -70,7 +70,7 @@ def draft_template(name: str, found: Detected, table: str, path: str, origin: st
         "source": {"path": path, "delimiter": found.delimiter, "quote": found.quote, "encoding": found.encoding, "header": found.header},
         "target": target,
     }
-    columns = [_column(found, spec, title, target_) for title, target_ in found.mapping.items()]
+    columns = [_column(found, model, spec, title, target_) for title, target_ in found.mapping.items()]
     todos: list[str] = []
     body = yaml.safe_dump(draft, sort_keys=False, allow_unicode=True, default_flow_style=None, width=120)
     # One line per column, as the built-in templates are written.
@@ -80,7 +80,7 @@ def draft_template(name: str, found: Detected, table: str, path: str, origin: st
         todo = f"no column maps to a key field of {table} ({choices}): map one and name it in target.keys"
         todos.append(todo)
         body = body.replace("  keys: []\n", f"  keys: []  # TODO: {todo}\n", 1)
-    for field, why in _missing(found, spec):
+    for field, why in _missing(found, model, spec):
         todos.append(f"{why}: map a column to {field}")
         body += f"  # TODO: {why}; map a column to it:\n  # - {{source: \"<column title>\", target: {field}}}\n"
     unmapped = ", ".join(repr(t) for t in found.unmapped) or "none"

@@ -79,9 +79,9 @@ def adopt_run(context: dg.OpExecutionContext, template: Template) -> None:
     config_schema={"template": str, "overrides": dg.Permissive()},
 )
 @fails_clearly
-def read_file(context: dg.OpExecutionContext, file_store: FileStore) -> steps.ImportState:
+def read_file(context: dg.OpExecutionContext, file_store: FileStore, campaign_db: CampaignDatabase) -> steps.ImportState:
     config = context.op_config
-    template = ImportTemplate.model_validate(json.loads(config["template"]))
+    template = ImportTemplate.parse(json.loads(config["template"]), campaign_db.model)
     adopt_run(context, template)
     template = template.with_overrides(config["overrides"])
     # {date:...} in the path: the partition's day, else today's.
@@ -223,7 +223,7 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
 @fails_clearly
 def export_file(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
     config = context.op_config
-    template = ExportTemplate.model_validate(json.loads(config["template"]))
+    template = ExportTemplate.parse(json.loads(config["template"]), campaign_db.model)
     adopt_run(context, template)
     template = template.with_overrides(config["overrides"])
     # A daily partition exports the rows its day changed, to a file named after that day.

@@ -7,9 +7,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from campaign_pipelines.errors import CampaignError
 from resources.paths import DATA_SUBDIRS, default_db_url, resolve_data_path
+
+if TYPE_CHECKING:
+    import schemas
 
 EXECUTORS = ("in_process", "multiprocess", "celery")
 DEFAULT_WORK_RETENTION = "7d"
@@ -35,6 +39,9 @@ class Settings:
     executor: str = "in_process"
     # How long a run that did not succeed keeps its work data for a re-execution.
     work_retention: dt.timedelta = dt.timedelta(days=7)
+    # Python modules that register custom pandera checks, imported before the data
+    # schemas are read (docs/data-schemas.md).
+    check_modules: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -45,7 +52,14 @@ class Settings:
             schemas_dir=Path(os.environ.get("CAMPAIGN_SCHEMAS_DIR", "data_schemas")).absolute(),
             executor=executor_from_env(),
             work_retention=parse_duration(os.environ.get("CAMPAIGN_WORK_RETENTION") or DEFAULT_WORK_RETENTION),
+            check_modules=tuple(n.strip() for n in os.environ.get("CAMPAIGN_CHECK_MODULES", "").split(",") if n.strip()),
         )
+
+    def data_model(self) -> "schemas.DataModel":
+        """The deployment's data model: the built-in tables and the schemas folder's."""
+        import schemas
+
+        return schemas.load(self.schemas_dir, self.check_modules)
 
 
 def executor_from_env() -> str:

@@ -32,31 +32,33 @@ def raw_engine(url: str) -> sa.Engine:
 
 
 _lock = threading.RLock()
-_prepared: set[str] = set()
+# (url, id(model)) of the databases prepared for a model, the model kept so that its id
+# is never another model's.
+_prepared: dict[tuple[str, int], schemas.DataModel] = {}
 # (url, id(model)) -> the model checked: kept, so that its id is never another model's.
 _checked: dict[tuple[str, int], schemas.DataModel] = {}
 
 
-def get_engine(url: str) -> sa.Engine:
+def get_engine(url: str, model: schemas.DataModel = schemas.BUILTIN) -> sa.Engine:
     """The engine for plain connections (reading rows, rejects, previews). On first use in
-    a process the database is brought to the data model when no change is refused; when
+    a process with `model` the database is brought to it when no change is refused; when
     one is, only the built-in tables it lacks are created, and runs report the refusal."""
     engine = raw_engine(url)
-    if url not in _prepared:
+    key = (url, id(model))
+    if _prepared.get(key) is not model:
         with _lock:
-            if url not in _prepared:
+            if _prepared.get(key) is not model:
                 from schemas import migrate  # Alembic: imported when a database is first used
 
-                migrate.prepare(engine, schemas.current(), schemas.BUILTIN)
-                _prepared.add(url)
+                migrate.prepare(engine, model, schemas.BUILTIN)
+                _prepared[key] = model
     return engine
 
 
-def model_engine(url: str, model: schemas.DataModel | None = None) -> sa.Engine:
-    """The engine runs use: the database brought to `model` (default `schemas.current()`)
-    first, once per model and process; a refused change raises SchemaChangeRefused (a
-    CampaignError: one sentence per refusal) and changes nothing."""
-    model = model if model is not None else schemas.current()
+def model_engine(url: str, model: schemas.DataModel) -> sa.Engine:
+    """The engine runs use: the database brought to `model` first, once per model and
+    process; a refused change raises SchemaChangeRefused (a CampaignError: one sentence
+    per refusal) and changes nothing."""
     engine = raw_engine(url)
     key = (url, id(model))
     if _checked.get(key) is not model:
@@ -66,7 +68,7 @@ def model_engine(url: str, model: schemas.DataModel | None = None) -> sa.Engine:
 
                 migrate.apply(engine, model)
                 _checked[key] = model
-                _prepared.add(url)
+                _prepared[key] = model
     return engine
 
 
@@ -136,10 +138,20 @@ class CampaignDatabase(dg.ConfigurableResource):
     (campaign_pipelines/deployment.py): read from CAMPAIGN_DB_URL when a run starts, so
     the value, which may hold a password, is never shown, and no run config can change it.
     A step that meets a transient error (`transient_error`) is tried again by its retry
-    policy (campaign_pipelines/ops.py: DATABASE_RETRY)."""
+    policy (campaign_pipelines/ops.py: DATABASE_RETRY).
+
+    `schemas_dir` and `check_modules` name the data model the database is brought to and
+    the steps read their templates against (`Settings.schemas_dir`, `.check_modules`),
+    fixed by the deployment too."""
 
     url: str | None = None
+    schemas_dir: str = "data_schemas"
+    check_modules: list[str] = []
     _session: sa.Connection | None = PrivateAttr(default=None)
+
+    @property
+    def model(self) -> schemas.DataModel:
+        return schemas.load(Path(self.schemas_dir), tuple(self.check_modules))
 
     def session(self) -> sa.Connection:
         """The run's own connection, opened on first use and closed when the run ends.
@@ -174,7 +186,7 @@ class CampaignDatabase(dg.ConfigurableResource):
     def engine(self) -> sa.Engine:
         """The engine with the database brought to the data model (checked once per model
         and process): a refused schema change fails the run with its sentence."""
-        return model_engine(self.resolved_url)
+        return model_engine(self.resolved_url, self.model)
 
     @property
     def dialect(self) -> str:

@@ -18,7 +18,6 @@ use. Errors name the file and the key; a bad file does not hide the others.
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import sys
 from pathlib import Path
@@ -270,12 +269,11 @@ def extended(spec: TableSpec, file: ExtensionFile) -> TableSpec:
     })
 
 
-def import_check_modules(schemas_dir: Path) -> list[str]:
-    """Import the modules named by CAMPAIGN_CHECK_MODULES (comma separated), which register
-    custom checks with pandera's extension API; the schemas folder is on the path for
-    them. Errors, one sentence each."""
-    names = [n.strip() for n in os.environ.get(CHECK_MODULES_ENV, "").split(",") if n.strip()]
-    errors = []
+def import_check_modules(schemas_dir: Path, names: tuple[str, ...]) -> list[str]:
+    """Import the modules that register custom checks with pandera's extension API
+    (Settings.check_modules: CAMPAIGN_CHECK_MODULES); the schemas folder is on the path
+    for them. Errors, one sentence each."""
+    errors: list[str] = []
     if not names:
         return errors
     sys.path.insert(0, str(schemas_dir))

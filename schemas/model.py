@@ -1,10 +1,9 @@
-"""The data model in use: the built-in tables, extended and joined by the user's schema
-files, each bound to one SQLAlchemy metadata. Everything that needs a table's shape
-reads it here (`schemas.current()`), never from a module directly."""
+"""A data model: the built-in tables, extended and joined by the user's schema files,
+each bound to one SQLAlchemy metadata. Everything that needs a table's shape reads it
+from the model it is handed, never from a module directly."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from schemas.files import (
 )
 from schemas.messages import LoadError
 
-SCHEMAS_DIR_ENV = "CAMPAIGN_SCHEMAS_DIR"
 
 
 @dataclass
@@ -27,6 +25,19 @@ class DataModel:
     metadata: sa.MetaData
     errors: list[LoadError] = field(default_factory=list)
     source: Path | None = None
+    # How `schemas.load` read it (folder, check modules): a model travels to another
+    # process (a step's pickled template) as these, and is read there again. None: the
+    # built-in model, which is itself everywhere. A model built in memory (tests) has none.
+    reload_args: tuple | None = field(default=None, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple:
+        import schemas
+
+        if self is schemas.BUILTIN:
+            return (schemas._builtin, ())
+        if self.reload_args is None:
+            raise TypeError("a data model built in memory cannot be pickled; load it from its folder (schemas.load)")
+        return (schemas.load, (Path(self.reload_args[0]), self.reload_args[1]))
 
     @property
     def importable(self) -> list[str]:
@@ -64,7 +75,7 @@ def _link_errors(spec: TableSpec, tables: dict[str, TableSpec], new_links: list[
     return None
 
 
-def load_model(builtin: list[TableSpec], schemas_dir: Path) -> DataModel:
+def load_model(builtin: list[TableSpec], schemas_dir: Path, check_modules: tuple[str, ...] = ()) -> DataModel:
     """The built-in tables plus every valid schema file in `schemas_dir` (sorted by name:
     new tables first, then extensions). A file in error is left out and reported."""
     tables = {spec.name: spec for spec in builtin}
@@ -72,7 +83,7 @@ def load_model(builtin: list[TableSpec], schemas_dir: Path) -> DataModel:
     parsed: list[tuple[Path, TableFile | ExtensionFile]] = []
     files = sorted([*schemas_dir.glob("*.yaml"), *schemas_dir.glob("*.yml")]) if schemas_dir.is_dir() else []
     if any(files):
-        errors += [LoadError(e, "CAMPAIGN_CHECK_MODULES") for e in import_check_modules(schemas_dir)]
+        errors += [LoadError(e, "CAMPAIGN_CHECK_MODULES") for e in import_check_modules(schemas_dir, check_modules)]
     for path in files:
         try:
             parsed.append((path, parse_schema_file(path)))
@@ -136,6 +147,3 @@ def _table_in(path: Path) -> str | None:
     table = (data.get("name") or data.get("extends")) if isinstance(data, dict) else None
     return table if isinstance(table, str) else None
 
-
-def schemas_dir_from_env() -> Path:
-    return Path(os.environ.get(SCHEMAS_DIR_ENV, "data_schemas")).absolute()

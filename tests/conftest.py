@@ -122,8 +122,13 @@ class Campaign:
         return Settings.from_env()
 
     @property
+    def model(self) -> schemas.DataModel:
+        """The deployment's data model, as its files are now."""
+        return self.settings.data_model()
+
+    @property
     def engine(self) -> sa.Engine:
-        return get_engine(self.db_url)
+        return get_engine(self.db_url, self.model)
 
     @property
     def dialect(self) -> str:
@@ -137,10 +142,10 @@ class Campaign:
         return path
 
     def schema(self, text: str, name: str) -> Path:
-        """A user data schema file; the data model is read again, as a code location reload does."""
+        """A user data schema file (the data model is read again on its next use, as a code
+        location reload does)."""
         path = self.schemas_dir / f"{name}.yaml"
         path.write_text(textwrap.dedent(text), encoding="utf-8")
-        schemas.load(self.schemas_dir)
         return path
 
     def file(self, relative: str, content: str | bytes, encoding: str = "utf-8") -> Path:
@@ -153,7 +158,7 @@ class Campaign:
 
     def run(self, name: str, partition_key: str | None = None, **launch: Any) -> RunResult:
         """Run a template's job with flat launch keys (one day of a partitioned job)."""
-        template = load_catalog(self.settings.templates_dir).get(name)
+        template = load_catalog(self.settings.templates_dir, self.model).get(name)
         if partition_key is not None and not launch:
             config = None  # the partition's own config
         else:
@@ -177,7 +182,7 @@ class Campaign:
             assert not (self.data_dir / ".work" / result.run_id).exists()
         if not result.success:
             return RunResult(False, result.run_id, status, error=failure_message(self.instance, result.run_id), dagster=result)
-        template = load_catalog(self.settings.templates_dir).get(name)
+        template = load_catalog(self.settings.templates_dir, self.model).get(name)
         counts = result.output_for_node(report_node(template))
         if template.kind == "export":
             return RunResult(True, result.run_id, status, counts=counts, dagster=result)

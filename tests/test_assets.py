@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import schemas
 from campaign_pipelines.checks import stored_row_faults
 from campaign_pipelines.definitions import build_definitions
 from campaign_pipelines.templates import load_catalog
@@ -187,7 +186,7 @@ def test_a_collector_on_a_partitioned_template_is_a_template_error(sqlite_campai
     campaign = sqlite_campaign
     daily = {"daily": {"start": "2025-01-01", "path": "inbox/people_{date:%Y%m%d}.csv"}}
     campaign.template(people_template(partitions=daily, collector={"watch": "inbox/people_*.csv"}))
-    catalog = load_catalog(campaign.settings.templates_dir)
+    catalog = load_catalog(campaign.settings.templates_dir, campaign.model)
     assert "people" not in catalog.templates
     assert any("collector: a daily partitioned import reads its day's file" in e for e in catalog.errors)
 
@@ -215,7 +214,7 @@ def test_the_stored_rows_check_counts_rows_breaking_the_tables_rules(campaign):
     (clean,) = result.get_asset_check_evaluations()
     assert clean.passed and clean.metadata["rows_breaking_rules"].value == 0
     # Rows written behind the imports' back: the database takes them, the check does not.
-    table = schemas.table("store").table
+    table = campaign.model.table("store").table
     with campaign.engine.begin() as conn:
         now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
         rows = [{"code": "A", "region": "east", "size": 3}, {"code": "B", "region": "north", "size": -1}]
@@ -227,5 +226,5 @@ def test_the_stored_rows_check_counts_rows_breaking_the_tables_rules(campaign):
     assert "1 row(s): size: is negative" in broken.description
     assert broken.metadata["not_checkable_in_sql"].value == "motto: str_matches"
     with campaign.engine.connect() as conn:
-        faults, _ = stored_row_faults(conn, schemas.table("store"))
+        faults, _ = stored_row_faults(conn, campaign.model.table("store"), campaign.model)
     assert faults["(code) held by several rows"] == 0 and faults["code is empty"] == 0

@@ -13,6 +13,7 @@ import pytest
 import schemas
 from tests.helpers import STORE
 from schemas.model import load_model
+from campaign_pipelines.settings import Settings
 
 
 
@@ -20,7 +21,8 @@ def load(folder: Path, **files: str) -> schemas.DataModel:
     folder.mkdir(exist_ok=True)
     for name, text in files.items():
         (folder / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
-    return load_model(list(schemas.BUILTIN_TABLES), folder)
+    # The check modules as a deployment's settings name them (CAMPAIGN_CHECK_MODULES).
+    return load_model(list(schemas.BUILTIN_TABLES), folder, Settings.from_env().check_modules)
 
 
 BAD = {

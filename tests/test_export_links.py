@@ -12,7 +12,6 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.dialects import postgresql, sqlite
 
-import schemas
 from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.exporting.query import build_select
 from campaign_pipelines.templates import parse_template
@@ -53,7 +52,7 @@ def shop(campaign):
     purchases; P4 belongs to nobody."""
     campaign.schema(PURCHASE, "purchase")
     campaign.schema(REFERRAL, "referral")
-    model = schemas.current()
+    model = campaign.model
     model.metadata.create_all(campaign.engine)
     t = {name: model.table(name).table for name in model.tables}
     with campaign.engine.begin() as conn:
@@ -237,11 +236,11 @@ def test_compiled_sql_is_one_statement_with_joins_and_bound_values(shop):
         {"column": "recipient.email"},
         {"column": "recipient.gender", "labels": {"M": "Monsieur-label", "F": "Madame-label"}},
         {"value": "{recipient.last_name} -calc- {sku}", "label": "Calc"},
-    ], filter={"recipient.city": "Paris-value"}), "t.yaml")
+    ], filter={"recipient.city": "Paris-value"}), "t.yaml", shop.model)
     recipients = parse_template(export("recipient", [
         {"column": "email"}, {"collection": "recipient_list_member.list.name", "separator": "-sep-"},
         {"collection": "purchase.sku"},
-    ]), "r.yaml")
+    ]), "r.yaml", shop.model)
     for dialect in (sqlite.dialect(), postgresql.dialect()):
         query = build_select(template)
         compiled = query.compile(dialect=dialect)
@@ -283,7 +282,7 @@ def test_compiled_sql_is_one_statement_with_joins_and_bound_values(shop):
 )
 def test_bad_column_paths_are_template_errors_naming_the_key(shop_model, column, message):
     with pytest.raises(TemplateError) as caught:
-        parse_template(export("purchase", [{"column": "order_id"}, column]), "t.yaml")
+        parse_template(export("purchase", [{"column": "order_id"}, column]), "t.yaml", shop_model.model)
     assert message in str(caught.value)
 
 
@@ -305,14 +304,14 @@ def test_bad_column_paths_are_template_errors_naming_the_key(shop_model, column,
 )
 def test_bad_collections_are_template_errors_naming_the_key(shop_model, column, message):
     with pytest.raises(TemplateError) as caught:
-        parse_template(export("recipient", [{"column": "email"}, column]), "t.yaml")
+        parse_template(export("recipient", [{"column": "email"}, column]), "t.yaml", shop_model.model)
     assert message in str(caught.value)
 
 
 def test_linked_filters_and_order_are_checked(shop_model):
     def error(**source) -> str:
         with pytest.raises(TemplateError) as caught:
-            parse_template(export("purchase", [{"column": "order_id"}], **source), "t.yaml")
+            parse_template(export("purchase", [{"column": "order_id"}], **source), "t.yaml", shop_model.model)
         return str(caught.value)
 
     assert "source.filter.recipient.country: recipient has no column 'country'" in error(filter={"recipient.country": "FR"})
@@ -344,6 +343,6 @@ def test_an_export_timezone_is_only_for_a_timestamp(shop):
     from campaign_pipelines.templates import TemplateError, parse_template
 
     with pytest.raises(TemplateError, match=r"source\.columns\[0\]\.timezone: only for a timestamp column written as a timestamp"):
-        parse_template(export("purchase", [{"column": "order_id", "timezone": "Europe/Paris"}]), "out.yaml")
+        parse_template(export("purchase", [{"column": "order_id", "timezone": "Europe/Paris"}]), "out.yaml", shop.model)
     with pytest.raises(TemplateError, match=r"source\.columns\[0\]\.timezone: unknown timezone 'Mars/Olympus'"):
-        parse_template(export("purchase", [{"column": "purchased_at", "timezone": "Mars/Olympus"}]), "out.yaml")
+        parse_template(export("purchase", [{"column": "purchased_at", "timezone": "Mars/Olympus"}]), "out.yaml", shop.model)

@@ -11,7 +11,6 @@ import time
 import pytest
 import sqlalchemy as sa
 
-import schemas
 from resources.campaign_db import raw_engine
 from schemas import links, migrate
 from tests.helpers import CARD, STORE, people_file, people_template
@@ -36,7 +35,7 @@ def shop(postgres_campaign):
     for name, text in {"store": STORE, "order_line": ORDER, "loyalty_card": CARD}.items():
         campaign.schema(text, name)
     engine = raw_engine(campaign.db_url)
-    migrate.apply(engine, schemas.current())
+    migrate.apply(engine, campaign.model)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO store (code, created_at, updated_at) VALUES ('S1', now(), now()), ('S2', now(), now())"))
     return engine
@@ -58,13 +57,13 @@ def orders(engine) -> dict[str, tuple[int | None, int | None]]:
         return {o: (r, s) for o, r, s in conn.execute(sa.text("SELECT order_id, recipient_id, store_id FROM order_line"))}
 
 
-def test_the_database_keeps_links_by_triggers_not_foreign_keys(shop):
+def test_the_database_keeps_links_by_triggers_not_foreign_keys(shop, postgres_campaign):
     inspector = sa.inspect(shop)
-    assert all(inspector.get_foreign_keys(t) == [] for t in schemas.current().tables)
+    assert all(inspector.get_foreign_keys(t) == [] for t in postgres_campaign.model.tables)
     with shop.connect() as conn:
         triggers = links.present_triggers(conn)
         kept = links.kept_rules(triggers)
-        assert links.missing_parts(links.present_functions(conn), triggers, links.rules(schemas.current())) == []
+        assert links.missing_parts(links.present_functions(conn), triggers, links.rules(postgres_campaign.model)) == []
     assert kept[("order_line", "store_id")] == links.LinkRule("order_line", "store_id", "store", "set_null")
     assert kept[("loyalty_card", "recipient_id")].on_delete == "restrict"
     assert kept[("subscription", "recipient_id")] == links.LinkRule("subscription", "recipient_id", "recipient", "cascade")
@@ -178,10 +177,10 @@ def as_foreign_keys(engine, rules: list[links.LinkRule]) -> None:
             ))
 
 
-def test_a_database_with_foreign_keys_gets_triggers_instead_in_one_apply(shop):
+def test_a_database_with_foreign_keys_gets_triggers_instead_in_one_apply(shop, postgres_campaign):
     with shop.begin() as conn:
         add_order(conn, "o1", ids(conn, "recipient")["ann@x.org"], ids(conn, "store")["S1"])
-    model = schemas.current()
+    model = postgres_campaign.model
     as_foreign_keys(shop, links.rules(model))
     assert sa.inspect(shop).get_foreign_keys("order_line")
     plan = migrate.plan(shop, model)
@@ -200,8 +199,8 @@ def test_a_database_with_foreign_keys_gets_triggers_instead_in_one_apply(shop):
     assert list(orders(shop).values()) == [(before["o1"][0], None)]  # set_null, by the trigger now
 
 
-def test_a_foreign_key_with_another_rule_is_refused_and_nothing_changes(shop):
-    model = schemas.current()
+def test_a_foreign_key_with_another_rule_is_refused_and_nothing_changes(shop, postgres_campaign):
+    model = postgres_campaign.model
     rules = [r if r.column != "store_id" else links.LinkRule(r.table, r.column, r.linked, "cascade") for r in links.rules(model)]
     as_foreign_keys(shop, rules)
     plan = migrate.plan(shop, model)

@@ -308,7 +308,7 @@ def cases(draw: st.DrawFn, scaled: bool = True) -> Case:
 
 
 def seed(engine: sa.Engine) -> None:
-    table = schemas.table("recipient").table
+    table = schemas.BUILTIN.table("recipient").table
     now = dt.datetime(2025, 1, 1, 12, 0, 0)
     with engine.begin() as conn:
         conn.execute(

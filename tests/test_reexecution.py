@@ -41,13 +41,13 @@ def people_job(campaign) -> dg.ReconstructableJob:
 
 
 def execute(campaign, **options):
-    config = run_config(load_catalog(campaign.templates_dir).get("people"), {})
+    config = run_config(load_catalog(campaign.templates_dir, campaign.model).get("people"), {})
     with dg.execute_job(people_job(campaign), instance=campaign.instance, run_config=config, raise_on_error=False, **options) as result:
         return result.run_id, result.success, {e.step_key for e in result.get_step_success_events()}
 
 
 def outcome(campaign, run_id):
-    return run_outcome(campaign.instance, run_id, load_catalog(campaign.templates_dir).get("people"))
+    return run_outcome(campaign.instance, run_id, load_catalog(campaign.templates_dir, campaign.model).get("people"))
 
 
 def failed_merge(campaign) -> str:

@@ -15,7 +15,7 @@ from tests.helpers import people_template
 def ended_run(deployment, end) -> tuple[dg.DagsterRun, dg.DagsterEvent]:
     """A run of the people job as the daemon records it, ended by `end` (cancel or failure)."""
     job = build_definitions(deployment.settings).resolve_job_def("people")
-    template = load_catalog(deployment.settings.templates_dir).get("people")
+    template = load_catalog(deployment.settings.templates_dir, deployment.settings.data_model()).get("people")
     run = deployment.instance.create_run_for_job(job_def=job, run_config=run_config(template, {}), tags=job.tags)
     end(run)
     event = deployment.instance.get_records_for_run(run.run_id).records[-1].event_log_entry.dagster_event

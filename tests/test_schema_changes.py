@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from alembic.operations import Operations
 
-import schemas
 from tests.helpers import STORE
 from campaign_pipelines.cli import main
 from resources import campaign_db
@@ -75,11 +74,11 @@ def engine(campaign) -> sa.Engine:
 
 
 def planned(campaign) -> migrate.Plan:
-    return migrate.plan(engine(campaign), schemas.current())
+    return migrate.plan(engine(campaign), campaign.model)
 
 
 def apply(campaign) -> migrate.Plan:
-    return migrate.apply(engine(campaign), schemas.current())
+    return migrate.apply(engine(campaign), campaign.model)
 
 
 def state(campaign) -> dict[str, Any]:
@@ -106,13 +105,13 @@ def columns(campaign, table: str) -> list[str]:
 
 def recipients(campaign, *names: str) -> list[dict[str, Any]]:
     """Read through the model's table, so a decimal reads as one on both databases."""
-    table = schemas.current().tables["recipient"].table
+    table = campaign.model.tables["recipient"].table
     with engine(campaign).connect() as conn:
         return [dict(r) for r in conn.execute(sa.select(*(table.c[n] for n in names)).order_by(table.c.id)).mappings()]
 
 
 def update_recipient(campaign, email: str, **values: Any) -> None:
-    table = schemas.current().tables["recipient"].table
+    table = campaign.model.tables["recipient"].table
     with engine(campaign).begin() as conn:
         conn.execute(sa.update(table).where(table.c.email == email).values(**values))
 
@@ -124,7 +123,7 @@ def update_recipient(campaign, email: str, **values: Any) -> None:
 def test_a_database_created_from_the_model_needs_no_change(campaign):
     for name, text in EVERYTHING.items():
         campaign.schema(text, name)
-    model = schemas.current()
+    model = campaign.model
     assert model.errors == []
     model.metadata.create_all(engine(campaign))
     assert planned(campaign) == migrate.Plan(campaign.dialect)
@@ -139,19 +138,19 @@ def test_apply_creates_every_table_of_a_new_database_then_plans_nothing(campaign
     checked = [c.summary for c in first.changes if c.summary.startswith("check link ")]
     assert len(created) + len(indexes) + len(checked) == len(first.changes)
     # PostgreSQL keeps each link by triggers (schemas/links.py), SQLite by its foreign key.
-    model_links = {f"check link {l.table}.{l.column} to {l.linked} per statement" for l in links.rules(schemas.current())}
+    model_links = {f"check link {l.table}.{l.column} to {l.linked} per statement" for l in links.rules(campaign.model)}
     assert set(checked) == (model_links if campaign.dialect == "postgresql" else set())
     assert "check link purchase.recipient_id to recipient per statement" in model_links
     assert all(s.startswith("create table ") for s in created)
     # Every link column gets its index (not the first column of a primary key: it has one).
     assert "index purchase.recipient_id" in indexes and "index recipient_list_member.recipient_id" in indexes
     assert "index recipient_list_member.list_id" not in indexes
-    assert set(created) == {f"create table {t.name}" for t in schemas.current().metadata.sorted_tables}
+    assert set(created) == {f"create table {t.name}" for t in campaign.model.metadata.sorted_tables}
     # Linked tables after the tables they link to.
     assert created.index("create table store") < created.index("create table recipient") < created.index("create table purchase")
     apply(campaign)
     assert planned(campaign).empty
-    assert set(state(campaign)) == set(schemas.current().tables)
+    assert set(state(campaign)) == set(campaign.model.tables)
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,7 +179,7 @@ def test_a_new_table_is_created_with_its_link(campaign):
     after = state(campaign)
     assert {t: after[t] for t in before} == before  # nothing else changed
     assert [c[0] for c in after["visit"]["columns"]] == ["id", "day", "recipient_id", "created_at", "updated_at"]
-    visit = schemas.current().tables["visit"].table
+    visit = campaign.model.tables["visit"].table
     with engine(campaign).begin() as conn:
         ann = conn.execute(sa.text("SELECT id FROM recipient WHERE email = 'ann@x.org'")).scalar_one()
         conn.execute(sa.insert(visit).values(day=sa.func.current_date(), recipient_id=ann, created_at=sa.func.now(), updated_at=sa.func.now()))
@@ -270,7 +269,7 @@ def test_a_link_column_is_added_with_its_foreign_key(campaign):
         assert any("campaign_link_on_delete('recipient', 'home_store_id', 'set_null')" in s for s in plan.ddl)
     apply(campaign)
     assert planned(campaign).empty
-    store = schemas.current().tables["store"].table
+    store = campaign.model.tables["store"].table
     with engine(campaign).begin() as conn:
         store_id = conn.execute(
             sa.insert(store).values(code="S1", created_at=sa.func.now(), updated_at=sa.func.now()).returning(store.c.id)
@@ -328,7 +327,6 @@ def test_other_tables_and_a_table_whose_file_was_removed_are_left_alone(campaign
         conn.execute(sa.text("INSERT INTO crm_sync_log (id, note) VALUES (1, 'kept')"))
         conn.execute(sa.text("INSERT INTO store (code, created_at, updated_at) VALUES ('S1', '2025-01-01', '2025-01-01')"))
     (campaign.schemas_dir / "store.yaml").unlink()
-    schemas.load(campaign.schemas_dir)
     before = state(campaign)
     assert planned(campaign).empty
     apply(campaign)
@@ -490,15 +488,18 @@ def test_the_check_runs_once_per_model_and_again_for_a_reloaded_one(campaign, mo
     calls = []
     real = migrate.apply
     monkeypatch.setattr(migrate, "apply", lambda engine, model: calls.append(model) or real(engine, model))
-    model = schemas.load(campaign.schemas_dir)  # as a code location (re)load does
+    model = campaign.model  # unchanged files: the model the first run was checked against
+    assert model is campaign.model
     model_engine(campaign.db_url, model)
-    model_engine(campaign.db_url, model)
-    assert calls == [model]
-    campaign.schema(LOYALTY, "loyalty")  # read again: another model
-    model_engine(campaign.db_url)
-    assert len(calls) == 2 and calls[1] is schemas.current()
+    assert calls == []  # once per model and process: that run did
+    campaign.schema(LOYALTY, "loyalty")  # a file changed: the model is read again
+    reloaded = campaign.model
+    assert reloaded is not model
+    model_engine(campaign.db_url, reloaded)
+    model_engine(campaign.db_url, reloaded)
+    assert calls == [reloaded]
     assert "loyalty_tier" in columns(campaign, "recipient")
-    assert (campaign.db_url, id(calls[1])) in campaign_db._checked
+    assert (campaign.db_url, id(reloaded)) in campaign_db._checked
 
 
 def test_a_plain_connection_first_used_creates_what_is_missing_and_leaves_refusals_to_runs(campaign, monkeypatch):
@@ -508,15 +509,15 @@ def test_a_plain_connection_first_used_creates_what_is_missing_and_leaves_refusa
     campaign.schema("extends: recipient\nfields:\n  - {name: loyalty_tier, kind: integer}\n", "loyalty")
     campaign.schema(STORE, "store")
     before = state(campaign)
-    monkeypatch.setattr(campaign_db, "_prepared", set())  # as in a new process
-    campaign_db.get_engine(campaign.db_url)  # does not raise: reading rejects must work
+    monkeypatch.setattr(campaign_db, "_prepared", {})  # as in a new process
+    campaign_db.get_engine(campaign.db_url, campaign.model)  # does not raise: reading rejects must work
     after = state(campaign)
     assert set(after) - set(before) == {"import_reject"}  # the built-in table only, not store
     assert {t: after[t] for t in before} == before
     # Without the refusal, a first use brings the database to the model.
     campaign.schema(LOYALTY, "loyalty")
-    monkeypatch.setattr(campaign_db, "_prepared", set())
-    campaign_db.get_engine(campaign.db_url)
+    monkeypatch.setattr(campaign_db, "_prepared", {})
+    campaign_db.get_engine(campaign.db_url, campaign.model)
     assert "store" in state(campaign) and planned(campaign).empty
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+import schemas
 from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.templates import load_catalog, parse_template
-from tests.helpers import people_template
+from tests.helpers import STORE, export_template, people_template
 
 BUILTINS = {"new_text_import", "import_recipients", "import_denylist", "new_text_export"}
 
@@ -135,3 +136,21 @@ def test_example_templates_load():
     assert catalog.errors == []
     assert {"crm_nightly_recipients", "warehouse_recipients_export"} <= set(catalog.templates)
     assert catalog.get("crm_nightly_recipients").collector.default_status == "running"
+
+
+def test_a_template_holds_its_data_model_and_carries_it_to_another_process(tmp_path):
+    """A step receives its template pickled (the work data): the model comes with it as
+    the folder it was read from, read again there (here: the same process, the same
+    object), never looked up from the environment."""
+    import pickle
+
+    folder = tmp_path / "schemas"
+    folder.mkdir()
+    (folder / "store.yaml").write_text(STORE, encoding="utf-8")
+    model = schemas.load(folder)
+    template = parse_template(export_template(columns=[{"column": "code"}], source={"schema": "store", "order_by": ["code"]}), "out.yaml", model)
+    assert template.model is model and template.table is model.table("store")
+    again = pickle.loads(pickle.dumps(template))
+    assert again.model is model and again == template
+    with pytest.raises(TemplateError, match="unknown schema 'store'"):
+        parse_template(export_template(columns=[{"column": "code"}], source={"schema": "store", "order_by": ["code"]}), "out.yaml")  # built-in tables only

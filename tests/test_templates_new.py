@@ -70,7 +70,7 @@ def test_a_tab_file(wizard):
 
 def test_titles_match_without_case_accents_or_punctuation():
     assert normalized("  Adresse E-Mail ") == normalized("adresse email") == "adresseemail"
-    mapping, unmapped = guess_mapping(["PRÉNOM", "e_mail", "Téléphone", "Portable", "Fax"], schemas.table("recipient"))
+    mapping, unmapped = guess_mapping(["PRÉNOM", "e_mail", "Téléphone", "Portable", "Fax"], schemas.BUILTIN.table("recipient"))
     assert mapping == {"PRÉNOM": "first_name", "e_mail": "email", "Téléphone": "phone", "Portable": "mobile_phone"}
     assert unmapped == ["Fax"]
 

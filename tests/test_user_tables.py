@@ -121,9 +121,8 @@ def test_a_link_resolves_by_email_and_an_unknown_customer_is_rejected_with_its_l
     assert len(amounts) == 2
     from sqlalchemy import select
 
-    import schemas
 
-    table = schemas.table("purchase").table
+    table = shop.model.table("purchase").table
     with shop.engine.connect() as conn:
         stored = dict(conn.execute(select(table.c.order_id, table.c.amount)).all())
     assert stored == {"A1": decimal.Decimal("19.90"), "A3": decimal.Decimal("1234567890.12")}
@@ -158,7 +157,7 @@ def test_on_missing_link_create_adds_the_linked_record_with_that_key(shop):
     assert result.status == "finished" and result.counts["rows_inserted"] == 3
     assert import_metadata(result)["created by the recipient link"].value == 1
     # And in `run --json`, as {link: records created}.
-    assert run_outcome(shop.instance, result.run_id, load_catalog(shop.templates_dir).get("purchases"))["links_created"] == {"recipient": 1}
+    assert run_outcome(shop.instance, result.run_id, load_catalog(shop.templates_dir, shop.model).get("purchases"))["links_created"] == {"recipient": 1}
     people = {r["email"]: r["id"] for r in shop.rows("recipient", "id", "email")}
     assert set(people) == {"ann@example.com", "bob@example.com", "new@example.com"}  # created once
     rows = shop.rows("purchase", "order_id", "recipient_id", order_by="order_id")
@@ -202,9 +201,8 @@ def test_decimals_with_too_many_digits_are_rejected_naming_line_and_column_never
     assert rejects[3]["reason"] == "currency: 'XYZ' is not a currency we sell in"
     from sqlalchemy import select
 
-    import schemas
 
-    table = schemas.table("purchase").table
+    table = shop.model.table("purchase").table
     with shop.engine.connect() as conn:
         amounts = conn.execute(select(table.c.order_id, table.c.amount).order_by(table.c.order_id)).all()
     assert [tuple(a) for a in amounts] == [("A4", decimal.Decimal("-12.50")), ("A6", decimal.Decimal("7.50"))]
@@ -297,9 +295,8 @@ def test_a_timestamp_without_offset_is_read_in_the_columns_time_zone(shop):
     shop.run("purchases")
     from sqlalchemy import select
 
-    import schemas
 
-    table = schemas.table("purchase").table
+    table = shop.model.table("purchase").table
     with shop.engine.connect() as conn:
         stored = conn.execute(select(table.c.purchased_at)).scalar_one()
     stored = stored if stored.tzinfo else stored.replace(tzinfo=dt.UTC)
@@ -318,7 +315,7 @@ def test_link_mistakes_are_template_errors_naming_the_key(shop, change, message)
     from campaign_pipelines.templates import load_catalog
 
     shop.template(column(purchases_template(), "recipient", **change))
-    catalog = load_catalog(shop.templates_dir)
+    catalog = load_catalog(shop.templates_dir, shop.model)
     if not message:  # the schema's own `via` serves
         assert "purchases" in catalog.templates, catalog.errors
         return
@@ -331,7 +328,7 @@ def test_an_unmapped_required_field_is_a_template_error(shop):
     data = yaml.safe_load(purchases_template())
     data["columns"] = [c for c in data["columns"] if c["target"] != "sku"]
     shop.template(yaml.safe_dump(data))
-    (error,) = load_catalog(shop.templates_dir).errors
+    (error,) = load_catalog(shop.templates_dir, shop.model).errors
     assert "columns: purchase.sku cannot be empty (nullable: false) and is not mapped" in error
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-import schemas
 from campaign_pipelines.cli.common import EXIT_FAILED, EXIT_OK
 from campaign_pipelines.settings import DATA_SUBDIRS, Settings, default_db_url
 
@@ -44,7 +43,7 @@ def _print_changes(changes: list[Any]) -> None:
 def cmd_schema_plan(args: argparse.Namespace, settings: Settings) -> int:
     from schemas import migrate
 
-    model = schemas.current()
+    model = settings.data_model()
     planned = migrate.plan(_schema_engine(settings), model)
     _print_changes(planned.changes)
     if planned.empty:
@@ -59,7 +58,7 @@ def cmd_schema_plan(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_schema_apply(args: argparse.Namespace, settings: Settings) -> int:
     from schemas import migrate
 
-    model = schemas.current()
+    model = settings.data_model()
     if model.errors:
         for error in model.errors:
             print(f"invalid: {error}", file=sys.stderr)

@@ -24,7 +24,7 @@ class UsageError(CampaignError):
 
 
 def template_catalog(settings: Settings) -> Catalog:
-    return load_catalog(settings.templates_dir)
+    return load_catalog(settings.templates_dir, settings.data_model())
 
 
 def template_text(name: str, catalog: Catalog) -> str:

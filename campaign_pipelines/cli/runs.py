@@ -151,7 +151,7 @@ RUN_ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
 def _run_ids(prefix: str, settings: Settings, conn: sa.Connection) -> set[str]:
     """Every run whose id starts with `prefix`: in the rejects table, in the rejects
     files (a failed run's rejects are only there), and in the Dagster instance."""
-    table = schemas.table("import_reject").table
+    table = schemas.BUILTIN.table("import_reject").table
     ids = set(conn.execute(sa.select(table.c.run_id).where(table.c.run_id.startswith(prefix)).distinct()).scalars())
     ids |= {p.name.removesuffix(".reasons.csv") for p in settings.data_dir.glob(f"rejects/*/{prefix}*.reasons.csv")}
     with quiet(verbose=False):
@@ -162,7 +162,7 @@ def _run_ids(prefix: str, settings: Settings, conn: sa.Connection) -> set[str]:
 def _rejects_of(run_id: str, settings: Settings, conn: sa.Connection) -> list[tuple[Any, ...]]:
     """(line, column, reason, text) of a run's rejects, from the table, else from the
     reasons file that a failed run leaves."""
-    table = schemas.table("import_reject").table
+    table = schemas.BUILTIN.table("import_reject").table
     query = sa.select(table.c.line_number, table.c.column_name, table.c.reason, table.c.line).where(
         table.c.run_id == run_id
     ).order_by(table.c.line_number)

@@ -65,7 +65,7 @@ def cmd_templates_duplicate(args: argparse.Namespace, settings: Settings) -> int
     round_trip.dump(data, out)
     text = f"# Duplicated from {args.source}.\n{out.getvalue()}"
     target = settings.templates_dir / f"{args.new_name}.yaml"
-    parse_template(text, str(target))  # the copy must load (the name must be valid)
+    parse_template(text, str(target), settings.data_model())  # the copy must load (the name must be valid)
     settings.templates_dir.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     print(target)
@@ -96,7 +96,7 @@ def cmd_templates_validate(args: argparse.Namespace, settings: Settings) -> int:
         errors = []
         for path in map(Path, args.paths):
             try:
-                parse_template(path.read_text(encoding="utf-8"), str(path))
+                parse_template(path.read_text(encoding="utf-8"), str(path), settings.data_model())
                 print(f"ok: {path}")
             except (TemplateError, OSError) as exc:
                 errors.append(str(exc) if isinstance(exc, TemplateError) else f"{path}: {exc.strerror}")
@@ -121,7 +121,7 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
             from campaign_pipelines.exporting.steps import preview_export
             from resources.campaign_db import get_engine
 
-            print(preview_export(template, get_engine(settings.db_url or default_db_url()), args.rows))
+            print(preview_export(template, get_engine(settings.db_url or default_db_url(), template.model), args.rows))
             return EXIT_OK
         import tempfile
 
@@ -151,7 +151,6 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_templates_new(args: argparse.Namespace, settings: Settings) -> int:
     """An import template draft from a sample file: detected format, guessed mapping; what
     the guess leaves open is a commented TODO in the draft, which is always written."""
-    import schemas
     from campaign_pipelines.detect import detect
     from campaign_pipelines.drafts import draft_template
     from campaign_pipelines.settings import resolve_data_path
@@ -159,14 +158,15 @@ def cmd_templates_new(args: argparse.Namespace, settings: Settings) -> int:
     catalog = template_catalog(settings)
     if args.name in catalog.templates:
         raise UsageError(f"a template named {args.name!r} exists already ({catalog.origins[args.name]}).")
-    if args.table not in schemas.current().importable:
-        raise UsageError(f"--table {args.table!r}: imports can target {', '.join(schemas.current().importable)}.")
+    model = settings.data_model()
+    if args.table not in model.importable:
+        raise UsageError(f"--table {args.table!r}: imports can target {', '.join(model.importable)}.")
     path = resolve_data_path(settings.data_dir, args.from_file, what="--from-file")
     if not path.is_file():
         raise UsageError(f"--from-file {args.from_file}: no such file under {settings.data_dir}.")
-    found = detect(path, args.table)
+    found = detect(path, args.table, model)
     relative = str(path.relative_to(settings.data_dir.resolve()))
-    draft = draft_template(args.name, found, args.table, relative, args.from_file)
+    draft = draft_template(args.name, found, args.table, relative, args.from_file, model)
     target = settings.templates_dir / f"{args.name}.yaml"
     settings.templates_dir.mkdir(parents=True, exist_ok=True)
     target.write_text(draft.text, encoding="utf-8")
@@ -178,7 +178,7 @@ def cmd_templates_new(args: argparse.Namespace, settings: Settings) -> int:
     for todo in draft.todos:
         print(f"todo: {todo}", file=sys.stderr)
     if not draft.todos:
-        parse_template(draft.text, str(target))  # a bug if a complete draft does not load
+        parse_template(draft.text, str(target), model)  # a bug if a complete draft does not load
     if args.reload:
         _reload_code_location(args.reload)
     return EXIT_OK

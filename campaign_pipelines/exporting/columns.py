@@ -153,7 +153,8 @@ def as_text(value: sa.ColumnElement, f: schemas.Field | None) -> sa.ColumnElemen
 class Joins:
     """A FROM clause growing one LEFT OUTER JOIN per distinct link path."""
 
-    def __init__(self, base: sa.FromClause, prefix: str):
+    def __init__(self, model: schemas.DataModel, base: sa.FromClause, prefix: str):
+        self.model = model
         self.base = base
         self.from_clause: sa.FromClause = base
         self.prefix = prefix
@@ -164,7 +165,7 @@ class Joins:
         for link in path.links:
             key += (link.name,)
             if key not in self.aliases:
-                target = schemas.table(link.table).table.alias(f"{self.prefix}{len(self.aliases) + 1}")
+                target = self.model.table(link.table).table.alias(f"{self.prefix}{len(self.aliases) + 1}")
                 self.outerjoin(target, target.c.id == source.c[link.column])
                 self.aliases[key] = target
             source = self.aliases[key]
@@ -203,7 +204,8 @@ class ExportColumns:
     def __init__(self, template: ExportTemplate):
         self.template = template
         self.spec = template.table
-        self.joins = Joins(self.spec.table, "_j")
+        self.model = template.model
+        self.joins = Joins(self.model, self.spec.table, "_j")
         self.selected: dict[tuple, Selected] = {}
         self._collections = 0
         self.outputs = [self._output(c) for c in template.source.columns]
@@ -213,7 +215,7 @@ class ExportColumns:
 
     def column(self, dotted: str) -> tuple[sa.ColumnElement, schemas.Field]:
         """A column of the table, or across its links: joined on first use."""
-        path = follow(self.spec, dotted)
+        path = follow(self.model, self.spec, dotted)
         return self.joins.column(path), path.field
 
     def by_label(self) -> dict[str, Selected]:
@@ -262,11 +264,11 @@ class ExportColumns:
 
     def _collection(self, column: ExportColumn) -> tuple[sa.ColumnElement, str, None]:
         """Distinct values, per owner, sorted (by value, not by text), joined as text."""
-        path = collection_path(self.spec, column.collection or "", column.link)
+        path = collection_path(self.model, self.spec, column.collection or "", column.link)
         self._collections += 1
         n = self._collections
         rows = path.table.table.alias(f"_k{n}")
-        joins = Joins(rows, f"_k{n}j")
+        joins = Joins(self.model, rows, f"_k{n}j")
         value = joins.column(path.path)
         owner = rows.c[path.owner.column]
         values = (

@@ -71,7 +71,7 @@ def build_select(
 
 
 def read_watermark(conn: sa.Connection, template: ExportTemplate) -> Any:
-    table = schemas.table("export_watermark").table
+    table = schemas.BUILTIN.table("export_watermark").table
     row = conn.execute(sa.select(table.c.value).where(table.c.template == template.name)).first()
     if row is None or template.source.differential is None:
         return None
@@ -81,7 +81,7 @@ def read_watermark(conn: sa.Connection, template: ExportTemplate) -> Any:
 
 def write_watermark(conn: sa.Connection, template: ExportTemplate, value: Any, run_id: str, now: Any) -> None:
     """Advance the watermark (same transaction as the caller's)."""
-    table = schemas.table("export_watermark").table
+    table = schemas.BUILTIN.table("export_watermark").table
     assert template.source.differential is not None
     values = {
         "column_name": template.source.differential.column,

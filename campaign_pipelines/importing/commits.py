@@ -23,7 +23,7 @@ def record_commit(conn: sa.Connection, root_run_id: str, run_id: str, outcome: I
         "status": outcome.status, "table_rows": outcome.table_rows, "rows_read": outcome.rows_read,
         "rejects_path": str(outcome.rejects_path) if outcome.rejects_path else None,
     }
-    table = schemas.table("import_commit").table
+    table = schemas.BUILTIN.table("import_commit").table
     conn.execute(sa.insert(table).values(
         root_run_id=root_run_id, run_id=run_id, template=outcome.template.name, outcome=json.dumps(payload), committed_at=now,
     ))
@@ -31,7 +31,7 @@ def record_commit(conn: sa.Connection, root_run_id: str, run_id: str, outcome: I
 
 def committed_outcome(conn: sa.Connection, template: ImportTemplate, root_run_id: str) -> ImportOutcome | None:
     """The outcome of the root run's committed merge, with its rejects as recorded; None if none committed."""
-    commits, rejected = schemas.table("import_commit").table, schemas.table("import_reject").table
+    commits, rejected = schemas.BUILTIN.table("import_commit").table, schemas.BUILTIN.table("import_reject").table
     with conn.begin():
         row = conn.execute(sa.select(commits.c.run_id, commits.c.outcome).where(commits.c.root_run_id == root_run_id)).first()
         if row is None:

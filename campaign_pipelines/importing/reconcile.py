@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 import polars as pl
 import sqlalchemy as sa
 
-import schemas
 from campaign_pipelines.importing.stage import (
     copy_to_stage, deciding_columns, insert_rows, stage_table, temporary_table, unique_groups,
 )
@@ -68,6 +67,7 @@ class Reconciler:
         """`staged`: the stage table the validation already filled on this connection."""
         self.conn = conn
         self.template = template
+        self.model = template.model
         self.spec = template.table
         self.target = self.spec.table
         self.now = now
@@ -143,14 +143,13 @@ class Reconciler:
         if self.template.target.service:
             names |= {"service", "subscription"}
         names |= {link.table for name, link in self.links.items() if self.template.mapping(name).on_missing_link == "create"}
-        return [schemas.table(name).table for name in sorted(names)]
+        return [self.model.table(name).table for name in sorted(names)]
 
-    @staticmethod
-    def linked_tables(written: list[sa.Table]) -> list[sa.Table]:
+    def linked_tables(self, written: list[sa.Table]) -> list[sa.Table]:
         """The tables the written ones link to, the written ones left out (locked more strongly)."""
         names = {t.name for t in written}
-        linked = {link.table for t in written for link in schemas.table(t.name).links} - names
-        return [schemas.table(name).table for name in sorted(linked)]
+        linked = {link.table for t in written for link in self.model.table(t.name).links} - names
+        return [self.model.table(name).table for name in sorted(linked)]
 
     def merge(self) -> MergeResult:
         if self.dialect == "postgresql":
@@ -194,7 +193,7 @@ class Reconciler:
         for name, link in self.links.items():
             if self.template.mapping(name).on_missing_link != "create":
                 continue
-            linked = schemas.table(link.table)
+            linked = self.model.table(link.table)
             table, via = linked.table, self._via(name)
             values = {via: s.c[name]}
             for managed in ("created_at", "updated_at"):
@@ -225,7 +224,7 @@ class Reconciler:
             if c not in self.links:
                 columns.append(s.c[c])
                 continue
-            linked = schemas.table(self.links[c].table).table.alias(f"link_{c}")
+            linked = self.model.table(self.links[c].table).table.alias(f"link_{c}")
             joins = joins.outerjoin(linked, linked.c[self._via(c)] == s.c[c])
             columns += [linked.c.id.label(c), s.c[c].label(f"{c}__value")]
         return sa.select(*columns).select_from(joins).cte("resolved")
@@ -425,7 +424,7 @@ class Reconciler:
         )
 
         if self.template.target.operation == "delete":
-            restrict.hold_restricted(self.conn, d, self.spec.name)  # such lines are rejected, not deleted
+            restrict.hold_restricted(self.conn, d, self.model, self.spec.name)  # such lines are rejected, not deleted
         deleted = sa.select(d.c.match_id).where(d.c.action == "delete")
         self.conn.execute(sa.delete(t).where(t.c.id.in_(deleted)))
 
@@ -469,16 +468,16 @@ class Reconciler:
                 )
         if target.recipient_list:
             list_id = self._named_row(
-                schemas.table("recipient_list").table, target.recipient_list.name,
+                self.model.table("recipient_list").table, target.recipient_list.name,
                 label=target.recipient_list.name, created_at=self.now,
             )
-            members = schemas.table("recipient_list_member").table
+            members = self.model.table("recipient_list_member").table
             if target.recipient_list.mode == "replace":
                 self.conn.execute(sa.delete(members).where(members.c.list_id == list_id))
             self._link(members, "list_id", list_id, {})
         if target.service:
-            service_id = self._named_row(schemas.table("service").table, target.service, label=target.service, channel="email")
-            self._link(schemas.table("subscription").table, "service_id", service_id, {"created_at": self.now})
+            service_id = self._named_row(self.model.table("service").table, target.service, label=target.service, channel="email")
+            self._link(self.model.table("subscription").table, "service_id", service_id, {"created_at": self.now})
 
     def _named_row(self, table: sa.Table, name: str, **defaults: object) -> int:
         found = self.conn.execute(sa.select(table.c.id).where(table.c.name == name)).scalar()
@@ -524,7 +523,7 @@ class Reconciler:
         labels = {m.target: (str(m.source) if m.source is not None else m.target) for m in self.template.columns}
         keys = ", ".join(self.keys)
         key_labels = ", ".join(labels[k] for k in self.keys)
-        restricted = restrict.restricted_reasons(self.conn, d, self.spec.name) if self.template.target.operation == "delete" else {}
+        restricted = restrict.restricted_reasons(self.conn, d, self.model, self.spec.name) if self.template.target.operation == "delete" else {}
         for row in self.conn.execute(rejected.order_by(d.c.line)).mappings():
             action = row["action"]
             kind, _, column = action.partition(":")

@@ -16,19 +16,19 @@ import schemas
 PREFIX = "restricted:"
 
 
-def restricting_links(table: str) -> list[tuple[schemas.TableSpec, schemas.Link]]:
+def restricting_links(model: schemas.DataModel, table: str) -> list[tuple[schemas.TableSpec, schemas.Link]]:
     """(linking table, link) of every link to `table` whose on_delete is restrict."""
     found = []
-    for spec, name in schemas.current().links_to(table):
+    for spec, name in model.links_to(table):
         link = spec.link(name)
         if link is not None and link.on_delete == "restrict":
             found.append((spec, link))
     return found
 
 
-def hold_restricted(conn: sa.Connection, decided: sa.Table, table: str) -> None:
+def hold_restricted(conn: sa.Connection, decided: sa.Table, model: schemas.DataModel, table: str) -> None:
     """Turn `delete` into `restricted:<table>.<link>` for the records still linked."""
-    for spec, link in restricting_links(table):
+    for spec, link in restricting_links(model, table):
         linking = spec.table
         still_linked = sa.exists().where(linking.c[link.column] == decided.c.match_id)
         conn.execute(
@@ -47,10 +47,10 @@ def _label(spec: schemas.TableSpec) -> list[str]:
     return list(spec.primary_key)
 
 
-def restricted_reasons(conn: sa.Connection, decided: sa.Table, target: str) -> dict[int, str]:
+def restricted_reasons(conn: sa.Connection, decided: sa.Table, model: schemas.DataModel, target: str) -> dict[int, str]:
     """line -> why its record was kept, for every line `hold_restricted` held back."""
     reasons: dict[int, str] = {}
-    for spec, link in restricting_links(target):
+    for spec, link in restricting_links(model, target):
         linking = spec.table
         action = f"{PREFIX}{spec.name}.{link.name}"
         label = _label(spec)

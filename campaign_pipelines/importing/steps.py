@@ -366,7 +366,7 @@ def _storable(texts: pa.ChunkedArray) -> pa.ChunkedArray:
 def _record_rejects(conn: sa.Connection, template: str, run_id: str, rejects: pa.Table, now: dt.datetime) -> None:
     if not rejects.num_rows:
         return
-    table = schemas.table("import_reject").table
+    table = schemas.BUILTIN.table("import_reject").table
     n = rejects.num_rows
     rows = pa.table({
         "run_id": pa.array([run_id] * n, pa.string()),

@@ -15,6 +15,7 @@ from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.templates.common import format_validation_error
 from campaign_pipelines.templates.exports import ExportTemplate
 from campaign_pipelines.templates.imports import ImportTemplate
+from schemas import BUILTIN, DataModel
 from schemas.messages import LoadError, did_you_mean
 
 BUILTIN_PACKAGE = "campaign_pipelines.job_templates"
@@ -22,7 +23,9 @@ BUILTIN_PACKAGE = "campaign_pipelines.job_templates"
 Template = Union[ImportTemplate, ExportTemplate]
 
 
-def parse_template(text: str, origin: str) -> Template:
+def parse_template(text: str, origin: str, model: DataModel = BUILTIN) -> Template:
+    """One template file's text, validated against `model` (by default the built-in
+    tables alone; a deployment passes its own, `Settings.data_model()`)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -32,13 +35,13 @@ def parse_template(text: str, origin: str) -> Template:
     if not isinstance(data, dict):
         raise TemplateError(f"{origin}: a job template is a YAML mapping of keys")
     kind = data.get("kind")
-    model = {"import": ImportTemplate, "export": ExportTemplate}.get(kind)
-    if model is None:
+    kind_class = {"import": ImportTemplate, "export": ExportTemplate}.get(kind)
+    if kind_class is None:
         raise TemplateError(f"{origin}: kind: must be 'import' or 'export', got {kind!r}")
     try:
-        return model.model_validate(data)
+        return kind_class.parse(data, model)
     except ValidationError as exc:
-        raise TemplateError(f"{origin}: {format_validation_error(exc, model)}") from None
+        raise TemplateError(f"{origin}: {format_validation_error(exc, kind_class)}") from None
 
 
 @dataclass
@@ -70,10 +73,11 @@ def builtin_sources() -> list[tuple[str, str]]:
     )
 
 
-def load_catalog(templates_dir: Path) -> Catalog:
+def load_catalog(templates_dir: Path, model: DataModel = BUILTIN) -> Catalog:
+    """The built-in templates and those of `templates_dir`, validated against `model`."""
     catalog = Catalog()
     for origin, text in builtin_sources():
-        template = parse_template(text, origin)  # a broken built-in is a bug: let it raise
+        template = parse_template(text, origin, model)  # a broken built-in is a bug: let it raise
         catalog.templates[template.name] = template
         catalog.builtin.add(template.name)
         catalog.origins[template.name] = origin
@@ -81,7 +85,7 @@ def load_catalog(templates_dir: Path) -> Catalog:
         for path in sorted([*templates_dir.glob("*.yaml"), *templates_dir.glob("*.yml")]):
             try:
                 text = path.read_text(encoding="utf-8")
-                template = parse_template(text, str(path))
+                template = parse_template(text, str(path), model)
             except (TemplateError, OSError, UnicodeDecodeError) as exc:
                 message = str(exc) if isinstance(exc, TemplateError) else f"{path}: cannot be read ({exc})"
                 catalog.errors.append(LoadError(message, str(path), _name_in(text) if isinstance(exc, TemplateError) else None))

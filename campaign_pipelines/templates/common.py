@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 import schemas
 # One wording of a pydantic error for templates and data schemas alike: `key: message`.
@@ -23,6 +23,14 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 class Model(BaseModel):
     # Unknown keys are errors: a typo must not be silently ignored.
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def data_model(info: ValidationInfo) -> schemas.DataModel:
+    """The data model a template is validated against: its validation context's."""
+    model = (info.context or {}).get("model")
+    if not isinstance(model, schemas.DataModel):
+        raise TypeError("a job template is validated against a data model: model_validate(data, context={'model': model})")
+    return model
 
 
 def _one_character(value: str | None, key: str) -> str | None:
@@ -156,6 +164,16 @@ class Launchable(Model):
     """A template a launch can override with flat keys."""
 
     launch_keys: ClassVar[dict[str, tuple[str, str]]] = {}
+    # The data model the template was validated against: its tables, for every step.
+    _model: schemas.DataModel = PrivateAttr()
+
+    @property
+    def model(self) -> schemas.DataModel:
+        return self._model
+
+    @classmethod
+    def parse(cls, data: Any, model: schemas.DataModel) -> Self:
+        return cls.model_validate(data, context={"model": model})
 
     def with_overrides(self, overrides: dict[str, Any]) -> Self:
         """The template as launched: flat launch keys applied to their template keys."""
@@ -166,7 +184,7 @@ class Launchable(Model):
             section, name = self.launch_keys[key]
             data.setdefault(section, {})[name] = value
         try:
-            return type(self).model_validate(data)
+            return type(self).parse(data, self.model)
         except ValidationError as exc:
             raise TemplateError(f"launch config for {self.name}: {self._launch_errors(exc, overrides)}") from None
 

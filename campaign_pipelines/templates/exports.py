@@ -7,12 +7,12 @@ import string
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
     FILTER_OPERATORS, NAME_PATTERN, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding,
-    _one_character, _timezone, check_pattern, filter_conditions, filter_value,
+    _one_character, _timezone, check_pattern, data_model, filter_conditions, filter_value,
 )
 from campaign_pipelines.text import scalar_text
 
@@ -49,7 +49,7 @@ class CollectionPath:
     path: FieldPath
 
 
-def follow(spec: schemas.TableSpec, dotted: str) -> FieldPath:
+def follow(model: schemas.DataModel, spec: schemas.TableSpec, dotted: str) -> FieldPath:
     """`field` or `link.….field` from `spec`; ValueError naming what is missing."""
     names = dotted.split(".")
     if not all(names):
@@ -64,7 +64,7 @@ def follow(spec: schemas.TableSpec, dotted: str) -> FieldPath:
             known = ", ".join(l.name for l in current.links) or "none"
             raise ValueError(f"{current.name} has no link {name!r} (its links: {known})")
         links.append(link)
-        current = schemas.table(link.table)
+        current = model.table(link.table)
     if not current.has(names[-1]):
         link = current.link(names[-1])
         hint = f"; {names[-1]} is a link: name one of its columns, such as {names[-1]}.id" if link else ""
@@ -72,11 +72,10 @@ def follow(spec: schemas.TableSpec, dotted: str) -> FieldPath:
     return FieldPath(tuple(links), current.field(names[-1]))
 
 
-def collection_path(spec: schemas.TableSpec, dotted: str, link: str | None) -> CollectionPath:
+def collection_path(model: schemas.DataModel, spec: schemas.TableSpec, dotted: str, link: str | None) -> CollectionPath:
     """`<table>.<field>` or `<table>.<link>.….<field>`, `<table>` linking to `spec`; a
     ValueError names the key at fault (`collection` or `link`)."""
     names = dotted.split(".")
-    model = schemas.current()
     if len(names) < 2 or not all(names):
         raise ValueError(f"collection: {dotted!r} is not <table>.<column> or <table>.<link>.<column>")
     table = model.tables.get(names[0])
@@ -98,7 +97,7 @@ def collection_path(spec: schemas.TableSpec, dotted: str, link: str | None) -> C
     else:
         owner = owners[0]
     try:
-        return CollectionPath(table, owner, follow(table, ".".join(names[1:])))
+        return CollectionPath(table, owner, follow(model, table, ".".join(names[1:])))
     except ValueError as exc:
         raise ValueError(f"collection: {exc}") from None
 
@@ -203,12 +202,12 @@ class ExportColumn(Model):
         return self.label or self.column or self.collection or ""
 
 
-def column_kind(spec: schemas.TableSpec, column: ExportColumn, where: str) -> str | None:
+def column_kind(model: schemas.DataModel, spec: schemas.TableSpec, column: ExportColumn, where: str) -> str | None:
     """Check one column's paths against the data model; the kind of value the query
     gives for it (None for a constant, which never reaches SQL)."""
     if column.column is not None:
         try:
-            f = follow(spec, column.column).field
+            f = follow(model, spec, column.column).field
         except ValueError as exc:
             raise ValueError(f"{where}.column: {exc}") from None
         kind = f.kind
@@ -226,7 +225,7 @@ def column_kind(spec: schemas.TableSpec, column: ExportColumn, where: str) -> st
         return "string" if column.labels is not None else kind
     if column.collection is not None:
         try:
-            collection_path(spec, column.collection, column.link)
+            collection_path(model, spec, column.collection, column.link)
         except ValueError as exc:
             raise ValueError(f"{where}.{exc}") from None
         return "string"
@@ -236,7 +235,7 @@ def column_kind(spec: schemas.TableSpec, column: ExportColumn, where: str) -> st
         names = [name for _, name in value_parts(column.value) if name is not None]
         for name in names:
             try:
-                follow(spec, name)
+                follow(model, spec, name)
             except ValueError as exc:
                 raise ValueError(f"{{{name}}}: {exc}") from None
     except ValueError as exc:
@@ -259,9 +258,10 @@ class ExportSource(Model):
 
     @field_validator("table")
     @classmethod
-    def _known_table(cls, v: str) -> str:
-        if v not in schemas.current().tables:
-            raise ValueError(f"unknown schema {v!r}; known: {', '.join(sorted(schemas.current().tables))}")
+    def _known_table(cls, v: str, info: ValidationInfo) -> str:
+        tables = data_model(info).tables
+        if v not in tables:
+            raise ValueError(f"unknown schema {v!r}; known: {', '.join(sorted(tables))}")
         return v
 
 
@@ -294,11 +294,12 @@ class ExportTemplate(Launchable):
 
     @model_validator(mode="before")
     @classmethod
-    def _yes_no_label_keys(cls, data: Any) -> Any:
+    def _yes_no_label_keys(cls, data: Any, info: ValidationInfo) -> Any:
         """YAML reads yes, no, on, off, true and false as booleans: a `labels` key read so
         for a column holding no booleans was meant as text (and would match nothing)."""
+        model = data_model(info)
         try:
-            spec = schemas.table(data["source"]["schema"])
+            spec = model.table(data["source"]["schema"])
             columns = list(data["source"]["columns"])
         except (TypeError, KeyError):
             return data
@@ -307,7 +308,7 @@ class ExportTemplate(Launchable):
                 continue
             read_as = next((key for key in column["labels"] if isinstance(key, bool)), None)
             try:
-                kind = follow(spec, column["column"]).field.kind
+                kind = follow(model, spec, column["column"]).field.kind
             except ValueError:
                 continue
             if read_as is not None and (kind != "boolean" or column.get("part")):
@@ -316,10 +317,11 @@ class ExportTemplate(Launchable):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ExportTemplate":
-        spec = schemas.table(self.source.table)
+    def _consistent(self, info: ValidationInfo) -> "ExportTemplate":
+        self._model = model = data_model(info)
+        spec = model.table(self.source.table)
         for i, column in enumerate(self.source.columns):
-            kind = column_kind(spec, column, f"source.columns[{i}]")
+            kind = column_kind(model, spec, column, f"source.columns[{i}]")
             if self.destination.format == "fixed_width" and column.width is None:
                 raise ValueError(f"source.columns[{i}].width: required for a fixed_width destination")
             if column.timezone is not None and (kind != "timestamp" or column.part is not None or column.labels is not None):
@@ -335,7 +337,7 @@ class ExportTemplate(Launchable):
                     raise ValueError(f"source.columns[{i}].format: a number format needs a number column, {shown}")
         for name in self.source.order_by:
             try:
-                follow(spec, name)
+                follow(model, spec, name)
             except ValueError as exc:
                 raise ValueError(f"source.order_by: {exc}") from None
         if self.source.differential:
@@ -344,7 +346,7 @@ class ExportTemplate(Launchable):
                 raise ValueError(f"source.differential.column: {column!r} must be a timestamp, date or number column of {spec.name}")
         for column, condition in self.source.filter.items():
             try:
-                filtered = follow(spec, column).field
+                filtered = follow(model, spec, column).field
             except ValueError as exc:
                 raise ValueError(f"source.filter.{column}: {exc}") from None
             for op, value in filter_conditions(condition):
@@ -387,7 +389,7 @@ class ExportTemplate(Launchable):
 
     @property
     def table(self) -> schemas.TableSpec:
-        return schemas.table(self.source.table)
+        return self.model.table(self.source.table)
 
     @property
     def display_label(self) -> str:

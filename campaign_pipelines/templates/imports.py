@@ -6,12 +6,12 @@ import dataclasses
 import datetime as dt
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
     FILTER_OPERATORS, NAME_PATTERN, Collector, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
-    _encoding, _one_character, _timezone, check_pattern, filter_conditions, filter_value, has_date_field,
+    _encoding, _one_character, _timezone, check_pattern, data_model, filter_conditions, filter_value, has_date_field,
 )
 from campaign_pipelines.text import scalar_text
 
@@ -151,9 +151,10 @@ class ImportTarget(Model):
 
     @field_validator("table")
     @classmethod
-    def _known_table(cls, v: str) -> str:
-        if v not in schemas.current().importable:
-            raise ValueError(f"unknown schema {v!r}; imports can target: {', '.join(schemas.current().importable)}")
+    def _known_table(cls, v: str, info: ValidationInfo) -> str:
+        importable = data_model(info).importable
+        if v not in importable:
+            raise ValueError(f"unknown schema {v!r}; imports can target: {', '.join(importable)}")
         return v
 
 
@@ -198,8 +199,9 @@ class ImportTemplate(Launchable):
     partitions: Partitions | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ImportTemplate":
-        spec = schemas.table(self.target.table)
+    def _consistent(self, info: ValidationInfo) -> "ImportTemplate":
+        self._model = data_model(info)
+        spec = self.model.table(self.target.table)
         targets = [c.target for c in self.columns]
         for i, column in enumerate(self.columns):
             self._check_column(i, column, spec)
@@ -248,7 +250,7 @@ class ImportTemplate(Launchable):
             raise ValueError(f"{where}: {spec.name} has no column {column.target!r} (it has {names})")
         if link is not None:
             via = (column.link.via if column.link else None) or link.via
-            linked = schemas.table(link.table)
+            linked = self.model.table(link.table)
             if via is None:
                 raise ValueError(f"columns[{i}].link.via: {column.target} is a link to {link.table}; say which unique field of {link.table} the value is (link: {{via: email}})")
             if not linked.has(via) or not (linked.field(via).unique or via in linked.primary_key):
@@ -320,7 +322,7 @@ class ImportTemplate(Launchable):
             return spec.field(target)
         column = next(c for c in self.columns if c.target == target)
         via = (column.link.via if column.link else None) or link.via
-        f = schemas.table(link.table).field(via)  # type: ignore[arg-type]
+        f = self.model.table(link.table).field(via)  # type: ignore[arg-type]
         return dataclasses.replace(f, name=target, unique=False, nullable=link.nullable, generated=False, default=None)
 
     def mapping(self, target: str) -> ColumnMapping:
@@ -339,7 +341,7 @@ class ImportTemplate(Launchable):
 
     @property
     def table(self) -> schemas.TableSpec:
-        return schemas.table(self.target.table)
+        return self.model.table(self.target.table)
 
     @property
     def display_label(self) -> str:
