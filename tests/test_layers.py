@@ -13,13 +13,14 @@ ALLOWED = {ROOT / "campaign_pipelines" / "run_internals.py"}
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every import in the file, at any depth (a function's too)."""
+    """(line, dotted name) of everything the file imports, at any depth (a function's
+    too): `from dagster import _check` is `dagster._check`."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            found.append((node.lineno, node.module or ""))
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
     return found
 
 
