@@ -20,12 +20,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from campaign_pipelines.importing.stage import (
-    deciding_columns,
-    stage_table,
-    temporary_table,
-    unique_groups,
-)
+from campaign_pipelines.importing.stage import deciding_columns, stage_table, temporary_table, unique_groups
 from campaign_pipelines.importing.validate import KEY_KIND
 from campaign_pipelines.templates import ImportTemplate
 
