@@ -1,6 +1,6 @@
-"""The code location's definitions, built from settings: the exchanges as assets (`assets.py`) and their checks, one job
-per valid job template with its schedule and file collector, the run status sensors,
-the work data cleanup, and the resources."""
+"""The code location's definitions, built from settings: the exchanges as assets
+(`assets.py`) and their checks, one job per valid job template with its schedule and
+file collector, the run status sensors, the work data cleanup, and the resources."""
 
 from __future__ import annotations
 
