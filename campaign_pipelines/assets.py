@@ -91,7 +91,7 @@ def import_asset(template: ImportTemplate) -> dg.AssetsDefinition:
         group_name="imports",
     )
     def import_graph(inbox):
-        result, rejects, *check_results = report(reconcile(validate_rows(map_columns(read_file(inbox)))))
+        result, rejects, *check_results = report(reconcile(validate_rows(map_columns(read_file(template)(inbox)))))
         return {"result": result, "rejects": rejects} | {
             spec.get_python_identifier(): out for spec, out in zip(checks, check_results, strict=True)
         }
@@ -123,7 +123,7 @@ def export_asset(template: ExportTemplate) -> dg.AssetsDefinition:
         config=graph_config_mapping(template),
     )
     def export_graph(table):
-        return {"result": report_export(export_file(table))}
+        return {"result": report_export(export_file(template)(table))}
 
     return export_graph
 

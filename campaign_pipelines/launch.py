@@ -47,15 +47,14 @@ def export_config_schema(template: ExportTemplate) -> dict[str, dg.Field]:
 
 def graph_config_mapping(template: Template) -> dg.ConfigMapping:
     """The template's graph takes the flat launch keys, every one defaulted from the
-    template (so Materialize on the asset page needs no config), and hands its first step
-    the template as JSON with the keys as overrides."""
+    template (so Materialize on the asset page needs no config), and hands them to its
+    first step, which holds the template (ops.read_file, ops.export_file)."""
     if isinstance(template, ExportTemplate):
         first_op, schema = "export_file", export_config_schema(template)
     else:
         first_op, schema = "read_file", launch_config_schema(template)
-    template_json = template.model_dump_json(by_alias=True, exclude_unset=True)
 
     def to_first_step(launch: dict[str, Any]) -> dict[str, Any]:
-        return {first_op: {"config": {"template": template_json, "overrides": launch}}}
+        return {first_op: {"config": launch}}
 
     return dg.ConfigMapping(config_fn=to_first_step, config_schema=schema)

@@ -1,7 +1,8 @@
 """The ops: thin Dagster wrappers around `importing.steps` and `exporting.steps`.
 
-Defined once and shared by every template's graph (assets.py); its config mapping hands the
-first op its template (as JSON) and the launch overrides. Any error ends the run with one
+Defined once and shared by every template's graph (assets.py), but for the first step, which
+is made for its template (`read_file`, `export_file`): the template is bound when the
+definitions are built, and the graph's config mapping hands that step the launch keys. Any error ends the run with one
 sentence, the run tag `campaign/status=failed`, and nothing written to the database
 (`step_errors.py`).
 
@@ -18,7 +19,6 @@ launched (the deployment's `concurrency.pools`, docs/recurring-exchanges.md).
 
 import datetime as dt
 import functools
-import json
 from typing import Any
 
 import dagster as dg
@@ -71,29 +71,34 @@ def adopt_run(context: dg.OpExecutionContext, template: Template) -> None:
         context.instance.add_run_tags(context.run_id, template_tags(template))
 
 
-@dg.op(
-    description="Read the file: split lines, parse fields as text, reject ragged lines.",
-    ins={"inbox": dg.In(dg.Nothing)},
-    out=WORK,
-    # Set by the template graph's config mapping (launch.py): the template as JSON and the flat launch overrides.
-    config_schema={"template": str, "overrides": dg.Permissive()},
-)
-@fails_clearly
-def read_file(context: dg.OpExecutionContext, file_store: FileStore, campaign_db: CampaignDatabase) -> steps.ImportState:
-    config = context.op_config
-    template = ImportTemplate.parse(json.loads(config["template"]), campaign_db.model)
-    adopt_run(context, template)
-    template = template.with_overrides(config["overrides"])
-    # {date:...} in the path: the partition's day, else today's.
-    day = partition_day(context.partition_key) if context.has_partition_key else dt.date.today()
-    path = template.file_for(day)
-    if not path:
-        raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
-    file = file_store.resolve(path, what="file")
-    context.log.info(f"reading {file}")
-    state = steps.read_step(template, file, file_store.work_dir(root_run_id(context.run)), progress(context))
-    context.add_output_metadata({"file": dg.MetadataValue.path(str(file)), "rows_read": state.rows_read, "blank_lines": state.blank_lines})
-    return state
+def read_file(template: ImportTemplate) -> dg.OpDefinition:
+    """The first step of `template`'s import, the template bound: its config is the flat
+    launch keys its graph's config mapping hands it (launch.py). A template's graph calls it
+    `read_file` (its step key: `<template>_steps.read_file`)."""
+
+    @dg.op(
+        name=f"{template.name}_read_file",
+        description="Read the file: split lines, parse fields as text, reject ragged lines.",
+        ins={"inbox": dg.In(dg.Nothing)},
+        out=WORK,
+        config_schema=dg.Permissive(),
+    )
+    @fails_clearly
+    def read(context: dg.OpExecutionContext, file_store: FileStore) -> steps.ImportState:
+        adopt_run(context, template)
+        launched = template.with_overrides(context.op_config)
+        # {date:...} in the path: the partition's day, else today's.
+        day = partition_day(context.partition_key) if context.has_partition_key else dt.date.today()
+        path = launched.file_for(day)
+        if not path:
+            raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
+        file = file_store.resolve(path, what="file")
+        context.log.info(f"reading {file}")
+        state = steps.read_step(launched, file, file_store.work_dir(root_run_id(context.run)), progress(context))
+        context.add_output_metadata({"file": dg.MetadataValue.path(str(file)), "rows_read": state.rows_read, "blank_lines": state.blank_lines})
+        return state
+
+    return read.alias("read_file")
 
 
 @dg.op(
@@ -214,24 +219,28 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
     remove_work_data(context)
 
 
-@dg.op(
-    description="Query the Campaign database in chunks and write the file under a temporary name, then rename it.",
-    ins={"table": dg.In(dg.Nothing)},
-    config_schema={"template": str, "overrides": dg.Permissive()},
-    out=WORK,
-)
-@fails_clearly
-def export_file(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
-    config = context.op_config
-    template = ExportTemplate.parse(json.loads(config["template"]), campaign_db.model)
-    adopt_run(context, template)
-    template = template.with_overrides(config["overrides"])
-    # A daily partition exports the rows its day changed, to a file named after that day.
-    window = context.partition_time_window if context.has_partition_key else None
-    when = window.start if window else dt.datetime.now()
-    path = file_store.resolve(output_path(template, context.run_id, when), what="output")
-    context.log.info(f"exporting {template.source.table} to {path}")
-    return run_export(template, campaign_db.engine, path, context.run_id, window=window, progress=progress(context))
+def export_file(template: ExportTemplate) -> dg.OpDefinition:
+    """The first step of `template`'s export, the template bound (as `read_file`)."""
+
+    @dg.op(
+        name=f"{template.name}_export_file",
+        description="Query the Campaign database in chunks and write the file under a temporary name, then rename it.",
+        ins={"table": dg.In(dg.Nothing)},
+        config_schema=dg.Permissive(),
+        out=WORK,
+    )
+    @fails_clearly
+    def export(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
+        adopt_run(context, template)
+        launched = template.with_overrides(context.op_config)
+        # A daily partition exports the rows its day changed, to a file named after that day.
+        window = context.partition_time_window if context.has_partition_key else None
+        when = window.start if window else dt.datetime.now()
+        path = file_store.resolve(output_path(launched, context.run_id, when), what="output")
+        context.log.info(f"exporting {launched.source.table} to {path}")
+        return run_export(launched, campaign_db.engine, path, context.run_id, window=window, progress=progress(context))
+
+    return export.alias("export_file")
 
 
 @dg.op(

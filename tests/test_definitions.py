@@ -52,6 +52,21 @@ def test_launchpad_config_is_flat_and_prefilled(sqlite_campaign):
     assert "ops" not in fields
 
 
+def test_the_first_step_holds_its_template_and_takes_only_the_launch_keys(sqlite_campaign):
+    """The template is bound when the definitions are built: its graph's first step is made
+    for it and its config is the launch keys, never the template as text to parse again."""
+    sqlite_campaign.template(people_template(name="crm_people"))
+    job = build_definitions(sqlite_campaign.settings).resolve_job_def("crm_people")
+    first = job.graph.node_named("crm_people_steps").definition.node_named("read_file").definition
+    assert first.name == "crm_people_read_file"
+    config = job.run_config_schema.config_type.fields  # the flat launch keys, mapped to it
+    assert "template" not in config and "overrides" not in config
+    sqlite_campaign.file("inbox/other.csv", people_file("a@example.com;1;Ann;Lee"))
+    result = sqlite_campaign.run("crm_people", file="inbox/other.csv")
+    assert result.success, result.error
+    assert result.dagster.output_for_node("crm_people_steps.read_file").file.name == "other.csv"
+
+
 def test_assets_for_tables_and_rejects(sqlite_campaign):
     defs = build_definitions(sqlite_campaign.settings)
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
