@@ -5,6 +5,7 @@ file collector, the run status sensors, the work data cleanup, and the resources
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -22,12 +23,14 @@ from campaign_pipelines.templates import load_catalog
 log = logging.getLogger(__name__)
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(settings: Settings | None = None, placed: Sequence[tuple[str, object]] = ()) -> dg.Definitions:
+    """The definitions of `settings`' deployment: its templates folder's templates and those
+    `placed` in a dg project's defs folder ((origin, data): components.JobTemplate)."""
     settings = settings or Settings.from_env()
     model = settings.data_model()
     for error in model.errors:
         log.warning("data schema skipped: %s", error)
-    catalog = load_catalog(settings.templates_dir, model)
+    catalog = load_catalog(settings.templates_dir, model, placed)
     for error in catalog.errors:
         log.warning("job template skipped: %s", error)
     jobs = {name: build_job(t, settings.executor) for name, t in catalog.templates.items()}

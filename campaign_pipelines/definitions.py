@@ -1,9 +1,15 @@
-"""The workspace's code location (workspace.yaml, `[tool.dagster]`): `defs`, built from the
-environment's settings when Dagster loads this module. The CLI builds what it runs with
-`code_location.build_definitions` and does not import this module (one build per command)."""
+"""The workspace's code location (workspace.yaml, `[tool.dagster]`, `[tool.dg]`): `defs`, the
+components of the project's defs folder (`campaign_pipelines/defs/`, components.py), built
+from the environment's settings when Dagster loads this module. The CLI builds what it runs
+with `code_location.build_definitions` and does not import this module (one build per
+command)."""
 
-from campaign_pipelines.code_location import build_definitions
+from pathlib import Path
 
-defs = build_definitions()
+import dagster as dg
 
-__all__ = ["build_definitions", "defs"]
+import campaign_pipelines.defs
+
+defs = dg.load_defs(campaign_pipelines.defs, project_root=Path(__file__).parent.parent)
+
+__all__ = ["defs"]

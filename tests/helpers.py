@@ -80,7 +80,7 @@ def campaign_job(name: str, deployment: str = "") -> Any:
     rebuilds in a new process to re-execute a run (dg.build_reconstructable_job). Dagster
     caches a rebuilt job by its arguments: `deployment` (a test's folder) keeps one test's
     job, with its data dir, from serving the next test in the same process."""
-    from campaign_pipelines.definitions import build_definitions
+    from campaign_pipelines.code_location import build_definitions
 
     return build_definitions().resolve_job_def(name)
 

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign_pipelines.checks import stored_row_faults
-from campaign_pipelines.definitions import build_definitions
+from campaign_pipelines.code_location import build_definitions
 from campaign_pipelines.templates import load_catalog
 from tests.helpers import export_template, people_file, people_template
 

@@ -8,7 +8,7 @@ import os
 import dagster as dg
 import pytest
 
-from campaign_pipelines.definitions import build_definitions
+from campaign_pipelines.code_location import build_definitions
 from campaign_pipelines.names import FILE_KEY_TAG, FILE_TAG
 from tests.helpers import people_file, people_template
 

@@ -289,7 +289,7 @@ def test_asset_job_runs_of_one_table_wait_for_each_other_in_the_queue(production
     the second by the table's pool (deploy/dagster.yaml: a limit of 1 at run granularity,
     set ahead as docs/recurring-exchanges.md says); each takes the template's tags when it starts."""
     from campaign_pipelines import launching
-    from campaign_pipelines.definitions import build_definitions
+    from campaign_pipelines.code_location import build_definitions
     from campaign_pipelines.settings import Settings
 
     production.write("templates/people.yaml", people_template(partitions=DAILY))

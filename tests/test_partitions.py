@@ -7,7 +7,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from campaign_pipelines.definitions import build_definitions
+from campaign_pipelines.code_location import build_definitions
 from tests.helpers import export_template, people_file, people_template
 
 DAILY = {"daily": {"start": "2025-01-01", "end": "2025-02-01", "timezone": "Europe/Paris",

@@ -124,7 +124,7 @@ def test_nothing_outlives_its_retention(loaded):
     """Work folders and stage tables counted before and after the cleanup job: a failed
     run's stay within CAMPAIGN_WORK_RETENTION, a succeeded run leaves none, and the
     cleanup removes the expired ones."""
-    from campaign_pipelines.definitions import build_definitions
+    from campaign_pipelines.code_location import build_definitions
 
     failed = [failed_merge(loaded), failed_merge(loaded)]
     loaded.file("inbox/people.csv", SECOND)

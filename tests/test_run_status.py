@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from campaign_pipelines.definitions import build_definitions
+from campaign_pipelines.code_location import build_definitions
 from campaign_pipelines.jobs import run_config
 from campaign_pipelines.sensors import cancelled_runs, failed_runs
 from campaign_pipelines.templates import load_catalog

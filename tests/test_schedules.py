@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from campaign_pipelines.definitions import build_definitions
+from campaign_pipelines.code_location import build_definitions
 from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.templates import parse_template
 from tests.helpers import export_template, people_file, people_template

@@ -359,7 +359,7 @@ def test_an_exact_decimal_round_trip_import_export_reimport(shop):
 
 
 def test_user_tables_show_as_assets_with_their_column_schema(sqlite_campaign):
-    from campaign_pipelines.definitions import build_definitions
+    from campaign_pipelines.code_location import build_definitions
 
     sqlite_campaign.schema(PURCHASE, "purchase")
     sqlite_campaign.schema(LOYALTY, "recipient_loyalty")

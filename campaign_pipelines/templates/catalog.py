@@ -3,6 +3,7 @@ built-in and user templates (a broken user template is reported, the others load
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,6 +33,11 @@ def parse_template(text: str, origin: str, model: DataModel = BUILTIN) -> Templa
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise TemplateError(f"{origin}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_data(data, origin, model)
+
+
+def parse_data(data: object, origin: str, model: DataModel = BUILTIN) -> Template:
+    """A template already read from YAML (a file's, or a component's attributes)."""
     if not isinstance(data, dict):
         raise TemplateError(f"{origin}: a job template is a YAML mapping of keys")
     kind = data.get("kind")
@@ -73,8 +79,10 @@ def builtin_sources() -> list[tuple[str, str]]:
     )
 
 
-def load_catalog(templates_dir: Path, model: DataModel = BUILTIN) -> Catalog:
-    """The built-in templates and those of `templates_dir`, validated against `model`."""
+def load_catalog(templates_dir: Path, model: DataModel = BUILTIN, placed: Sequence[tuple[str, object]] = ()) -> Catalog:
+    """The built-in templates, those of `templates_dir` and those `placed` one by one
+    ((origin, data) pairs: the JobTemplate components of a dg project's defs folder),
+    validated against `model`."""
     catalog = Catalog()
     for origin, text in builtin_sources():
         template = parse_template(text, origin, model)  # a broken built-in is a bug: let it raise
@@ -90,16 +98,29 @@ def load_catalog(templates_dir: Path, model: DataModel = BUILTIN) -> Catalog:
                 message = str(exc) if isinstance(exc, TemplateError) else f"{path}: cannot be read ({exc})"
                 catalog.errors.append(LoadError(message, str(path), _name_in(text) if isinstance(exc, TemplateError) else None))
                 continue
-            if template.name in catalog.builtin:
-                message = f"{path}: name: {template.name!r} is a built-in template's name; choose another"
-                catalog.errors.append(LoadError(message, str(path)))
-            elif template.name in catalog.templates:
-                message = f"{path}: name: {template.name!r} is already used by {catalog.origins[template.name]}"
-                catalog.errors.append(LoadError(message, str(path)))
-            else:
-                catalog.templates[template.name] = template
-                catalog.origins[template.name] = str(path)
+            _add(catalog, template, str(path))
+    for origin, data in placed:
+        try:
+            template = parse_data(data, origin, model)
+        except TemplateError as exc:
+            name = data.get("name") if isinstance(data, dict) else None
+            catalog.errors.append(LoadError(str(exc), origin, name if isinstance(name, str) else None))
+            continue
+        _add(catalog, template, origin)
     return catalog
+
+
+def _add(catalog: Catalog, template: Template, origin: str) -> None:
+    """The template, unless its name is a built-in's or another file's (then its error)."""
+    if template.name in catalog.builtin:
+        message = f"{origin}: name: {template.name!r} is a built-in template's name; choose another"
+        catalog.errors.append(LoadError(message, origin))
+    elif template.name in catalog.templates:
+        message = f"{origin}: name: {template.name!r} is already used by {catalog.origins[template.name]}"
+        catalog.errors.append(LoadError(message, origin))
+    else:
+        catalog.templates[template.name] = template
+        catalog.origins[template.name] = origin
 
 
 def _name_in(text: str) -> str | None:
