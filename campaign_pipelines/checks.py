@@ -186,6 +186,7 @@ def table_checks(spec: schemas.TableSpec, key: dg.AssetKey) -> dg.AssetChecksDef
         description=f"Every stored row of {spec.name} holds the table's rules (required fields, keys, links, checks), in SQL.",
     )
     def stored_rows(campaign_db: CampaignDatabase) -> dg.AssetCheckResult:
+        campaign_db.migrate()
         with campaign_db.engine.connect() as conn:
             model = campaign_db.model  # the run's: the files as they are now
             faults, unchecked = stored_row_faults(conn, model.table(spec.name), model)

@@ -1,10 +1,14 @@
 """The ops: thin Dagster wrappers around `importing.steps` and `exporting.steps`.
 
-Defined once and shared by every template's graph (assets.py), but for the first step, which
-is made for its template (`read_file`, `export_file`): the template is bound when the
-definitions are built, and the graph's config mapping hands that step the launch keys. Any error ends the run with one
-sentence, the run tag `campaign/status=failed`, and nothing written to the database
-(`step_errors.py`).
+Defined once and shared by every template's graph (assets.py), but for the first step, made
+for its template (`read_file`, `export_file`): the template is bound when the definitions
+are built, and the graph's config mapping hands that step the launch keys. Any error ends
+the run with one sentence, the run tag `campaign/status=failed`, and nothing written to the
+database (`step_errors.py`).
+
+A step that reads or writes the model's tables brings the database to the data model first
+(`campaign_db.migrate()`, once per model and process): in a re-execution that starts at
+any step, too. A refused change fails that step with its sentence.
 
 The steps hand each other their outputs through the work IO manager (resources/work_io.py)
 and keep their rows in the root run's work folder (and, on PostgreSQL, its stage table),
@@ -120,6 +124,7 @@ def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> ste
 def validate_rows(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportState:
+    campaign_db.migrate()
     root = root_run_id(context.run)
     state = steps.validate_step(state, campaign_db.session(), progress(context), root)
     failure = steps.early_failure(state)
@@ -137,6 +142,7 @@ def validate_rows(
 def _reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportOutcome:
+    campaign_db.migrate()  # again when a re-execution starts here, in a process of its own
     rejects_dir = file_store.rejects_dir(state.template.name)
     root = root_run_id(context.run)
     outcome = steps.reconcile_step(state, campaign_db.session(), context.run_id, rejects_dir, root_run_id=root)
@@ -232,6 +238,7 @@ def export_file(template: ExportTemplate) -> dg.OpDefinition:
     @fails_clearly
     def export(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
         adopt_run(context, template)
+        campaign_db.migrate()
         launched = template.with_overrides(context.op_config)
         # A daily partition exports the rows its day changed, to a file named after that day.
         window = context.partition_time_window if context.has_partition_key else None

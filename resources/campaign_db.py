@@ -158,7 +158,7 @@ class CampaignDatabase(dg.ConfigurableResource):
         An import copies its valid rows into a temporary table while it validates them
         and merges them later in one transaction: both need the same connection."""
         if self._session is None:
-            self._session = self.engine.connect()
+            self._session = raw_engine(self.resolved_url).connect()
         return self._session
 
     def reset_session(self) -> None:
@@ -184,9 +184,17 @@ class CampaignDatabase(dg.ConfigurableResource):
 
     @property
     def engine(self) -> sa.Engine:
-        """The engine with the database brought to the data model (checked once per model
-        and process): a refused schema change fails the run with its sentence."""
-        return model_engine(self.resolved_url, self.model)
+        """The engine, the database as it is: nothing created or changed. A step that reads
+        or writes the model's tables calls `migrate()` first."""
+        return raw_engine(self.resolved_url)
+
+    def migrate(self) -> None:
+        """Bring the database to the data model: what a step does first when it reads or
+        writes the model's tables (ops.py), so that a run, or a re-execution from any of its
+        steps, meets the tables its templates were validated against. Checked once per
+        model and process; a refused change raises SchemaChangeRefused (a CampaignError:
+        one sentence per refusal) and changes nothing."""
+        model_engine(self.resolved_url, self.model)
 
     @property
     def dialect(self) -> str:

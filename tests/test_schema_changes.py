@@ -502,6 +502,23 @@ def test_the_check_runs_once_per_model_and_again_for_a_reloaded_one(campaign, mo
     assert (campaign.db_url, id(reloaded)) in campaign_db._checked
 
 
+def test_the_resource_changes_the_database_only_when_a_step_calls_migrate(campaign, monkeypatch):
+    """Migration is what a step does first (ops.py), never a side effect of the engine or
+    the run's session."""
+    start(campaign)
+    campaign.schema(LOYALTY, "loyalty")
+    monkeypatch.setattr(campaign_db, "_checked", {})  # as in a new process
+    monkeypatch.setattr(campaign_db, "_prepared", {})
+    resource = campaign_db.CampaignDatabase(url=campaign.db_url, schemas_dir=str(campaign.settings.schemas_dir))
+    with resource.engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    resource.session().execute(sa.text("SELECT 1"))
+    resource.reset_session()
+    assert "loyalty_tier" not in columns(campaign, "recipient")
+    resource.migrate()
+    assert "loyalty_tier" in columns(campaign, "recipient") and planned(campaign).empty
+
+
 def test_a_plain_connection_first_used_creates_what_is_missing_and_leaves_refusals_to_runs(campaign, monkeypatch):
     _refusal_setup(campaign)
     with engine(campaign).begin() as conn:
