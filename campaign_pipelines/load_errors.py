@@ -23,8 +23,11 @@ NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def _file_name(origin: str) -> str:
-    """A file's name as a job or table name: `Not Even YAML.yaml` -> `not_even_yaml`."""
-    return re.sub(r"[^a-z0-9_]", "_", Path(origin).stem.lower())
+    """A file's name as a job or table name: `Not Even YAML.yaml` -> `not_even_yaml`; a
+    component's `defs.yaml` goes by its folder's (components.JobTemplate)."""
+    path = Path(origin)
+    stem = path.parent.name if path.name in ("defs.yaml", "defs.yml") else path.stem
+    return re.sub(r"[^a-z0-9_]", "_", stem.lower())
 
 
 def _job_name(error: LoadError, taken: set[str]) -> str | None:

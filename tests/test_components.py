@@ -114,6 +114,13 @@ def test_a_broken_placed_template_skips_alone_and_says_why(tmp_path):
     assert jobs["shop_gold_customers"]["description"].startswith(
         f"This job template cannot load: {placed}: source.schema: unknown schema 'recipients'"
     )
+    # One without a name goes by its folder's.
+    nameless = project / "shop_defs" / "defs" / "nameless" / "defs.yaml"
+    nameless.parent.mkdir()
+    nameless.write_text("type: campaign_pipelines.components.JobTemplate\nattributes: {kind: export}\n")
+    listed = dg_cli("list", "defs", "--json", cwd=project, home=tmp_path / "home")
+    jobs = {j["name"]: j for j in json.loads(listed.stdout)["jobs"]}
+    assert jobs["nameless"]["description"].startswith(f"This job template cannot load: {nameless}: ")
 
 
 def test_dg_scaffold_defs_writes_a_template_draft_that_loads(tmp_path):
