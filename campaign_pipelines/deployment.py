@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from campaign_pipelines.settings import Settings
 from resources.campaign_db import CampaignDatabase
+from resources.endpoint_file import Declared
+from resources.endpoints import KINDS
 from resources.file_store import FileStore
 from resources.rejects_io import RejectsIOManager
 from resources.work_io import WorkIOManager
@@ -33,4 +34,14 @@ def deployment_resources(settings: Settings) -> dict[str, Any]:
         "file_store": fixed_by_deployment(FileStore(**data_dir).get_resource_definition(), data_dir),
         "rejects_io_manager": fixed_by_deployment(RejectsIOManager(**data_dir).get_resource_definition(), data_dir),
         "work_io_manager": fixed_by_deployment(WorkIOManager(**data_dir).get_resource_definition(), data_dir),
+        **{declared.resource_key: endpoint_resource(declared) for declared in settings.endpoints().declared.values()},
     }
+
+
+def endpoint_resource(declared: Declared) -> Any:
+    """An endpoint of the endpoints file, fixed like the others: its secrets, `{"env": NAME}`,
+    are read from the environment when a step starts (resources/endpoints.py)."""
+    kind = KINDS[declared.kind]
+    # The instance only gives the resource's type; its values are the configured ones.
+    placeholder = {key: "" for key, info in kind.model_fields.items() if info.is_required() and key != "name"}
+    return fixed_by_deployment(kind(name=declared.name, **placeholder).get_resource_definition(), {"name": declared.name, **declared.settings})

@@ -14,6 +14,7 @@ from resources.paths import DATA_SUBDIRS, default_db_url, resolve_data_path
 
 if TYPE_CHECKING:
     import schemas
+    from resources.endpoint_file import Endpoints
 
 EXECUTORS = ("in_process", "multiprocess", "celery")
 DEFAULT_WORK_RETENTION = "7d"
@@ -42,6 +43,8 @@ class Settings:
     # Python modules that register custom pandera checks, imported before the data
     # schemas are read (docs/data-schemas.md).
     check_modules: tuple[str, ...] = ()
+    # The endpoints file (resources/endpoint_file.py): SFTP servers and buckets by name.
+    endpoints_file: Path | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -53,6 +56,7 @@ class Settings:
             executor=executor_from_env(),
             work_retention=parse_duration(os.environ.get("CAMPAIGN_WORK_RETENTION") or DEFAULT_WORK_RETENTION),
             check_modules=tuple(n.strip() for n in os.environ.get("CAMPAIGN_CHECK_MODULES", "").split(",") if n.strip()),
+            endpoints_file=Path(os.environ.get("CAMPAIGN_ENDPOINTS", "endpoints.yaml")).absolute(),
         )
 
     def data_model(self) -> "schemas.DataModel":
@@ -60,6 +64,12 @@ class Settings:
         import schemas
 
         return schemas.load(self.schemas_dir, self.check_modules)
+
+    def endpoints(self) -> "Endpoints":
+        """The deployment's endpoints (none without an endpoints file)."""
+        from resources.endpoint_file import load_endpoints
+
+        return load_endpoints(self.endpoints_file)
 
 
 def executor_from_env() -> str:
