@@ -18,7 +18,7 @@ from campaign_pipelines.load_errors import unloadable_template_jobs
 from campaign_pipelines.schedules import build_schedule
 from campaign_pipelines.sensors import build_collector, cancelled_runs, failed_runs
 from campaign_pipelines.settings import Settings
-from campaign_pipelines.templates import load_catalog
+from campaign_pipelines.templates import check_endpoints, load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ def build_definitions(settings: Settings | None = None, placed: Sequence[tuple[s
     for error in model.errors:
         log.warning("data schema skipped: %s", error)
     catalog = load_catalog(settings.templates_dir, model, placed)
+    endpoints = settings.endpoints()
+    check_endpoints(catalog, endpoints.declared, endpoints.origin)
     for error in catalog.errors:
         log.warning("job template skipped: %s", error)
     jobs = {name: build_job(t, settings.executor) for name, t in catalog.templates.items()}

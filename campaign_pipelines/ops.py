@@ -23,6 +23,7 @@ launched (the deployment's `concurrency.pools`, docs/recurring-exchanges.md).
 
 import datetime as dt
 import functools
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dagster as dg
@@ -40,6 +41,7 @@ from campaign_pipelines.reporting import rejects_materialization, report_failed_
 from campaign_pipelines.step_errors import DATABASE_RETRY, fails_clearly, retried_on_transient_errors, set_status
 from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Template
 from resources.campaign_db import CampaignDatabase
+from resources.endpoints import Endpoint, endpoint_resource_key
 from resources.file_store import FileStore
 from resources.work_io import root_run_id
 
@@ -80,26 +82,40 @@ def read_file(template: ImportTemplate) -> dg.OpDefinition:
     launch keys its graph's config mapping hands it (launch.py). A template's graph calls it
     `read_file` (its step key: `<template>_steps.read_file`)."""
 
+    endpoint = template.source.endpoint
+
     @dg.op(
         name=f"{template.name}_read_file",
         description="Read the file: split lines, parse fields as text, reject ragged lines.",
         ins={"inbox": dg.In(dg.Nothing)},
         out=WORK,
         config_schema=dg.Permissive(),
+        required_resource_keys={"file_store", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     @fails_clearly
-    def read(context: dg.OpExecutionContext, file_store: FileStore) -> steps.ImportState:
+    def read(context: dg.OpExecutionContext) -> steps.ImportState:
         adopt_run(context, template)
+        file_store: FileStore = context.resources.file_store
         launched = template.with_overrides(context.op_config)
         # {date:...} in the path: the partition's day, else today's.
         day = partition_day(context.partition_key) if context.has_partition_key else dt.date.today()
         path = launched.file_for(day)
         if not path:
             raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
-        file = file_store.resolve(path, what="file")
-        context.log.info(f"reading {file}")
-        state = steps.read_step(launched, file, file_store.work_dir(root_run_id(context.run)), progress(context))
-        context.add_output_metadata({"file": dg.MetadataValue.path(str(file)), "rows_read": state.rows_read, "blank_lines": state.blank_lines})
+        work_dir = file_store.work_dir(root_run_id(context.run))
+        origin = None
+        if endpoint:
+            # Spooled whole into the run's work folder, then read as a local file is.
+            remote: Endpoint = getattr(context.resources, endpoint_resource_key(endpoint))
+            origin = remote.uri(remote.inside(path, what="file"))
+            context.log.info(f"downloading {origin}")
+            file = remote.spool(path, work_dir / "spool" / PurePosixPath(path).name)
+        else:
+            file = file_store.resolve(path, what="file")
+        context.log.info(f"reading {origin or file}")
+        state = steps.read_step(launched, file, work_dir, progress(context), origin=origin)
+        shown = dg.MetadataValue.url(origin) if origin else dg.MetadataValue.path(str(file))
+        context.add_output_metadata({"file": shown, "rows_read": state.rows_read, "blank_lines": state.blank_lines})
         return state
 
     return read.alias("read_file")
@@ -133,7 +149,7 @@ def validate_rows(
         path = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
         report_failed_run(context, file_store, state, rejects, path, failure)
         remove_work_data(context)  # the same file fails the same way: nothing to resume
-        raise CampaignError(f"{state.file}: {failure}")
+        raise CampaignError(f"{state.shown}: {failure}")
     return state
 
 
@@ -154,7 +170,7 @@ def _reconcile(
     if outcome.failure:
         report_failed_run(context, file_store, state, outcome.rejects, outcome.rejects_path, outcome.failure)
         remove_work_data(context)
-        raise CampaignError(f"{state.file}: {outcome.failure}")
+        raise CampaignError(f"{state.shown}: {outcome.failure}")
     return outcome
 
 
@@ -228,26 +244,51 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
 def export_file(template: ExportTemplate) -> dg.OpDefinition:
     """The first step of `template`'s export, the template bound (as `read_file`)."""
 
+    endpoint = template.destination.endpoint
+
     @dg.op(
         name=f"{template.name}_export_file",
         description="Query the Campaign database in chunks and write the file under a temporary name, then rename it.",
         ins={"table": dg.In(dg.Nothing)},
         config_schema=dg.Permissive(),
         out=WORK,
+        required_resource_keys={"file_store", "campaign_db", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     @fails_clearly
-    def export(context: dg.OpExecutionContext, campaign_db: CampaignDatabase, file_store: FileStore) -> ExportOutcome:
+    def export(context: dg.OpExecutionContext) -> ExportOutcome:
         adopt_run(context, template)
+        campaign_db: CampaignDatabase = context.resources.campaign_db
+        file_store: FileStore = context.resources.file_store
         campaign_db.migrate()
         launched = template.with_overrides(context.op_config)
         # A daily partition exports the rows its day changed, to a file named after that day.
         window = context.partition_time_window if context.has_partition_key else None
         when = window.start if window else dt.datetime.now()
-        path = file_store.resolve(output_path(launched, context.run_id, when), what="output")
-        context.log.info(f"exporting {launched.source.table} to {path}")
-        return run_export(launched, campaign_db.engine, path, context.run_id, window=window, progress=progress(context))
+        name = output_path(launched, context.run_id, when)
+        deliver = None
+        if endpoint:
+            # Written whole in the run's work folder, then delivered (Endpoint.deliver).
+            remote: Endpoint = getattr(context.resources, endpoint_resource_key(endpoint))
+            remote_path = remote.inside(name, what="output")
+            path = file_store.work_dir(root_run_id(context.run)) / "outgoing" / PurePosixPath(remote_path).name
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+            def deliver(local: Path) -> str:
+                context.log.info(f"delivering {remote.uri(remote_path)}")
+                return remote.deliver(local, remote_path, marker=launched.destination.marker)
+
+            context.log.info(f"exporting {launched.source.table} to {remote.uri(remote_path)}")
+        else:
+            path = file_store.resolve(name, what="output")
+            context.log.info(f"exporting {launched.source.table} to {path}")
+        return run_export(launched, campaign_db.engine, path, context.run_id, window=window, progress=progress(context), deliver=deliver)
 
     return export.alias("export_file")
+
+
+def location(outcome: ExportOutcome) -> dg.MetadataValue:
+    """Where the file is: its remote URI, or its local path."""
+    return dg.MetadataValue.url(outcome.uri) if outcome.uri else dg.MetadataValue.path(str(outcome.path))
 
 
 @dg.op(
@@ -261,7 +302,7 @@ def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dic
         dg.AssetObservation(
             asset_key=table_key(template.source.table),
             description=f"Read by {template.name}.",
-            metadata={"rows_exported": outcome.rows_exported, "output_path": dg.MetadataValue.path(str(outcome.path))},
+            metadata={"rows_exported": outcome.rows_exported, "output_path": location(outcome)},
         )
     )
     context.log_event(
@@ -269,18 +310,18 @@ def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dic
             asset_key=["outbox", template.name],
             description=f"Written by {template.name}.",
             metadata={
-                "path": dg.MetadataValue.path(str(outcome.path)),
+                "path": location(outcome),
                 "dagster/row_count": dg.MetadataValue.int(outcome.rows_exported),
                 "bytes": outcome.size,
                 "sha256": outcome.sha256,
             },
         )
     )
-    summary = {"rows_exported": outcome.rows_exported, "output_path": str(outcome.path)}
+    summary = {"rows_exported": outcome.rows_exported, "output_path": outcome.location}
     context.add_output_metadata(
         {
             **summary,
-            "output_path": dg.MetadataValue.path(str(outcome.path)),
+            "output_path": location(outcome),
             "bytes": outcome.size,
             "sha256": outcome.sha256,
             "watermark": str(outcome.watermark) if outcome.watermark is not None else "none",

@@ -77,7 +77,7 @@ def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
                 # A bug, not the user's input: keep the traceback in the log.
                 context.log.exception("unexpected error")
                 message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
-            elif file := getattr(kwargs.get("state"), "file", None):
+            elif file := getattr(kwargs.get("state"), "shown", None):
                 message = f"{file}: {message}"
         set_status(context, "failed")
         # One line, whatever a quoted value held (a reason may quote a multi-line value).

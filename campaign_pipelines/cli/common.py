@@ -14,7 +14,7 @@ import yaml
 
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.settings import Settings
-from campaign_pipelines.templates import Catalog, builtin_sources, load_catalog
+from campaign_pipelines.templates import Catalog, builtin_sources, check_endpoints, load_catalog
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -24,7 +24,11 @@ class UsageError(CampaignError):
 
 
 def template_catalog(settings: Settings) -> Catalog:
-    return load_catalog(settings.templates_dir, settings.data_model())
+    """The deployment's templates, as its code location loads them."""
+    catalog = load_catalog(settings.templates_dir, settings.data_model())
+    endpoints = settings.endpoints()
+    check_endpoints(catalog, endpoints.declared, endpoints.origin)
+    return catalog
 
 
 def template_text(name: str, catalog: Catalog) -> str:

@@ -7,7 +7,7 @@ import datetime as dt
 import io
 import json
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from campaign_pipelines.cli.common import EXIT_FAILED, EXIT_OK, UsageError, template_catalog, template_text
 from campaign_pipelines.settings import Settings, default_db_url
@@ -133,8 +133,12 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
         file = template.file_for(dt.date.today())  # as a run today would read it
         if not file:
             raise UsageError(f"{template.name}: give the file to preview with --file.")
-        path = resolve_data_path(settings.data_dir, file, what="file")
         with tempfile.TemporaryDirectory() as work:
+            if template.source.endpoint:  # read as a run reads it: spooled first
+                remote = settings.endpoints().get(template.source.endpoint).with_environment()
+                path = remote.spool(file, Path(work) / "spool" / PurePosixPath(file).name)
+            else:
+                path = resolve_data_path(settings.data_dir, file, what="file")
             state = steps.validate_step(steps.map_step(steps.read_step(template, path, Path(work))))
             frames = list(steps.read_frames(state.data))
             # No valid line at all: no frame to show, the rejects say why.

@@ -33,6 +33,11 @@ class ExportOutcome:
     sha256: str
     since: Any
     watermark: Any
+    uri: str | None = None  # where it was delivered, on an endpoint (`path` is then its local copy)
+
+    @property
+    def location(self) -> str:
+        return self.uri or str(self.path)
 
 
 def output_path(template: ExportTemplate, run_id: str, when: dt.datetime) -> str:
@@ -153,10 +158,12 @@ def run_export(
     now: dt.datetime | None = None,
     window: Any = None,
     progress: Progress | None = None,
+    deliver: Callable[[Path], str] | None = None,
 ) -> ExportOutcome:
     """Write the export's file. With a partition's time `window`, the rows that day
     changed, and the differential watermark is neither read nor moved: a backfilled day
-    does not disturb the nightly differential."""
+    does not disturb the nightly differential. `deliver` puts the finished file on its
+    endpoint (and gives its URI) before the watermark moves."""
     now = now or dt.datetime.now(dt.UTC)
     differential = template.source.differential.column if template.source.differential and window is None else None
     columns = ExportColumns(template)
@@ -173,11 +180,12 @@ def run_export(
                     progress.update(writer.rows, None)
             if progress is not None:
                 progress.finish()
+    uri = deliver(path) if deliver is not None else None
     # The file is complete and in place: only now may the watermark move.
     if differential and newest is not None:
         with engine.begin() as conn:
             write_watermark(conn, template, newest, run_id, now)
-    return ExportOutcome(template, path, writer.rows, writer.size, writer.sha256, since, newest if newest is not None else since)
+    return ExportOutcome(template, path, writer.rows, writer.size, writer.sha256, since, newest if newest is not None else since, uri)
 
 
 def preview_export(template: ExportTemplate, engine: sa.Engine, rows: int) -> pl.DataFrame:

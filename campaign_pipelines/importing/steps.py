@@ -53,6 +53,12 @@ class ImportState:
     rows_filtered: int = 0  # lines source.filter left out (ignored)
     rejected_so_far: int = 0  # by the steps before (progress lines)
     data_rows: int = 0  # the rows `data` holds (the next step's progress total)
+    origin: str | None = None  # the file's URI on its endpoint (`file` is then its local spool)
+
+    @property
+    def shown(self) -> str:
+        """The file as sentences name it: its endpoint URI, or its local path."""
+        return self.origin or str(self.file)
 
     def next(self, **changes: object) -> "ImportState":
         return dataclasses.replace(self, **changes)
@@ -100,7 +106,7 @@ def require_work_files(state: ImportState) -> None:
     missing_rows = state.data_rows and state.data is not None and not state.data.exists()
     if missing_rows or not state.work_dir.exists():
         raise CampaignError(
-            f"{state.file}: the work data of run {state.work_dir.name} was cleaned up (CAMPAIGN_WORK_RETENTION): "
+            f"{state.shown}: the work data of run {state.work_dir.name} was cleaned up (CAMPAIGN_WORK_RETENTION): "
             "re-run the whole job; nothing was written."
         )
 
@@ -124,7 +130,9 @@ def _read_reported(reader: SourceReader, rejects: RejectWriter, progress: Progre
     progress.finish()
 
 
-def read_step(template: ImportTemplate, file: Path, work_dir: Path, progress: Progress | None = None) -> ImportState:
+def read_step(
+    template: ImportTemplate, file: Path, work_dir: Path, progress: Progress | None = None, origin: str | None = None
+) -> ImportState:
     rejects_path = work_dir / "rejects_read.arrow"
     if progress is not None and file.is_file() and file.suffix.lower() not in (".gz", ".zip"):
         progress.total, progress.unit = file.stat().st_size, "bytes"  # a compressed file's size says little
@@ -136,6 +144,7 @@ def read_step(template: ImportTemplate, file: Path, work_dir: Path, progress: Pr
         template=template,
         file=file,
         work_dir=work_dir,
+        origin=origin,
         rows_read=reader.rows_read,
         blank_lines=reader.blank_lines,
         watch_line=reader.watch_line,
@@ -293,7 +302,7 @@ def reconcile_step(
                 # Lost during COMMIT: the server may have committed or not; no retry
                 # can tell, but running the file again converges either way.
                 raise CampaignError(
-                    f"{state.file}: the connection to the Campaign database was lost while the merge was "
+                    f"{state.shown}: the connection to the Campaign database was lost while the merge was "
                     f"committing ({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}), so whether "
                     "it was written is unknown; run the file again (a re-run converges)."
                 ) from None

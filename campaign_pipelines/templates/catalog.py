@@ -3,7 +3,7 @@ built-in and user templates (a broken user template is reported, the others load
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -68,6 +68,29 @@ class Catalog:
                 raise TemplateError(f"the job template {name!r} cannot load: {broken}") from None
             known = ", ".join(sorted(self.templates)) or "none"
             raise TemplateError(f"no job template named {name!r}{did_you_mean(name, self.templates)} (known: {known})") from None
+
+
+def endpoints_of(template: Template) -> list[tuple[str, str]]:
+    """(key, endpoint name) of each endpoint the template names."""
+    if isinstance(template, ExportTemplate):
+        return [("destination.endpoint", template.destination.endpoint)] if template.destination.endpoint else []
+    return [("source.endpoint", template.source.endpoint)] if template.source.endpoint else []
+
+
+def check_endpoints(catalog: Catalog, declared: Collection[str], origin: str) -> None:
+    """A template naming an endpoint the deployment does not declare (`origin`, its
+    endpoints file) cannot load: it moves to the catalog's errors and the others stay."""
+    for name, template in list(catalog.templates.items()):
+        for key, endpoint in endpoints_of(template):
+            if endpoint not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                message = (
+                    f"{catalog.origins[name]}: {key}: no endpoint named {endpoint!r}{did_you_mean(endpoint, declared)} "
+                    f"in {origin or 'the endpoints file'} (declared: {known})"
+                )
+                catalog.errors.append(LoadError(message, catalog.origins[name], name))
+                del catalog.templates[name]
+                break
 
 
 def builtin_sources() -> list[tuple[str, str]]:

@@ -267,6 +267,12 @@ class ExportSource(Model):
 
 class Destination(Model):
     path: str
+    # The deployment's endpoint the file is delivered to, whole or not at all; none: the
+    # local data folder.
+    endpoint: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    # An empty `<path><marker>` written once the file is in place (say `.done`), for the
+    # readers that wait for one.
+    marker: str | None = None
     format: Literal["delimited", "fixed_width"] = "delimited"
     delimiter: str = ","
     quote: str | None = '"'
@@ -279,6 +285,13 @@ class Destination(Model):
     _check_delimiter = field_validator("delimiter")(lambda v: _delimiter(v))
     _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
     _check_encoding = field_validator("encoding")(lambda v: _encoding(v))
+
+    @field_validator("marker")
+    @classmethod
+    def _suffix(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v):
+            raise ValueError("marker is a suffix added to the file's name, such as .done")
+        return v
 
 
 class ExportTemplate(Launchable):
