@@ -116,6 +116,8 @@ class Campaign:
         monkeypatch.setenv("CAMPAIGN_DATA_DIR", str(self.data_dir))
         monkeypatch.setenv("CAMPAIGN_TEMPLATES_DIR", str(self.templates_dir))
         monkeypatch.setenv("CAMPAIGN_SCHEMAS_DIR", str(self.schemas_dir))
+        self.endpoints_file = root / "endpoints.yaml"  # written by a test that declares endpoints
+        monkeypatch.setenv("CAMPAIGN_ENDPOINTS", str(self.endpoints_file))
 
     @property
     def settings(self) -> Settings:
