@@ -136,7 +136,10 @@ class Endpoint(dg.ConfigurableResource):
         return self.uri(path)
 
     def _publish(self, local: Path, target: str) -> None:
-        raise NotImplementedError
+        """Under a temporary name, then renamed over the final one (SFTP: posix-rename)."""
+        partial = f"{target}.part"
+        self.fs.put_file(str(local), partial)
+        self.fs.mv(partial, target)
 
     def move(self, path: str, to: str) -> str:
         path, to = self.inside(path), self.inside(to)
@@ -181,11 +184,6 @@ class SftpEndpoint(Endpoint):
 
     def uri(self, path: str) -> str:
         return f"sftp://{self.user}@{self.host}:{self.port}{posixpath.join('/', self.root, path)}"
-
-    def _publish(self, local: Path, target: str) -> None:
-        partial = f"{target}.part"
-        self.fs.put_file(str(local), partial)
-        self.fs.mv(partial, target)
 
 
 class S3Endpoint(Endpoint):
@@ -238,11 +236,6 @@ class FsspecEndpoint(Endpoint):
 
     def uri(self, path: str) -> str:
         return f"{self.protocol}://{posixpath.join(self.root, path)}"
-
-    def _publish(self, local: Path, target: str) -> None:
-        partial = f"{target}.part"
-        self.fs.put_file(str(local), partial)
-        self.fs.mv(partial, target)
 
 
 def version(info: dict[str, Any]) -> str:

@@ -124,12 +124,14 @@ class Collector(Model):
 
     _check_paths = field_validator("watch", "archive", "error")(lambda v: _inside_data_dir(v))
 
-    @field_validator("ready_marker")
-    @classmethod
-    def _suffix(cls, v: str | None) -> str | None:
-        if v is not None and (not v or "/" in v):
-            raise ValueError("ready_marker is a suffix added to the file's name, such as .done")
-        return v
+    _check_marker = field_validator("ready_marker")(lambda v: name_suffix(v, "ready_marker"))
+
+
+def name_suffix(value: str | None, key: str) -> str | None:
+    """A marker file's suffix, added to a file's name (`.done`)."""
+    if value is not None and (not value or "/" in value):
+        raise ValueError(f"{key} is a suffix added to the file's name, such as .done")
+    return value
 
 
 class DailyPartitions(Model):

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
-    FILTER_OPERATORS, NAME_PATTERN, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding,
+    FILTER_OPERATORS, NAME_PATTERN, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
     _one_character, _timezone, check_pattern, data_model, filter_conditions, filter_value,
 )
 from campaign_pipelines.text import scalar_text
@@ -285,13 +285,7 @@ class Destination(Model):
     _check_delimiter = field_validator("delimiter")(lambda v: _delimiter(v))
     _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
     _check_encoding = field_validator("encoding")(lambda v: _encoding(v))
-
-    @field_validator("marker")
-    @classmethod
-    def _suffix(cls, v: str | None) -> str | None:
-        if v is not None and (not v or "/" in v):
-            raise ValueError("marker is a suffix added to the file's name, such as .done")
-        return v
+    _check_marker = field_validator("marker")(lambda v: name_suffix(v, "marker"))
 
 
 class ExportTemplate(Launchable):
