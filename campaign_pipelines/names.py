@@ -55,7 +55,7 @@ STATUS_TAG = "campaign/status"
 REJECTED_TAG = "campaign/rejected"
 # On the job of a template or data schema that cannot load (load_errors.py): which.
 LOAD_ERROR_TAG = "campaign/load_error"
-# On a collected file's run (sensors.py): the file, relative to CAMPAIGN_DATA_DIR, and its
+# On a collected file's run (sensors.py): the file, relative to CAMPAIGN_DATA_DIR (its URI on an endpoint), and its
 # run key (path, size, mtime and content hash).
 FILE_TAG = "campaign/file"
 FILE_KEY_TAG = "campaign/file_key"

@@ -1,13 +1,16 @@
 """Sensors: the file collector of each template with a `collector`, and the run status
 sensors that give killed or cancelled runs their Campaign status.
 
-The collector is safe to re-run at any moment. Each tick it lists the files its glob
-matches, in name order, and for each one:
-  - not complete yet (marker missing, or size or mtime changed since the last tick): waits;
-  - complete, with no run yet: requests one; the run key (path, size, mtime, SHA-256)
-    names this content, so the same file is never imported twice, and the same name with
-    new content is a new file;
-  - its run has ended: moves it to `archive` (success, run id in the name) or `error`.
+The collector watches the data folder, or the endpoint its template's source names (an
+SFTP server, a bucket: inbox.py). It is safe to re-run at any moment. Each tick it lists
+the files its glob matches, in name order, and for each one:
+  - not complete yet (marker missing, or size and mtime or ETag changed since the last
+    tick): waits;
+  - complete, with no run yet: requests one; the run key (path, size, mtime or ETag, and
+    the content's SHA-256 or ETag) names this content, so the same file is never imported
+    twice, and the same name with new content is a new file;
+  - its run has ended: moves it to `archive` (success, run id in the name) or `error`
+    (on an endpoint: a rename on SFTP, a copy then delete on S3).
 What a tick decides rests on the files and on the runs in the instance, not on memory:
 a crash between a run's end and the move only delays the move to the next tick. The
 cursor (durable in the instance) only remembers what the last tick saw and the hashes
@@ -16,22 +19,18 @@ already computed.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import stat
-from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 import dagster as dg
 
-from campaign_pipelines.jobs import run_config
 from campaign_pipelines.errors import CampaignError
-from campaign_pipelines.settings import resolve_data_path
+from campaign_pipelines.inbox import EndpointInbox, LocalInbox, Seen, archived_name
+from campaign_pipelines.jobs import run_config
 from campaign_pipelines.names import FILE_KEY_TAG, FILE_TAG, STATUS_TAG, TEMPLATE_TAG
 from campaign_pipelines.templates import Collector, ImportTemplate
-from resources.file_store import FileStore
+from resources.endpoints import endpoint_resource_key
 
 SETTLED = {dg.DagsterRunStatus.SUCCESS: "archive", dg.DagsterRunStatus.FAILURE: "error", dg.DagsterRunStatus.CANCELED: "error"}
 
@@ -40,45 +39,18 @@ def collector_name(template: ImportTemplate) -> str:
     return f"{template.name}_collector"
 
 
-@dataclass(frozen=True)
-class Seen:
-    """A file as one tick saw it."""
-
-    path: Path
-    name: str  # relative to the data dir, with /
-    size: int
-    mtime_ns: int
-
-    @property
-    def identity(self) -> list[Any]:
-        return [self.size, self.mtime_ns]
-
-
 def file_key(seen: Seen, digest: str) -> str:
-    return f"{seen.name}|{seen.size}|{seen.mtime_ns}|{digest}"
-
-
-def sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def archived_name(name: str, run_id: str) -> str:
-    """recipients.csv -> recipients.<run_id>.csv (recipients.csv.gz -> recipients.<run_id>.csv.gz)."""
-    path = Path(name)
-    suffixes = path.suffixes[-2:] if path.suffix in (".gz", ".zip") else path.suffixes[-1:]
-    suffix = "".join(suffixes)
-    return f"{name[: len(name) - len(suffix)]}.{run_id}{suffix}"
+    return f"{seen.name}|{seen.size}|{seen.version}|{digest}"
 
 
 class CollectorTick:
     """One evaluation of a collector: what to request, what to move, what to remember."""
 
-    def __init__(self, template: ImportTemplate, data_dir: Path, cursor: str | None, log: Any):
+    def __init__(self, template: ImportTemplate, inbox: LocalInbox | EndpointInbox, cursor: str | None, log: Any):
         assert template.collector is not None
         self.template = template
         self.collector: Collector = template.collector
-        self.root = data_dir.resolve()
+        self.inbox = inbox
         self.log = log
         state = json.loads(cursor) if cursor else {}
         self.seen_before: dict[str, list[Any]] = state.get("seen", {})
@@ -98,37 +70,10 @@ class CollectorTick:
         if self.skipped_before.get(name) != identity:
             self.log.warning(f"{self.template.name}: skipped {name}: {reason}")
 
-    def candidates(self) -> list[Seen]:
-        marker = self.collector.ready_marker
-        found = []
-        for path in sorted(self.root.glob(self.collector.watch)):
-            name = path.relative_to(self.root).as_posix()
-            # Hidden names are files being uploaded (.name.part) and markers are signals.
-            if path.name.startswith(".") or (marker and path.name.endswith(marker)):
-                continue
-            try:
-                info = path.stat()
-                resolve_data_path(self.root, path, what="collected file")
-            except FileNotFoundError:
-                continue  # gone since the listing
-            except (OSError, CampaignError) as exc:
-                self._skip(name, [0, 0], str(exc))
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                if not stat.S_ISDIR(info.st_mode):
-                    self._skip(name, [info.st_size, info.st_mtime_ns], "not a regular file")
-                continue
-            found.append(Seen(path, name, info.st_size, info.st_mtime_ns))
-        return found
-
     def is_complete(self, seen: Seen) -> bool:
-        marker = self.collector.ready_marker
-        if marker:
-            try:
-                # A marker older than the file belongs to an earlier version of it.
-                return Path(f"{seen.path}{marker}").stat().st_mtime_ns >= seen.mtime_ns
-            except FileNotFoundError:
-                return False
+        """Its marker is there, or (without one) it did not change between two ticks."""
+        if self.collector.ready_marker:
+            return self.inbox.marked(seen, self.collector.ready_marker)
         return self.seen_before.get(seen.name) == seen.identity
 
     def digest(self, seen: Seen) -> str | None:
@@ -137,11 +82,11 @@ class CollectorTick:
             digest = cached[2]
         else:
             try:
-                digest = sha256(seen.path)
+                digest = self.inbox.digest(seen)
             except FileNotFoundError:
                 return None
-            except OSError as exc:
-                self._skip(seen.name, seen.identity, f"unreadable ({exc.strerror})")
+            except (OSError, CampaignError) as exc:
+                self._skip(seen.name, seen.identity, f"unreadable ({getattr(exc, 'strerror', None) or exc})")
                 return None
         self.digests[seen.name] = [*seen.identity, digest]
         return digest
@@ -149,18 +94,12 @@ class CollectorTick:
     def settle(self, seen: Seen, run: dg.DagsterRun) -> None:
         """The file's run has ended: archive it (success) or set it aside in error/."""
         folder = self.collector.archive if run.status == dg.DagsterRunStatus.SUCCESS else self.collector.error
-        target = resolve_data_path(self.root, folder, what=f"collector.{SETTLED[run.status]}")
-        target.mkdir(parents=True, exist_ok=True)
-        destination = target / archived_name(seen.path.name, run.run_id)
-        os.replace(seen.path, destination)
-        marker = self.collector.ready_marker
-        if marker and Path(f"{seen.path}{marker}").exists():
-            os.replace(f"{seen.path}{marker}", f"{destination}{marker}")
-        self.log.info(f"{self.template.name}: run {run.run_id} {run.status.value.lower()}; moved {seen.name} to {destination.relative_to(self.root)}")
+        moved = self.inbox.move(seen, folder, archived_name(PurePosixPath(seen.name).name, run.run_id), self.collector.ready_marker)
+        self.log.info(f"{self.template.name}: run {run.run_id} {run.status.value.lower()}; moved {seen.name} to {moved}")
 
     def evaluate(self, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
         complete: list[tuple[Seen, str]] = []
-        for seen in self.candidates():
+        for seen in self.inbox.candidates(self.collector.watch, self.collector.ready_marker, self._skip):
             self.seen[seen.name] = seen.identity
             if self.is_complete(seen) and (digest := self.digest(seen)) is not None:
                 complete.append((seen, file_key(seen, digest)))
@@ -178,7 +117,7 @@ class CollectorTick:
                     dg.RunRequest(
                         run_key=key,
                         run_config=run_config(self.template, {"file": seen.name}),
-                        tags={FILE_TAG: seen.name, FILE_KEY_TAG: key},
+                        tags={FILE_TAG: self.inbox.where(seen.name), FILE_KEY_TAG: key},
                     )
                 )
             elif run.status in SETTLED:
@@ -198,18 +137,29 @@ def build_collector(template: ImportTemplate, job: dg.JobDefinition) -> dg.Senso
     collector = template.collector
     assert collector is not None
     status = dg.DefaultSensorStatus.RUNNING if collector.default_status == "running" else dg.DefaultSensorStatus.STOPPED
+    endpoint = template.source.endpoint
+    where = f" on the endpoint {endpoint}" if endpoint else ""
 
     @dg.sensor(
         name=collector_name(template),
         job=job,
         minimum_interval_seconds=collector.interval_seconds,
         default_status=status,
-        description=f"Imports each complete file matching {collector.watch} with {template.name}, in name order, "
+        description=f"Imports each complete file matching {collector.watch}{where} with {template.name}, in name order, "
         f"then moves it to {collector.archive} (or {collector.error} when its run failed).",
+        required_resource_keys={"file_store", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
-    def collect(context: dg.SensorEvaluationContext, file_store: FileStore) -> dg.SensorResult:
-        tick = CollectorTick(template, file_store.root, context.cursor, context.log)
-        requests = tick.evaluate(context.instance)
+    def collect(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        if endpoint:
+            inbox: LocalInbox | EndpointInbox = EndpointInbox(getattr(context.resources, endpoint_resource_key(endpoint)))
+        else:
+            inbox = LocalInbox(context.resources.file_store.root)
+        tick = CollectorTick(template, inbox, context.cursor, context.log)
+        try:
+            requests = tick.evaluate(context.instance)
+        except CampaignError as exc:  # the inbox cannot be listed: the tick says why; the next one tries again
+            context.log.warning(f"{template.name}: {exc}")
+            return dg.SensorResult(skip_reason=str(exc), cursor=context.cursor)
         return dg.SensorResult(run_requests=requests, cursor=tick.cursor)
 
     return collect

@@ -15,6 +15,7 @@ no run config, log line or page shows it. A path stays inside the endpoint's roo
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import shutil
 from collections.abc import Iterator
@@ -110,6 +111,20 @@ class Endpoint(dg.ConfigurableResource):
         with self.failing("read", path):
             info = self.fs.info(self._absolute(path))
         return RemoteFile(path, int(info.get("size") or 0), version(info))
+
+    def exists(self, path: str) -> bool:
+        path = self.inside(path)
+        with self.failing("read", path):
+            return bool(self.fs.exists(self._absolute(path)))
+
+    def content_digest(self, path: str) -> str:
+        """What names the file's content: its SHA-256, streamed (S3: its ETag, no download)."""
+        path = self.inside(path, what="file")
+        digest = hashlib.sha256()
+        with self.failing("read", path), self.fs.open(self._absolute(path), "rb", block_size=BLOCK) as remote:
+            while block := remote.read(BLOCK):
+                digest.update(block)
+        return digest.hexdigest()
 
     def spool(self, path: str, local: Path) -> Path:
         """Copy the file at `path` to `local`, streaming in blocks."""
@@ -220,6 +235,11 @@ class S3Endpoint(Endpoint):
 
     def _publish(self, local: Path, target: str) -> None:
         self.fs.put_file(str(local), target)
+
+    def content_digest(self, path: str) -> str:
+        path = self.inside(path, what="file")
+        with self.failing("read", path):
+            return "etag:" + version(self.fs.info(self._absolute(path), refresh=True))
 
 
 class FsspecEndpoint(Endpoint):

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -23,7 +24,9 @@ from campaign_pipelines.cli import main
 from campaign_pipelines.code_location import build_definitions
 from resources.endpoint_file import Declared, load_endpoints
 from schemas.errors import CampaignError
+from campaign_pipelines.names import FILE_TAG
 from tests.conftest import require_service
+from tests.test_collector import Collector
 from tests.helpers import export_template, people_file, people_template
 
 SFTP_PORT = int(os.environ.get("CAMPAIGN_TEST_SFTP_PORT", "2222"))
@@ -95,7 +98,8 @@ class Remote:
         return self.endpoint.fs.cat_file(self.endpoint._absolute(path))
 
     def names(self, folder: str) -> list[str]:
-        return sorted(posixpath.basename(p) for p in self.endpoint.fs.ls(self.endpoint._absolute(folder), detail=False))
+        listed = self.endpoint.fs.ls(self.endpoint._absolute(folder), detail=False, refresh=True)
+        return sorted(name for p in listed if (name := posixpath.basename(p)))  # not the folder's own entry
 
 
 @pytest.fixture(params=["sftp", "s3"])
@@ -299,3 +303,74 @@ def test_the_endpoints_secrets_are_never_in_a_runs_config(campaign, remote):
     assert secret.strip()[:40] not in repr(stored.run_config)
     logs = [e.message for e in campaign.instance.all_logs(result.run_id) if e.message]
     assert not any(secret.strip()[:40] in message for message in logs)
+
+
+# ---------------------------------------------------------------------------------------
+# The collector on a remote inbox
+
+REMOTE_COLLECTOR = {"watch": "inbox/crm/people_*.csv", "archive": "archive/crm", "error": "error/crm"}
+
+
+def remote_collector(campaign: Any, **collector: Any) -> Collector:
+    campaign.template(
+        people_template(source={"path": "inbox/people.csv", "delimiter": ";", "endpoint": "partner"},
+                        collector={**REMOTE_COLLECTOR, **collector})
+    )
+    return Collector(campaign)
+
+
+def test_a_remote_inbox_is_collected_once_per_content_then_archived_on_the_endpoint(campaign, remote):
+    collector = remote_collector(campaign)
+    remote.put("inbox/crm/people_2.csv", people_file("bob@x.org;C2;Bob;Ray").encode())
+    remote.put("inbox/crm/people_1.csv", people_file("ann@x.org;C1;Ann;Lee").encode())
+    remote.put("inbox/crm/other.csv", people_file("zed@x.org;C9;Zed;Roe").encode())  # not matched
+    assert collector.tick() == []  # first sight: it may still be growing
+    requests = collector.tick()
+    assert [r.tags[FILE_TAG] for r in requests] == [remote.endpoint.uri(f"inbox/crm/people_{i}.csv") for i in (1, 2)]
+    assert [r.run_key for r in collector.tick()] == [r.run_key for r in requests]  # the same run keys: Dagster runs each once
+    runs = collector.run(requests)
+    assert all(r.success for r in runs), [r.error for r in runs]
+    assert collector.tick() == []
+    assert remote.names("inbox/crm") == ["other.csv"]
+    assert remote.names("archive/crm") == sorted(f"people_{i}.{r.run_id}.csv" for i, r in zip((1, 2), runs))
+    assert [r["email"] for r in campaign.rows("recipient", "email", order_by="email")] == ["ann@x.org", "bob@x.org"]
+    # A restarted daemon (a new tick from the saved cursor) finds nothing left to do.
+    assert Collector(campaign).tick() == [] and collector.tick() == []
+
+
+def test_a_remote_file_whose_run_failed_moves_to_error(campaign, remote):
+    collector = remote_collector(campaign)
+    remote.put("inbox/crm/people_1.csv", b"not;the;header\nx\n")
+    collector.tick()
+    (request,) = collector.tick()
+    (run,) = collector.run([request])
+    assert not run.success
+    collector.tick()
+    assert remote.names("error/crm") == [f"people_1.{run.run_id}.csv"]
+    assert remote.names("inbox/crm") == []
+
+
+def test_a_remote_file_waits_for_its_marker(campaign, remote):
+    collector = remote_collector(campaign, ready_marker=".done")
+    remote.put("inbox/crm/people_1.csv", people_file("ann@x.org;C1;Ann;Lee").encode())
+    assert collector.tick() == [] and collector.tick() == []
+    remote.put("inbox/crm/people_1.csv.done", b"")
+    (request,) = collector.tick()
+    (run,) = collector.run([request])
+    assert run.success, run.error
+    collector.tick()
+    assert remote.names("archive/crm") == [f"people_1.{run.run_id}.csv", f"people_1.{run.run_id}.csv.done"]
+
+
+def test_an_unreachable_remote_inbox_skips_the_tick_with_its_sentence(campaign, monkeypatch):
+    remote = Remote(campaign, "s3", monkeypatch)
+    collector = remote_collector(campaign)
+    monkeypatch.setenv("TEST_S3_SECRET", "not-the-secret")
+    defs = build_definitions(campaign.settings)
+    repository = defs.get_repository_def()
+    sensor = repository.get_sensor_def("people_collector")
+    with dg.build_sensor_context(instance=campaign.instance, resources=repository.get_top_level_resources()) as context:
+        data = sensor.evaluate_tick(context)
+    assert not data.run_requests
+    assert data.skip_message.startswith("endpoint partner: cannot list ")
+    del collector

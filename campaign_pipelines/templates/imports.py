@@ -227,11 +227,6 @@ class ImportTemplate(Launchable):
             raise ValueError("target.list/target.service: lists and services hold recipients; the target is " + self.target.table)
         if (self.target.recipient_list or self.target.service) and self.target.operation == "delete":
             raise ValueError("target.list/target.service: cannot add deleted records to a list or service")
-        if self.collector and self.source.endpoint:
-            raise ValueError(
-                "collector: a collector watches the local data folder; a file on an endpoint "
-                f"({self.source.endpoint}) is imported by a launch or a schedule naming it in source.path"
-            )
         for key, path in (("source.path", self.source.path), ("partitions.daily.path", self.partitions and self.partitions.daily.path)):
             if path:
                 check_pattern(key, path, date=dt.date(2000, 1, 1))
