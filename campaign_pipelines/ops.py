@@ -23,7 +23,6 @@ launched (the deployment's `concurrency.pools`, docs/recurring-exchanges.md).
 
 import datetime as dt
 import functools
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dagster as dg
@@ -31,8 +30,10 @@ import dagster as dg
 from campaign_pipelines.checks import IMPORT_CHECKS, import_check_results, reject_rate
 from campaign_pipelines.cleanup import remove_run_work
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.exporting.deliver import Delivery
 from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
 from campaign_pipelines.importing import steps
+from campaign_pipelines.importing.fetch import fetch
 from campaign_pipelines.importing.rejects import read_rejects
 from campaign_pipelines.names import REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_key, table_pool, template_tags
 from campaign_pipelines.partitions import partition_day
@@ -103,18 +104,11 @@ def read_file(template: ImportTemplate) -> dg.OpDefinition:
         if not path:
             raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
         work_dir = file_store.work_dir(root_run_id(context.run))
-        origin = None
-        if endpoint:
-            # Spooled whole into the run's work folder, then read as a local file is.
-            remote: Endpoint = getattr(context.resources, endpoint_resource_key(endpoint))
-            origin = remote.uri(remote.inside(path, what="file"))
-            context.log.info(f"downloading {origin}")
-            file = remote.spool(path, work_dir / "spool" / PurePosixPath(path).name)
-        else:
-            file = file_store.resolve(path, what="file")
+        remote: Endpoint | None = getattr(context.resources, endpoint_resource_key(endpoint)) if endpoint else None
+        file, origin = fetch(launched, path, file_store.root, remote, work_dir)
         context.log.info(f"reading {origin or file}")
         state = steps.read_step(launched, file, work_dir, progress(context), origin=origin)
-        shown = dg.MetadataValue.url(origin) if origin else dg.MetadataValue.path(str(file))
+        shown = dg.MetadataValue.url(origin) if origin and "://" in origin else dg.MetadataValue.path(origin or str(file))
         context.add_output_metadata({"file": shown, "rows_read": state.rows_read, "blank_lines": state.blank_lines})
         return state
 
@@ -264,24 +258,15 @@ def export_file(template: ExportTemplate) -> dg.OpDefinition:
         # A daily partition exports the rows its day changed, to a file named after that day.
         window = context.partition_time_window if context.has_partition_key else None
         when = window.start if window else dt.datetime.now()
-        name = output_path(launched, context.run_id, when)
-        deliver = None
-        if endpoint:
-            # Written whole in the run's work folder, then delivered (Endpoint.deliver).
-            remote: Endpoint = getattr(context.resources, endpoint_resource_key(endpoint))
-            remote_path = remote.inside(name, what="output")
-            path = file_store.work_dir(root_run_id(context.run)) / "outgoing" / PurePosixPath(remote_path).name
-            path.parent.mkdir(parents=True, exist_ok=True)
-
-            def deliver(local: Path) -> str:
-                context.log.info(f"delivering {remote.uri(remote_path)}")
-                return remote.deliver(local, remote_path, marker=launched.destination.marker)
-
-            context.log.info(f"exporting {launched.source.table} to {remote.uri(remote_path)}")
-        else:
-            path = file_store.resolve(name, what="output")
-            context.log.info(f"exporting {launched.source.table} to {path}")
-        return run_export(launched, campaign_db.engine, path, context.run_id, window=window, progress=progress(context), deliver=deliver)
+        remote: Endpoint | None = getattr(context.resources, endpoint_resource_key(endpoint)) if endpoint else None
+        delivery = Delivery(
+            launched, output_path(launched, context.run_id, when), file_store.root,
+            file_store.work_dir(root_run_id(context.run)), remote, context.log.info,
+        )
+        context.log.info(f"exporting {launched.source.table} to {delivery.where}")
+        return run_export(
+            launched, campaign_db.engine, delivery.write_path(), context.run_id, window=window, progress=progress(context), deliver=delivery
+        )
 
     return export.alias("export_file")
 

@@ -7,7 +7,7 @@ import datetime as dt
 import io
 import json
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from campaign_pipelines.cli.common import EXIT_FAILED, EXIT_OK, UsageError, template_catalog, template_text
 from campaign_pipelines.settings import Settings, default_db_url
@@ -127,18 +127,16 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
 
         from campaign_pipelines.importing import steps
         from campaign_pipelines.importing.rejects import read_rejects
-        from campaign_pipelines.settings import resolve_data_path
+        from campaign_pipelines.importing.fetch import fetch
 
         template = template.with_overrides({"file": args.file, "limit": args.rows})
         file = template.file_for(dt.date.today())  # as a run today would read it
         if not file:
             raise UsageError(f"{template.name}: give the file to preview with --file.")
         with tempfile.TemporaryDirectory() as work:
-            if template.source.endpoint:  # read as a run reads it: spooled first
-                remote = settings.endpoints().get(template.source.endpoint).with_environment()
-                path = remote.spool(file, Path(work) / "spool" / PurePosixPath(file).name)
-            else:
-                path = resolve_data_path(settings.data_dir, file, what="file")
+            # As a run reads it: spooled from its endpoint, decrypted.
+            remote = settings.endpoints().get(template.source.endpoint).with_environment() if template.source.endpoint else None
+            path, _ = fetch(template, file, settings.data_dir, remote, Path(work))
             state = steps.validate_step(steps.map_step(steps.read_step(template, path, Path(work))))
             frames = list(steps.read_frames(state.data))
             # No valid line at all: no frame to show, the rejects say why.

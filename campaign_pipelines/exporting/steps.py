@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from campaign_pipelines.exporting.columns import ExportColumns
+from campaign_pipelines.exporting.deliver import Delivered
 from campaign_pipelines.exporting.query import build_select, read_watermark, write_watermark
 from campaign_pipelines.exporting.write import ExportWriter, format_rows
 from campaign_pipelines.progress import Progress
@@ -158,12 +159,12 @@ def run_export(
     now: dt.datetime | None = None,
     window: Any = None,
     progress: Progress | None = None,
-    deliver: Callable[[Path], str] | None = None,
+    deliver: Callable[[Path, int, str], Delivered] | None = None,
 ) -> ExportOutcome:
     """Write the export's file. With a partition's time `window`, the rows that day
     changed, and the differential watermark is neither read nor moved: a backfilled day
-    does not disturb the nightly differential. `deliver` puts the finished file on its
-    endpoint (and gives its URI) before the watermark moves."""
+    does not disturb the nightly differential. `deliver` (deliver.Delivery) encrypts, delivers
+    and marks the finished file, before the watermark moves."""
     now = now or dt.datetime.now(dt.UTC)
     differential = template.source.differential.column if template.source.differential and window is None else None
     columns = ExportColumns(template)
@@ -180,12 +181,12 @@ def run_export(
                     progress.update(writer.rows, None)
             if progress is not None:
                 progress.finish()
-    uri = deliver(path) if deliver is not None else None
+    done = deliver(path, writer.size, writer.sha256) if deliver is not None else Delivered(path, None, writer.size, writer.sha256)
     # The file is complete and in place: only now may the watermark move.
     if differential and newest is not None:
         with engine.begin() as conn:
             write_watermark(conn, template, newest, run_id, now)
-    return ExportOutcome(template, path, writer.rows, writer.size, writer.sha256, since, newest if newest is not None else since, uri)
+    return ExportOutcome(template, done.path, writer.rows, done.size, done.sha256, since, newest if newest is not None else since, done.uri)
 
 
 def preview_export(template: ExportTemplate, engine: sa.Engine, rows: int) -> pl.DataFrame:

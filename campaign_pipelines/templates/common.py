@@ -127,6 +127,27 @@ class Collector(Model):
     _check_marker = field_validator("ready_marker")(lambda v: name_suffix(v, "ready_marker"))
 
 
+class FromEnv(Model):
+    """A secret (an OpenPGP key, a passphrase) named by its environment variable: `{env: NAME}`."""
+
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class Decrypt(Model):
+    """The file is OpenPGP-encrypted: decrypted with this private key before it is read."""
+
+    private_key: FromEnv
+    passphrase: FromEnv | None = None
+
+
+class Encrypt(Model):
+    """The file is OpenPGP-encrypted to these public keys (and signed) before delivery."""
+
+    recipients: Annotated[list[FromEnv], Field(min_length=1)]
+    sign_key: FromEnv | None = None
+    sign_passphrase: FromEnv | None = None
+
+
 def name_suffix(value: str | None, key: str) -> str | None:
     """A marker file's suffix, added to a file's name (`.done`)."""
     if value is not None and (not value or "/" in value):

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
-    FILTER_OPERATORS, NAME_PATTERN, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
+    FILTER_OPERATORS, NAME_PATTERN, Encrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
     _one_character, _timezone, check_pattern, data_model, filter_conditions, filter_value,
 )
 from campaign_pipelines.text import scalar_text
@@ -273,6 +273,8 @@ class Destination(Model):
     # An empty `<path><marker>` written once the file is in place (say `.done`), for the
     # readers that wait for one.
     marker: str | None = None
+    # OpenPGP: the finished file is encrypted to these public keys before it is delivered.
+    encrypt: Encrypt | None = None
     format: Literal["delimited", "fixed_width"] = "delimited"
     delimiter: str = ","
     quote: str | None = '"'

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
-    FILTER_OPERATORS, NAME_PATTERN, Collector, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
+    FILTER_OPERATORS, NAME_PATTERN, Collector, Decrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
     _encoding, _one_character, _timezone, check_pattern, data_model, filter_conditions, filter_value, has_date_field,
 )
 from campaign_pipelines.text import scalar_text
@@ -27,6 +27,8 @@ class Source(Model):
     # The deployment's endpoint the file is on (resources/endpoint_file.py); none: the
     # local data folder. `path` is then under the endpoint's root.
     endpoint: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    # OpenPGP: the file is decrypted (resources/openpgp.py) before it is read.
+    decrypt: Decrypt | None = None
     format: Literal["delimited", "fixed_width"] = "delimited"
     delimiter: str = ","
     quote: str | None = '"'
