@@ -44,7 +44,12 @@ def hidden_or_marker(name: str, marker: str | None) -> bool:
 def archived_name(name: str, run_id: str) -> str:
     """recipients.csv -> recipients.<run_id>.csv (recipients.csv.gz -> recipients.<run_id>.csv.gz)."""
     path = Path(name)
-    suffixes = path.suffixes[-2:] if path.suffix in (".gz", ".zip") else path.suffixes[-1:]
+    # The data's own suffix stays with the name's end: .csv.gz, .csv.gpg, .csv.gz.gpg.
+    kept = (".gz", ".zip", ".gpg", ".pgp", ".asc")
+    depth = 1
+    while depth < len(path.suffixes) and path.suffixes[-depth] in kept:
+        depth += 1
+    suffixes = path.suffixes[-depth:]
     suffix = "".join(suffixes)
     return f"{name[: len(name) - len(suffix)]}.{run_id}{suffix}"
 

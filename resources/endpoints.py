@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -95,9 +96,11 @@ class Endpoint(dg.ConfigurableResource):
             raise CampaignError(f"endpoint {self.name}: cannot {action}{where} ({describe(exc)}).") from None
 
     def glob(self, pattern: str) -> list[RemoteFile]:
-        """The files `pattern` matches under the root, in name order."""
+        """The files `pattern` matches under the root, in name order, as the server lists
+        them now (not a listing cached by an earlier call)."""
         pattern = self.inside(pattern, what="pattern")
         with self.failing("list", pattern):
+            self.fs.invalidate_cache()
             found = self.fs.glob(self._absolute(pattern), detail=True)
         files = []
         for full, info in sorted(found.items()):
@@ -115,6 +118,7 @@ class Endpoint(dg.ConfigurableResource):
     def exists(self, path: str) -> bool:
         path = self.inside(path)
         with self.failing("read", path):
+            self.fs.invalidate_cache()
             return bool(self.fs.exists(self._absolute(path)))
 
     def content_digest(self, path: str) -> str:
@@ -186,8 +190,10 @@ class SftpEndpoint(Endpoint):
     timeout: float = 15.0
 
     def filesystem(self) -> Any:
-        import asyncssh
-        import sshfs
+        with warnings.catch_warnings():  # asyncssh still supports DSA keys; we never use one
+            warnings.filterwarnings("ignore", message="DSA is deprecated")
+            import asyncssh
+            import sshfs
 
         host_key = asyncssh.import_public_key(" ".join(self.known_host_key.split()[:2]))
         keys = [asyncssh.import_private_key(self.private_key, self.passphrase)] if self.private_key else []
