@@ -35,6 +35,34 @@ class Seen:
         return [self.size, self.version]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The file a collector's run was requested for, as the collector saw it complete (its
+    run key, the run's `campaign/file_key` tag): the run reads that content or nothing."""
+
+    size: int
+    version: str
+
+    @classmethod
+    def of(cls, key: str | None) -> Claim | None:
+        if not key:
+            return None
+        _, size, version, _ = key.rsplit("|", 3)
+        return cls(int(size), version)
+
+    def check(self, where: str, size: int, version: Any) -> None:
+        if (size, str(version)) != (self.size, self.version):
+            raise CampaignError(
+                f"{where} changed since the collector found it complete ({self.size:,} bytes then, {size:,} now): "
+                "nothing was loaded; its new content is collected as a new file."
+            )
+
+
+def file_key(seen: Seen, digest: str) -> str:
+    """The run key of a complete file: its name, identity and content (Claim reads it back)."""
+    return f"{seen.name}|{seen.size}|{seen.version}|{digest}"
+
+
 def hidden_or_marker(name: str, marker: str | None) -> bool:
     """Hidden names are files being uploaded (.name.part); markers are signals."""
     base = posixpath.basename(name)

@@ -59,6 +59,7 @@ LOAD_ERROR_TAG = "campaign/load_error"
 # run key (path, size, mtime and content hash).
 FILE_TAG = "campaign/file"
 FILE_KEY_TAG = "campaign/file_key"
+ARCHIVE_TAG = "campaign/archive"  # where the collector moved the run's file, or why it could not
 
 # Dagster's own tags, as its UI and daemon set and read them (their documented names).
 PARTITION_TAG = "dagster/partition"

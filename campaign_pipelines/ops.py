@@ -35,11 +35,12 @@ from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_e
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.fetch import fetch
 from campaign_pipelines.importing.rejects import read_rejects
-from campaign_pipelines.names import REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_key, table_pool, template_tags
+from campaign_pipelines.inbox import Claim
+from campaign_pipelines.names import FILE_KEY_TAG, REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_key, table_pool, template_tags
 from campaign_pipelines.partitions import partition_day
 from campaign_pipelines.progress import Progress
 from campaign_pipelines.reporting import rejects_materialization, report_failed_run
-from campaign_pipelines.step_errors import DATABASE_RETRY, fails_clearly, retried_on_transient_errors, set_status
+from campaign_pipelines.step_errors import TRANSIENT_RETRY, fails_clearly, retried_on_transient_errors, set_status
 from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Template
 from resources.campaign_db import CampaignDatabase
 from resources.endpoints import Endpoint, endpoint_resource_key
@@ -94,6 +95,7 @@ def read_file(template: ImportTemplate) -> dg.OpDefinition:
         required_resource_keys={"file_store", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     @fails_clearly
+    @retried_on_transient_errors(TRANSIENT_RETRY)
     def read(context: dg.OpExecutionContext) -> steps.ImportState:
         adopt_run(context, template)
         file_store: FileStore = context.resources.file_store
@@ -105,9 +107,12 @@ def read_file(template: ImportTemplate) -> dg.OpDefinition:
             raise CampaignError(f"{template.name}: no file to import; give one at launch (file) or in source.path.")
         work_dir = file_store.work_dir(root_run_id(context.run))
         remote: Endpoint | None = getattr(context.resources, endpoint_resource_key(endpoint)) if endpoint else None
-        file, origin = fetch(launched, path, file_store.root, remote, work_dir)
+        claim = Claim.of(context.run.tags.get(FILE_KEY_TAG))  # a collector's run: the content it saw complete
+        file, origin = fetch(launched, path, file_store.root, remote, work_dir, claim)
         context.log.info(f"reading {origin or file}")
         state = steps.read_step(launched, file, work_dir, progress(context), origin=origin)
+        if claim is not None and remote is None and launched.source.decrypt is None:  # read in place: still that content?
+            claim.check(str(file), file.stat().st_size, file.stat().st_mtime_ns)
         shown = dg.MetadataValue.url(origin) if origin and "://" in origin else dg.MetadataValue.path(origin or str(file))
         context.add_output_metadata({"file": shown, "rows_read": state.rows_read, "blank_lines": state.blank_lines})
         return state
@@ -130,7 +135,7 @@ def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> ste
     out=WORK,
 )
 @fails_clearly
-@retried_on_transient_errors(DATABASE_RETRY)
+@retried_on_transient_errors(TRANSIENT_RETRY)
 def validate_rows(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportState:
@@ -148,7 +153,7 @@ def validate_rows(
 
 
 @fails_clearly
-@retried_on_transient_errors(DATABASE_RETRY)
+@retried_on_transient_errors(TRANSIENT_RETRY)
 def _reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
 ) -> steps.ImportOutcome:
@@ -249,6 +254,7 @@ def export_file(template: ExportTemplate) -> dg.OpDefinition:
         required_resource_keys={"file_store", "campaign_db", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     @fails_clearly
+    @retried_on_transient_errors(TRANSIENT_RETRY)
     def export(context: dg.OpExecutionContext) -> ExportOutcome:
         adopt_run(context, template)
         campaign_db: CampaignDatabase = context.resources.campaign_db

@@ -26,9 +26,9 @@ from typing import Any
 import dagster as dg
 
 from campaign_pipelines.errors import CampaignError
-from campaign_pipelines.inbox import EndpointInbox, LocalInbox, Seen, archived_name
+from campaign_pipelines.inbox import EndpointInbox, LocalInbox, Seen, archived_name, file_key
 from campaign_pipelines.jobs import run_config
-from campaign_pipelines.names import FILE_KEY_TAG, FILE_TAG, STATUS_TAG, TEMPLATE_TAG
+from campaign_pipelines.names import ARCHIVE_TAG, FILE_KEY_TAG, FILE_TAG, STATUS_TAG, TEMPLATE_TAG
 from campaign_pipelines.templates import Collector, ImportTemplate
 from resources.endpoints import endpoint_resource_key
 
@@ -37,10 +37,6 @@ SETTLED = {dg.DagsterRunStatus.SUCCESS: "archive", dg.DagsterRunStatus.FAILURE: 
 
 def collector_name(template: ImportTemplate) -> str:
     return f"{template.name}_collector"
-
-
-def file_key(seen: Seen, digest: str) -> str:
-    return f"{seen.name}|{seen.size}|{seen.version}|{digest}"
 
 
 class CollectorTick:
@@ -56,13 +52,16 @@ class CollectorTick:
         self.seen_before: dict[str, list[Any]] = state.get("seen", {})
         self.digests_before: dict[str, list[Any]] = state.get("digests", {})
         self.skipped_before: dict[str, list[Any]] = state.get("skipped", {})
+        self.unmoved_before: dict[str, str] = state.get("unmoved", {})
         self.seen: dict[str, list[Any]] = {}
         self.digests: dict[str, list[Any]] = {}
         self.skipped: dict[str, list[Any]] = {}
+        self.unmoved: dict[str, str] = {}  # file name: the run whose file could not be moved
 
     @property
     def cursor(self) -> str:
-        return json.dumps({"seen": self.seen, "digests": self.digests, "skipped": self.skipped}, sort_keys=True)
+        state = {"seen": self.seen, "digests": self.digests, "skipped": self.skipped, "unmoved": self.unmoved}
+        return json.dumps(state, sort_keys=True)
 
     def _skip(self, name: str, identity: list[Any], reason: str) -> None:
         """Set a file aside with a reason, logged once per version of the file (no hot loop)."""
@@ -91,11 +90,26 @@ class CollectorTick:
         self.digests[seen.name] = [*seen.identity, digest]
         return digest
 
-    def settle(self, seen: Seen, run: dg.DagsterRun) -> None:
-        """The file's run has ended: archive it (success) or set it aside in error/."""
+    def settle(self, seen: Seen, run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
+        """The file's run has ended: archive it (success) or set it aside in error/; the run's
+        tag `campaign/archive` says where. When the endpoint refuses (no permission, gone
+        away), the run's load stands, its run key keeps the file from a second import, the
+        tag and one warning say why, and the next ticks try again. Whether it moved."""
         folder = self.collector.archive if run.status == dg.DagsterRunStatus.SUCCESS else self.collector.error
-        moved = self.inbox.move(seen, folder, archived_name(PurePosixPath(seen.name).name, run.run_id), self.collector.ready_marker)
+        try:
+            moved = self.inbox.move(seen, folder, archived_name(PurePosixPath(seen.name).name, run.run_id), self.collector.ready_marker)
+        except FileNotFoundError:
+            return True  # moved by someone else since the listing
+        except (OSError, CampaignError) as exc:
+            self.unmoved[seen.name] = run.run_id
+            if self.unmoved_before.get(seen.name) != run.run_id:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                self.log.warning(f"{self.template.name}: could not move {seen.name} after run {run.run_id}: {reason} (tried again each tick)")
+                instance.add_run_tags(run.run_id, {ARCHIVE_TAG: f"not archived: {reason}"})
+            return False
+        instance.add_run_tags(run.run_id, {ARCHIVE_TAG: moved})
         self.log.info(f"{self.template.name}: run {run.run_id} {run.status.value.lower()}; moved {seen.name} to {moved}")
+        return True
 
     def evaluate(self, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
         complete: list[tuple[Seen, str]] = []
@@ -120,14 +134,7 @@ class CollectorTick:
                         tags={FILE_TAG: self.inbox.where(seen.name), FILE_KEY_TAG: key},
                     )
                 )
-            elif run.status in SETTLED:
-                try:
-                    self.settle(seen, run)
-                except FileNotFoundError:
-                    pass  # moved by someone else since the listing
-                except (OSError, CampaignError) as exc:  # tried again next tick
-                    self.log.warning(f"{self.template.name}: could not move {seen.name} after run {run.run_id}: {exc}")
-                    continue
+            elif run.status in SETTLED and self.settle(seen, run, instance):
                 del self.seen[seen.name]
                 self.digests.pop(seen.name, None)
         return requests

@@ -1,6 +1,7 @@
-"""How a step ends when something goes wrong: a transient database error asks Dagster to
-run the step again (`retried_on_transient_errors`); any other error fails the run with one
-sentence and the Campaign status `failed` (`fails_clearly`)."""
+"""How a step ends when something goes wrong: a transient error (the database's, or an
+endpoint's connection failing or dropping) asks Dagster to run the step again
+(`retried_on_transient_errors`); any other error fails the run with one sentence and the
+Campaign status `failed` (`fails_clearly`)."""
 
 from __future__ import annotations
 
@@ -14,44 +15,52 @@ import sqlalchemy as sa
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.names import STATUS_TAG
 from resources.campaign_db import transient_error
+from resources.endpoints import EndpointInterrupted
 
 
 def set_status(context: dg.OpExecutionContext, status: str) -> None:
     context.instance.add_run_tags(context.run_id, {STATUS_TAG: status})
 
 
-# A transient database error (resources/campaign_db.py: transient_error) in a step that
-# uses the database: the step asks Dagster to run it again, from its inputs in the work IO
-# manager and on a new session, after 1, 3 and 7 s. Only those errors: a step whose
-# process was killed fails the run, for a re-execution from failure (docs/executors.md).
-DATABASE_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL)
+# A transient error in a step that uses the database (resources/campaign_db.py:
+# transient_error) or an endpoint (resources/endpoints.py: EndpointInterrupted): the step
+# asks Dagster to run it again, from its inputs in the work IO manager, on a new database
+# session or a new connection, after 1, 3 and 7 s. Only those errors: a step whose process
+# was killed fails the run, for a re-execution from failure (docs/executors.md).
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 
 
-class TransientDatabaseError(Exception):
+class TransientError(Exception):
     """The cause a retried step shows: the error's sentence, without SQL or traceback."""
 
 
 def retried_on_transient_errors(policy: dg.RetryPolicy) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Hand a transient database error to Dagster's step retry (`dg.RetryRequested`) while
-    `policy` has tries left; after the last, the error fails the run (fails_clearly)."""
+    """Hand a transient error to Dagster's step retry (`dg.RetryRequested`) while `policy`
+    has tries left; after the last, the error fails the run (fails_clearly)."""
 
     def decorate(step: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(step)
         def wrapper(context: dg.OpExecutionContext, *args: Any, **kwargs: Any) -> Any:
             try:
                 return step(context, *args, **kwargs)
+            except EndpointInterrupted as exc:
+                tries = context.retry_number
+                if tries >= policy.max_retries:
+                    raise EndpointInterrupted(f"{str(exc).removesuffix('.')}, and on {tries} more tries.") from None
+                cause: Exception = TransientError(str(exc))
+                what = str(exc)
             except Exception as exc:
                 what, tries = transient_error(exc), context.retry_number
                 if what is None or tries >= policy.max_retries:
                     raise
                 context.resources.campaign_db.reset_session()
-                delay = policy.calculate_delay(tries + 1)
-                context.log.warning(
-                    f"{context.op.name}: {what} ({_first_line(exc)}); nothing was written; "
-                    f"trying again in {delay:g} s (try {tries + 2} of {policy.max_retries + 1})."
-                )
-                cause = TransientDatabaseError(_database_failure(context, exc))
-                raise dg.RetryRequested(max_retries=policy.max_retries, seconds_to_wait=delay) from cause
+                what = f"{what} ({_first_line(exc)}); nothing was written"
+                cause = TransientError(_database_failure(context, exc))
+            delay = policy.calculate_delay(tries + 1)
+            context.log.warning(
+                f"{context.op.name}: {what}; trying again in {delay:g} s (try {tries + 2} of {policy.max_retries + 1})."
+            )
+            raise dg.RetryRequested(max_retries=policy.max_retries, seconds_to_wait=delay) from cause
 
         return wrapper
 

@@ -138,7 +138,7 @@ class CampaignDatabase(dg.ConfigurableResource):
     (campaign_pipelines/deployment.py): read from CAMPAIGN_DB_URL when a run starts, so
     the value, which may hold a password, is never shown, and no run config can change it.
     A step that meets a transient error (`transient_error`) is tried again by its retry
-    policy (campaign_pipelines/ops.py: DATABASE_RETRY).
+    policy (campaign_pipelines/step_errors.py: TRANSIENT_RETRY).
 
     `schemas_dir` and `check_modules` name the data model the database is brought to and
     the steps read their templates against (`Settings.schemas_dir`, `.check_modules`),

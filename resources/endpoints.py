@@ -33,6 +33,25 @@ from schemas.errors import CampaignError
 BLOCK = 8 << 20  # bytes per read or write: streaming, bounded memory
 
 
+class EndpointInterrupted(CampaignError):
+    """The connection to the endpoint failed or dropped (refused, reset, timed out, lost
+    mid-transfer): trying the step again may succeed (step_errors.py retries it)."""
+
+
+# Errors of the network, not of the request, by class name anywhere in the error's class
+# hierarchy: asyncssh (SFTP), botocore and aiohttp (S3) and the OS's own.
+INTERRUPTIONS = frozenset({
+    "ConnectionError", "TimeoutError", "FSTimeoutError", "ConnectionLost", "SFTPConnectionLost", "SFTPNoConnection",
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+    "ResponseStreamingError", "IncompleteReadError", "ClientPayloadError", "ServerDisconnectedError",
+    "ClientConnectionError", "ClientOSError",
+})
+
+
+def interrupted(exc: BaseException) -> bool:
+    return any(kind.__name__ in INTERRUPTIONS for kind in type(exc).__mro__)
+
+
 def endpoint_resource_key(name: str) -> str:
     """The resource key of the endpoint `name` (the deployment's resources)."""
     return f"endpoint_{name}"
@@ -93,7 +112,11 @@ class Endpoint(dg.ConfigurableResource):
             raise CampaignError(f"endpoint {self.name}: {self.uri(path or '')} does not exist.") from None
         except Exception as exc:  # the clients raise many kinds; each becomes the sentence
             where = f" {self.uri(path)}" if path is not None else ""
-            raise CampaignError(f"endpoint {self.name}: cannot {action}{where} ({describe(exc)}).") from None
+            sentence = f"endpoint {self.name}: cannot {action}{where} ({describe(exc)})."
+            if interrupted(exc):
+                self._fs = None  # the next try connects anew
+                raise EndpointInterrupted(sentence) from None
+            raise CampaignError(sentence) from None
 
     def glob(self, pattern: str) -> list[RemoteFile]:
         """The files `pattern` matches under the root, in name order, as the server lists
@@ -112,6 +135,7 @@ class Endpoint(dg.ConfigurableResource):
     def stat(self, path: str) -> RemoteFile:
         path = self.inside(path)
         with self.failing("read", path):
+            self.fs.invalidate_cache()
             info = self.fs.info(self._absolute(path))
         return RemoteFile(path, int(info.get("size") or 0), version(info))
 
@@ -130,13 +154,22 @@ class Endpoint(dg.ConfigurableResource):
                 digest.update(block)
         return digest.hexdigest()
 
-    def spool(self, path: str, local: Path) -> Path:
-        """Copy the file at `path` to `local`, streaming in blocks."""
-        path = self.inside(path, what="file")
+    def spool(self, path: str, local: Path) -> RemoteFile:
+        """Copy the file at `path` to `local`, streaming in blocks; the file as it was listed
+        before the copy, which it still is after it (else: one sentence, a file still being
+        written or replaced is not read)."""
+        before = self.stat(path)
         local.parent.mkdir(parents=True, exist_ok=True)
         with self.failing("read", path), self.fs.open(self._absolute(path), "rb", block_size=BLOCK) as remote, local.open("wb") as out:
             shutil.copyfileobj(remote, out, BLOCK)
-        return local
+            copied = out.tell()
+        after = self.stat(path)
+        if (after.size, after.version) != (before.size, before.version) or copied != before.size:
+            raise CampaignError(
+                f"endpoint {self.name}: {self.uri(before.path)} changed while it was read ({before.size:,} bytes listed, "
+                f"{copied:,} read, {after.size:,} now); nothing was loaded."
+            )
+        return before
 
     def deliver(self, local: Path, path: str, *, marker: str | None = None) -> str:
         """Put the finished file `local` at `path`, so that no reader ever sees half of it
@@ -285,6 +318,8 @@ def describe(exc: BaseException) -> str:
         return f"permission denied: {text}" if text else "permission denied"
     if isinstance(exc, ConnectionRefusedError):
         return "the connection was refused"
+    if interrupted(exc):
+        return f"the connection was lost: {name}" + (f": {text}" if text else "")
     return f"{name}: {text}" if text else name
 
 
