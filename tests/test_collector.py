@@ -102,6 +102,23 @@ def test_a_growing_file_waits_until_it_stops_changing(deployment):
     assert result.counts["rows_inserted"] == 2
 
 
+def test_a_file_appended_to_after_its_claim_is_not_read_by_the_claiming_run(deployment):
+    """Stable over two ticks, then appended to before its run reads it: that run loads
+    nothing, and the whole file is collected as new content, once."""
+    collector, (request,) = ann_requested(deployment)
+    with (deployment.data_dir / "inbox/crm/people_1.csv").open("a") as f:
+        f.write("bob@x.org;C2;Bob;Ray\n")
+    (failed,) = collector.run([request])
+    assert failed.status == "failed" and deployment.rows("recipient", "email") == []
+    assert "inbox/crm/people_1.csv changed since the collector found it complete (" in failed.error
+    assert collector.tick() == []
+    (again,) = collector.tick()
+    (result,) = collector.run([again])
+    assert result.counts["rows_inserted"] == 2
+    collector.tick()
+    assert archived(deployment) == [f"people_1.{result.run_id}.csv"]
+
+
 def test_ready_marker_decides_when_a_file_is_complete(deployment):
     deployment.template(people_template(collector={**COLLECTOR, "ready_marker": ".done"}))
     collector = Collector(deployment)
