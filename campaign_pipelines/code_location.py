@@ -1,6 +1,7 @@
 """The code location's definitions, built from settings: the exchanges as assets
 (`assets.py`) and their checks, one job per valid job template with its schedule and
-file collector, the run status sensors, the work data cleanup, and the resources."""
+file collector (and the check that its file arrived: `expected.py`), the run status
+sensors, the work data cleanup, and the resources."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from campaign_pipelines.assets import exchange_assets, exchange_checks
 from campaign_pipelines.cleanup import cleanup_job, cleanup_schedule
 from campaign_pipelines.deployment import deployment_resources
 from campaign_pipelines.executors import executor_def
+from campaign_pipelines.expected import expected_file_definitions
 from campaign_pipelines.jobs import build_job
 from campaign_pipelines.load_errors import unloadable_template_jobs
 from campaign_pipelines.schedules import build_schedule
 from campaign_pipelines.sensors import build_collector, cancelled_runs, failed_runs
 from campaign_pipelines.settings import Settings
-from campaign_pipelines.templates import check_endpoints, load_catalog
+from campaign_pipelines.templates import ImportTemplate, check_endpoints, load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ def build_definitions(settings: Settings | None = None, placed: Sequence[tuple[s
     jobs = {name: build_job(t, settings.executor) for name, t in catalog.templates.items()}
     # A template that cannot load shows as a job of its name that says why (load_errors.py).
     unloadable = unloadable_template_jobs(catalog, {*jobs, cleanup_job.name})
-    return dg.Definitions(
+    imports = [t for t in catalog.templates.values() if isinstance(t, ImportTemplate)]
+    exchanges = dg.Definitions(
         jobs=[*jobs.values(), *unloadable, cleanup_job],
         schedules=[*(build_schedule(t, jobs[name]) for name, t in catalog.templates.items() if t.schedule), cleanup_schedule],
         sensors=[
@@ -53,4 +56,5 @@ def build_definitions(settings: Settings | None = None, placed: Sequence[tuple[s
         # template's steps on the deployment's executor too.
         executor=executor_def(settings.executor),
     )
+    return dg.Definitions.merge(exchanges, expected_file_definitions(imports))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resources.endpoints import Endpoint
+from resources.endpoints import Endpoint, endpoint_resource_key
 from resources.paths import resolve_data_path
 from schemas.errors import CampaignError
 
@@ -159,3 +159,11 @@ class EndpointInbox:
         if marker and self.endpoint.exists(f"{seen.name}{marker}"):
             self.endpoint.move(f"{seen.name}{marker}", f"{destination}{marker}")
         return self.endpoint.uri(destination)
+
+
+def open_inbox(endpoint: str | None, resources: Any) -> LocalInbox | EndpointInbox:
+    """The inbox of a template whose source names `endpoint` (None: the data folder), from
+    the resources of a sensor tick or a step."""
+    if endpoint:
+        return EndpointInbox(getattr(resources, endpoint_resource_key(endpoint)))
+    return LocalInbox(resources.file_store.root)

@@ -26,7 +26,7 @@ from typing import Any
 import dagster as dg
 
 from campaign_pipelines.errors import CampaignError
-from campaign_pipelines.inbox import EndpointInbox, LocalInbox, Seen, archived_name, file_key
+from campaign_pipelines.inbox import EndpointInbox, LocalInbox, Seen, archived_name, file_key, open_inbox
 from campaign_pipelines.jobs import run_config
 from campaign_pipelines.names import ARCHIVE_TAG, FILE_KEY_TAG, FILE_TAG, STATUS_TAG, TEMPLATE_TAG
 from campaign_pipelines.templates import Collector, ImportTemplate
@@ -157,11 +157,7 @@ def build_collector(template: ImportTemplate, job: dg.JobDefinition) -> dg.Senso
         required_resource_keys={"file_store", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     def collect(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        if endpoint:
-            inbox: LocalInbox | EndpointInbox = EndpointInbox(getattr(context.resources, endpoint_resource_key(endpoint)))
-        else:
-            inbox = LocalInbox(context.resources.file_store.root)
-        tick = CollectorTick(template, inbox, context.cursor, context.log)
+        tick = CollectorTick(template, open_inbox(endpoint, context.resources), context.cursor, context.log)
         try:
             requests = tick.evaluate(context.instance)
         except CampaignError as exc:  # the inbox cannot be listed: the tick says why; the next one tries again

@@ -4,6 +4,7 @@ schedules, collectors, partitions, launch overrides, and filters."""
 from __future__ import annotations
 
 import codecs
+import re
 import datetime as dt
 import string
 from pathlib import PurePosixPath
@@ -97,19 +98,52 @@ class Schedule(Model):
     default_status: Literal["running", "stopped"] = "stopped"
 
     _check_timezone = field_validator("timezone")(lambda v: _timezone(v))
+    _check_cron = field_validator("cron")(lambda v: _cron(v))
 
-    @field_validator("cron")
+
+def _cron(v: str) -> str:
+    # Dagster's own check (what it accepts, it schedules); imported here because loading
+    # dagster costs a second that a template without a schedule need not pay.
+    import dagster as dg
+
+    try:
+        dg.ScheduleDefinition(name="cron_check", cron_schedule=v, job_name="cron_check")
+    except dg.DagsterInvalidDefinitionError:
+        raise ValueError(f"{v!r} is not a valid cron expression (five fields, such as '0 2 * * *')") from None
+    return v
+
+
+class Expected(Model):
+    """Campaign's "process missing file": a file is expected by `by` (HH:MM, in `timezone`)
+    on the days `weekdays` (cron's day-of-week field: `*`, `mon-fri`, `1-5`); its absence
+    fails the check `file_arrived` and its run (expected.py)."""
+
+    by: str
+    timezone: str = "UTC"
+    weekdays: str = "*"
+
+    _check_timezone = field_validator("timezone")(lambda v: _timezone(v))
+
+    @field_validator("by")
     @classmethod
-    def _valid_cron(cls, v: str) -> str:
-        # Dagster's own check (what it accepts, it schedules); imported here because
-        # loading dagster costs a second that a template without a schedule need not pay.
-        import dagster as dg
-
-        try:
-            dg.ScheduleDefinition(name="cron_check", cron_schedule=v, job_name="cron_check")
-        except dg.DagsterInvalidDefinitionError:
-            raise ValueError(f"{v!r} is not a valid cron expression (five fields, such as '0 2 * * *')") from None
+    def _time_of_day(cls, v: str) -> str:
+        if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", v):
+            raise ValueError(f"{v!r} is not a time of day as HH:MM (such as 06:00)")
         return v
+
+    @field_validator("weekdays")
+    @classmethod
+    def _valid_weekdays(cls, v: str) -> str:
+        try:
+            _cron(f"0 0 * * {v}")
+        except ValueError:
+            raise ValueError(f"{v!r} is not a cron day-of-week field (such as *, mon-fri or 1-5)") from None
+        return v
+
+    @property
+    def cron(self) -> str:
+        hour, minute = self.by.split(":")
+        return f"{int(minute)} {int(hour)} * * {self.weekdays}"
 
 
 class Collector(Model):
@@ -121,6 +155,7 @@ class Collector(Model):
     # marker, when its size and mtime did not change between two ticks.
     ready_marker: str | None = None
     default_status: Literal["running", "stopped"] = "stopped"
+    expected: Expected | None = None  # a file is expected by a time of day
 
     _check_paths = field_validator("watch", "archive", "error")(lambda v: _inside_data_dir(v))
 
