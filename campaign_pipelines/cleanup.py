@@ -21,7 +21,7 @@ from campaign_pipelines.importing.stage import RUN_STAGE_PREFIX, run_stage_name
 from campaign_pipelines.settings import Settings, parse_duration
 from resources.campaign_db import CampaignDatabase
 from resources.file_store import FileStore
-from resources.work_io import WORK, work_dir
+from resources.work_io import WORK, WorkIOManager, work_dir
 
 # The statuses a run ends in (launching.py waits for one too).
 ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -41,11 +41,13 @@ def stage_tables(engine: sa.Engine) -> dict[str, str]:
     return {str(uuid.UUID(n.removeprefix(RUN_STAGE_PREFIX))): n for n in names if n.startswith(RUN_STAGE_PREFIX)}
 
 
-def remove_run_work(data_dir: Path, engine: sa.Engine, root: str) -> Removed:
+def remove_run_work(data_dir: Path, engine: sa.Engine, root: str, work: WorkIOManager) -> Removed:
+    """The root run's work folder, here and on the shared work endpoint, and its stage table."""
     removed = Removed()
     folder = work_dir(data_dir, root)
-    if folder.exists():
+    if folder.exists() or root in work.shared_roots():
         shutil.rmtree(folder, ignore_errors=True)
+        work.remove_shared(root)
         removed.folders.append(root)
     if engine.dialect.name == "postgresql":
         name = run_stage_name(root)
@@ -74,16 +76,17 @@ def _expired(instance: dg.DagsterInstance, root: str, folder: Path, cutoff: dt.d
 
 
 def clean_work_data(
-    instance: dg.DagsterInstance, data_dir: Path, engine: sa.Engine, retention: dt.timedelta, now: dt.datetime | None = None
+    instance: dg.DagsterInstance, data_dir: Path, engine: sa.Engine, retention: dt.timedelta, work_io: WorkIOManager,
+    now: dt.datetime | None = None,
 ) -> Removed:
     """Remove the work data whose retention is over; what was removed."""
     cutoff = (now or dt.datetime.now(dt.UTC)) - retention
     work = Path(data_dir) / WORK
     folders = {p.name for p in work.iterdir() if p.is_dir()} if work.exists() else set()
     removed = Removed()
-    for root in sorted(folders | set(stage_tables(engine))):
+    for root in sorted(folders | set(stage_tables(engine)) | set(work_io.shared_roots())):
         if _expired(instance, root, work / root, cutoff):
-            done = remove_run_work(Path(data_dir), engine, root)
+            done = remove_run_work(Path(data_dir), engine, root, work_io)
             removed.folders += done.folders
             removed.stage_tables += done.stage_tables
     return removed
@@ -97,10 +100,12 @@ def clean_work_data(
         )
     },
 )
-def clean_work(context: dg.OpExecutionContext, file_store: FileStore, campaign_db: CampaignDatabase) -> None:
+def clean_work(
+    context: dg.OpExecutionContext, file_store: FileStore, campaign_db: CampaignDatabase, work_io_manager: dg.ResourceParam[WorkIOManager]
+) -> None:
     given = context.op_config.get("retention")
     retention = parse_duration(given, "retention") if given else Settings.from_env().work_retention
-    removed = clean_work_data(context.instance, file_store.root, campaign_db.engine, retention)
+    removed = clean_work_data(context.instance, file_store.root, campaign_db.engine, retention, work_io_manager)
     context.log.info(
         f"removed the work data of {len(removed.folders)} run folder(s) and {len(removed.stage_tables)} stage table(s) "
         f"older than {retention} or of succeeded runs."

@@ -45,7 +45,7 @@ from campaign_pipelines.templates import ExportTemplate, ImportTemplate, Templat
 from resources.campaign_db import CampaignDatabase
 from resources.endpoints import Endpoint, endpoint_resource_key
 from resources.file_store import FileStore
-from resources.work_io import root_run_id
+from resources.work_io import WorkIOManager, root_run_id
 
 # A step's output, for the next step in any process (resources/work_io.py).
 WORK = dg.Out(io_manager_key="work_io_manager")
@@ -57,8 +57,10 @@ def progress(context: dg.OpExecutionContext) -> Progress:
 
 
 def remove_work_data(context: dg.OpExecutionContext) -> None:
-    """The root run's work folder and stage table: nothing is left to resume."""
-    remove_run_work(context.resources.file_store.root, context.resources.campaign_db.engine, root_run_id(context.run))
+    """The root run's work folder (here and on the shared work endpoint) and stage table:
+    nothing is left to resume."""
+    resources = context.resources
+    remove_run_work(resources.file_store.root, resources.campaign_db.engine, root_run_id(context.run), resources.work_io_manager)
 
 
 def adopt_run(context: dg.OpExecutionContext, template: Template) -> None:
@@ -92,7 +94,7 @@ def read_file(template: ImportTemplate) -> dg.OpDefinition:
         ins={"inbox": dg.In(dg.Nothing)},
         out=WORK,
         config_schema=dg.Permissive(),
-        required_resource_keys={"file_store", *([endpoint_resource_key(endpoint)] if endpoint else [])},
+        required_resource_keys={"file_store", "work_io_manager", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     @fails_clearly
     @retried_on_transient_errors(TRANSIENT_RETRY)
@@ -122,7 +124,7 @@ def read_file(template: ImportTemplate) -> dg.OpDefinition:
 
 @dg.op(
     description="Map the file's columns to the target's: trim, case, remap, formats, constants.",
-    required_resource_keys={"file_store"},
+    required_resource_keys={"file_store", "work_io_manager"},
     out=WORK,
 )
 @fails_clearly
@@ -137,7 +139,8 @@ def map_columns(context: dg.OpExecutionContext, state: steps.ImportState) -> ste
 @fails_clearly
 @retried_on_transient_errors(TRANSIENT_RETRY)
 def validate_rows(
-    context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
+    context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore,
+    work_io_manager: dg.ResourceParam[WorkIOManager],
 ) -> steps.ImportState:
     campaign_db.migrate()
     root = root_run_id(context.run)
@@ -155,7 +158,8 @@ def validate_rows(
 @fails_clearly
 @retried_on_transient_errors(TRANSIENT_RETRY)
 def _reconcile(
-    context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore
+    context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore,
+    work_io_manager: dg.ResourceParam[WorkIOManager],
 ) -> steps.ImportOutcome:
     campaign_db.migrate()  # again when a re-execution starts here, in a process of its own
     rejects_dir = file_store.rejects_dir(state.template.name)
@@ -187,7 +191,7 @@ def reconcile_into(table: str) -> dg.OpDefinition:
 
 @dg.op(
     description="Report: counts, checks, rejects (the rejects asset's value), target table materialization, run status.",
-    required_resource_keys={"file_store", "campaign_db"},
+    required_resource_keys={"file_store", "campaign_db", "work_io_manager"},
     out={
         "result": dg.Out(description="The run's counts and status: the imports/<template> asset's value."),
         "rejects": dg.Out(io_manager_key="rejects_io_manager", description="The rejected lines (line, column, reason, text)."),
@@ -251,7 +255,7 @@ def export_file(template: ExportTemplate) -> dg.OpDefinition:
         ins={"table": dg.In(dg.Nothing)},
         config_schema=dg.Permissive(),
         out=WORK,
-        required_resource_keys={"file_store", "campaign_db", *([endpoint_resource_key(endpoint)] if endpoint else [])},
+        required_resource_keys={"file_store", "campaign_db", "work_io_manager", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     @fails_clearly
     @retried_on_transient_errors(TRANSIENT_RETRY)
@@ -284,7 +288,7 @@ def location(outcome: ExportOutcome) -> dg.MetadataValue:
 
 @dg.op(
     description="Report: file path, size, checksum, source table observation, run status.",
-    required_resource_keys={"file_store", "campaign_db"},
+    required_resource_keys={"file_store", "campaign_db", "work_io_manager"},
 )
 @fails_clearly
 def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dict[str, Any]:

@@ -45,6 +45,9 @@ class Settings:
     check_modules: tuple[str, ...] = ()
     # The endpoints file (resources/endpoint_file.py): SFTP servers and buckets by name.
     endpoints_file: Path | None = None
+    # The endpoint (of the endpoints file) Celery workers with no shared folder share the
+    # work data through (resources/work_io.py); none: the data folder holds it.
+    work_endpoint: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -57,6 +60,7 @@ class Settings:
             work_retention=parse_duration(os.environ.get("CAMPAIGN_WORK_RETENTION") or DEFAULT_WORK_RETENTION),
             check_modules=tuple(n.strip() for n in os.environ.get("CAMPAIGN_CHECK_MODULES", "").split(",") if n.strip()),
             endpoints_file=Path(os.environ.get("CAMPAIGN_ENDPOINTS", "endpoints.yaml")).absolute(),
+            work_endpoint=os.environ.get("CAMPAIGN_WORK_ENDPOINT", "").strip() or None,
         )
 
     def data_model(self) -> "schemas.DataModel":

@@ -16,6 +16,7 @@ from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.names import STATUS_TAG
 from resources.campaign_db import transient_error
 from resources.endpoints import EndpointInterrupted
+from resources.work_io import root_run_id
 
 
 def set_status(context: dg.OpExecutionContext, status: str) -> None:
@@ -77,6 +78,7 @@ def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return step(context, *args, **kwargs)
         except dg.RetryRequested:
+            _drop_local_work(context)
             raise
         except CampaignError as exc:
             message = str(exc)
@@ -88,12 +90,20 @@ def fails_clearly(step: Callable[..., Any]) -> Callable[..., Any]:
                 message = f"unexpected error in {context.op.name}: {type(exc).__name__}: {exc}"
             elif file := getattr(kwargs.get("state"), "shown", None):
                 message = f"{file}: {message}"
+        _drop_local_work(context)
         set_status(context, "failed")
         # One line, whatever a quoted value held (a reason may quote a multi-line value).
         message = " ".join(message.split("\n")).replace("\r", " ")
         raise dg.Failure(description=message, allow_retries=False) from None
 
     return wrapper
+
+
+def _drop_local_work(context: dg.OpExecutionContext) -> None:
+    """A failed step's local copy of work data that is shared elsewhere (work_io.py)."""
+    work = getattr(context.resources, "work_io_manager", None)
+    if work is not None:
+        work.drop_local(root_run_id(context.run))
 
 
 def _database_failure(context: dg.OpExecutionContext, exc: Exception) -> str | None:

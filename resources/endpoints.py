@@ -202,6 +202,24 @@ class Endpoint(dg.ConfigurableResource):
             self.fs.mv(self._absolute(path), self._absolute(to))
         return to
 
+    def remove_folder(self, path: str) -> None:
+        """The folder `path` and all it holds (nothing when it is not there)."""
+        path = self.inside(path, what="folder")
+        with self.failing("remove", path):
+            self.fs.invalidate_cache()
+            if self.fs.exists(self._absolute(path)):
+                self.fs.rm(self._absolute(path), recursive=True)
+
+    def folders(self) -> list[str]:
+        """The names of the folders at the root that hold a file (an object store may keep
+        a folder's name once its files are gone)."""
+        with self.failing("list", ""):
+            self.fs.invalidate_cache()
+            root = self._absolute("").rstrip("/")
+            files = self.fs.find(root, withdirs=False)
+        under = [f.lstrip("/").removeprefix(root.lstrip("/") + "/") for f in files if f.lstrip("/").startswith(root.lstrip("/") + "/")]
+        return sorted({relative.split("/")[0] for relative in under if "/" in relative})
+
     def _relative(self, full: str) -> str:
         root = self.root.strip("/")
         full = full.lstrip("/") if root else full

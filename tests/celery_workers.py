@@ -18,7 +18,8 @@ ROOT = Path(__file__).parent.parent
 class Workers:
     """Two `dagster-celery worker` processes on the local RabbitMQ, on a queue of their own."""
 
-    def __init__(self, root: Path, queue: str):
+    def __init__(self, root: Path, queue: str, env: dict[str, dict[str, str]] | None = None):
+        """`env`: each worker's own variables (by name, w1 and w2) over the test's."""
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         # One after the other: each creates the Dagster home's storage if it is not there yet.
@@ -30,7 +31,8 @@ class Workers:
                  "-y", str(ROOT / "deploy" / "celery" / "worker.yaml"), "-n", f"{name}-{queue}", "-q", queue,
                  "--", "--pool", "solo"],
                 # dagster-celery starts `celery` from the PATH: the virtual environment's.
-                cwd=ROOT, env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+                cwd=ROOT,
+                env={**os.environ, **(env or {}).get(name, {}), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
                 stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
             )
             deadline = time.monotonic() + 120

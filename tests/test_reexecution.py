@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from campaign_pipelines.cleanup import clean_work_data
+from resources.work_io import WorkIOManager
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.stage import run_stage_name
 from campaign_pipelines.jobs import run_config
@@ -90,7 +91,8 @@ def test_a_re_execution_whose_work_data_was_cleaned_up_says_so(loaded):
     failed = failed_merge(loaded)
     before = loaded.snapshot()
     removed = clean_work_data(
-        loaded.instance, loaded.data_dir, loaded.engine, dt.timedelta(days=7), now=dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+        loaded.instance, loaded.data_dir, loaded.engine, dt.timedelta(days=7), WorkIOManager(data_dir=str(loaded.data_dir)),
+        now=dt.datetime.now(dt.UTC) + dt.timedelta(days=8),
     )
     assert removed.folders == [failed]
     assert removed.stage_tables == ([run_stage_name(failed)] if loaded.dialect == "postgresql" else [])

@@ -63,6 +63,21 @@ class ImportState:
     def next(self, **changes: object) -> "ImportState":
         return dataclasses.replace(self, **changes)
 
+    def work_files(self) -> list[Path]:
+        """The files the next steps read (a shared work endpoint carries them: work_io.py)."""
+        return [p for p in (self.data, *self.reject_files) if p is not None]
+
+    def rebased(self, work_dir: Path) -> "ImportState":
+        """The same state in another work folder: a worker with another data folder's."""
+
+        def moved(path: Path) -> Path:
+            return work_dir / path.relative_to(self.work_dir) if path.is_relative_to(self.work_dir) else path
+
+        return self.next(
+            work_dir=work_dir, file=moved(self.file), data=moved(self.data) if self.data else None,
+            reject_files=tuple(moved(p) for p in self.reject_files),
+        )
+
 
 def _write_batches(path: Path, batches: Iterator[pa.RecordBatch | pl.DataFrame]) -> int:
     """Stream batches to an Arrow IPC file (none at all when there is no batch); the rows written."""
