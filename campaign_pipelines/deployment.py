@@ -29,13 +29,14 @@ def deployment_resources(settings: Settings) -> dict[str, Any]:
     database: dict[str, Any] = {"schemas_dir": str(settings.schemas_dir), "check_modules": list(settings.check_modules)}
     if settings.db_url:
         database["url"] = {"env": "CAMPAIGN_DB_URL"}
+    files = {**data_dir, "endpoints_file": str(settings.endpoints_file or "")}
     work = dict(data_dir)
     if settings.work_endpoint:
         settings.endpoints().get(settings.work_endpoint)  # declared, else one sentence now
         work.update(endpoints_file=str(settings.endpoints_file), work_endpoint=settings.work_endpoint)
     return {
         "campaign_db": fixed_by_deployment(CampaignDatabase().get_resource_definition(), database),
-        "file_store": fixed_by_deployment(FileStore(**data_dir).get_resource_definition(), data_dir),
+        "file_store": fixed_by_deployment(FileStore(**files).get_resource_definition(), files),
         "rejects_io_manager": fixed_by_deployment(RejectsIOManager(**data_dir).get_resource_definition(), data_dir),
         "work_io_manager": fixed_by_deployment(WorkIOManager(**work).get_resource_definition(), work),
         **{declared.resource_key: endpoint_resource(declared) for declared in settings.endpoints().declared.values()},

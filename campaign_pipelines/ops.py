@@ -23,6 +23,7 @@ launched (the deployment's `concurrency.pools`, docs/recurring-exchanges.md).
 
 import datetime as dt
 import functools
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -34,7 +35,7 @@ from campaign_pipelines.exporting.deliver import Delivery
 from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.fetch import fetch
-from campaign_pipelines.importing.rejects import read_rejects
+from campaign_pipelines.importing.rejects import deliver_reject_files, read_rejects
 from campaign_pipelines.inbox import Claim
 from campaign_pipelines.names import FILE_KEY_TAG, REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_key, table_pool, template_tags
 from campaign_pipelines.partitions import partition_day
@@ -149,7 +150,8 @@ def validate_rows(
     if failure:
         rejects = read_rejects(list(state.reject_files))
         path = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
-        report_failed_run(context, file_store, state, rejects, path, failure)
+        uri = copy_rejects(context, file_store, state.template, path)
+        report_failed_run(context, file_store, state, rejects, path, failure, uri)
         remove_work_data(context)  # the same file fails the same way: nothing to resume
         raise CampaignError(f"{state.shown}: {failure}")
     return state
@@ -165,16 +167,33 @@ def _reconcile(
     rejects_dir = file_store.rejects_dir(state.template.name)
     root = root_run_id(context.run)
     outcome = steps.reconcile_step(state, campaign_db.session(), context.run_id, rejects_dir, root_run_id=root)
+    outcome.rejects_uri = copy_rejects(context, file_store, state.template, outcome.rejects_path)
     if outcome.committed_by:
         context.log.info(
             f"the merge of this run's file was committed by run {outcome.committed_by}: nothing written again; "
             "its counts are reported."
         )
     if outcome.failure:
-        report_failed_run(context, file_store, state, outcome.rejects, outcome.rejects_path, outcome.failure)
+        report_failed_run(context, file_store, state, outcome.rejects, outcome.rejects_path, outcome.failure, outcome.rejects_uri)
         remove_work_data(context)
         raise CampaignError(f"{state.shown}: {outcome.failure}")
     return outcome
+
+
+def copy_rejects(context: dg.OpExecutionContext, file_store: FileStore, template: ImportTemplate, path: Path | None) -> str | None:
+    """The run's rejects files also on the endpoint `errors.rejects_to` names, where the
+    machine that wrote them is (a table's merge serves every template: the endpoint comes
+    from the deployment's endpoints file, not from a resource of the op)."""
+    copy = template.errors.rejects_to
+    if copy is None or path is None:
+        return None
+    try:
+        uri = deliver_reject_files(path, file_store.endpoint(copy.endpoint), copy.folder or f"rejects/{template.name}")
+    except CampaignError as exc:  # the load stands; its rejects are in import_reject and in the data folder
+        context.log.warning(f"the rejects files were not delivered: {exc}")
+        return None
+    context.log.info(f"rejects delivered to {uri}")
+    return uri
 
 
 @functools.cache
@@ -227,7 +246,7 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
     created = {f"created by the {link} link": count for link, count in outcome.links_created.items()}
     if outcome.links_created:  # the same, as one value for `run --json`
         created["links_created"] = dg.MetadataValue.json(outcome.links_created)
-    rejects_metadata = rejects_materialization(template, context.run_id, outcome.rejects, outcome.rejects_path).metadata
+    rejects_metadata = rejects_materialization(template, context.run_id, outcome.rejects, outcome.rejects_path, uri=outcome.rejects_uri).metadata
     yield dg.Output(
         {**summary, "status": outcome.status, "rejects_path": str(outcome.rejects_path) if outcome.rejects_path else None},
         "result",

@@ -19,20 +19,21 @@ PREVIEW_ROWS = 20
 
 
 def report_failed_run(
-    context: dg.OpExecutionContext, file_store: FileStore, state: steps.ImportState, rejects: pa.Table, path: Path | None, failure: str
+    context: dg.OpExecutionContext, file_store: FileStore, state: steps.ImportState, rejects: pa.Table, path: Path | None, failure: str,
+    uri: str | None = None,
 ) -> None:
     """A run the reject policy failed still shows its rejects (the asset's value and its
     materialization), an ERROR on the reject_rate check, and lines_accounted passing."""
     template = state.template
     partition = context.partition_key if context.has_partition_key else None
     store_last_rejects(last_rejects_path(file_store.root, template.name, partition), rejects, context.run_id)
-    context.log_event(rejects_materialization(template, context.run_id, rejects, path, failure))
+    context.log_event(rejects_materialization(template, context.run_id, rejects, path, failure, uri))
     for evaluation in failed_run_checks(template, rejects.num_rows, state.rows_read, failure):
         context.log_event(evaluation)
 
 
 def rejects_materialization(
-    template: ImportTemplate, run_id: str, rejects: pa.Table, path: Path | None, failure: str | None = None
+    template: ImportTemplate, run_id: str, rejects: pa.Table, path: Path | None, failure: str | None = None, uri: str | None = None
 ) -> dg.AssetMaterialization:
     """The rejects asset of a run; a failed run's says so (it wrote nothing but its rejects files)."""
     preview = rejects.slice(0, PREVIEW_ROWS).to_pylist()
@@ -44,6 +45,7 @@ def rejects_materialization(
             "rows_rejected": dg.MetadataValue.int(rejects.num_rows),
             "dagster/row_count": dg.MetadataValue.int(rejects.num_rows),
             "rejects_path": dg.MetadataValue.path(str(path)) if path else dg.MetadataValue.text("none"),
+            **({"rejects_uri": dg.MetadataValue.url(uri)} if uri else {}),
             "run_id": dg.MetadataValue.text(run_id),
             "preview": dg.MetadataValue.table(
                 records=[

@@ -6,14 +6,23 @@ from pathlib import Path
 
 import dagster as dg
 
+from resources.endpoint_file import load_endpoints
+from resources.endpoints import Endpoint
 from resources.paths import DATA_SUBDIRS, resolve_data_path
 from resources.work_io import work_dir
 
 
 class FileStore(dg.ConfigurableResource):
-    """Every file a job reads or writes resolves here; nothing may leave `data_dir`."""
+    """Every file a job reads or writes resolves here; nothing may leave `data_dir`.
+    `endpoints_file` names the endpoints a step reaches by a template's choice made after
+    its op was defined (a table's merge delivering one template's rejects files)."""
 
     data_dir: str
+    endpoints_file: str = ""
+
+    def endpoint(self, name: str) -> Endpoint:
+        """The declared endpoint `name`, its secrets read from the environment now."""
+        return load_endpoints(Path(self.endpoints_file) if self.endpoints_file else None).get(name).with_environment()
 
     @property
     def root(self) -> Path:

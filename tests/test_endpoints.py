@@ -112,8 +112,8 @@ def remote(request: pytest.FixtureRequest, campaign: Any, monkeypatch: pytest.Mo
 LINES = ("ann@x.org;C1;Ann;Lee", "not-an-email;C2;Bob;Roe", "cy@x.org;C3;Cy;Poe")
 
 
-def remote_import(campaign: Any, path: str = "inbox/people.csv", **source: Any) -> None:
-    campaign.template(people_template(source={"path": path, "delimiter": ";", "endpoint": "partner", **source}))
+def remote_import(campaign: Any, path: str = "inbox/people.csv", errors: dict | None = None, **source: Any) -> None:
+    campaign.template(people_template(source={"path": path, "delimiter": ";", "endpoint": "partner", **source}, errors=errors))
 
 
 def test_an_import_reads_its_file_from_the_endpoint_with_lines_and_rejects(campaign, remote):
@@ -179,6 +179,36 @@ def test_a_second_export_replaces_the_first_whole(campaign, remote):
     assert campaign.run("out").success
     assert remote.get("outbox/emails.csv").decode().splitlines() == ["email", "ann@x.org", "cy@x.org"]
     assert remote.names("outbox") == ["emails.csv"]
+
+
+def test_the_rejects_files_are_delivered_to_the_endpoint_the_template_names(campaign, remote):
+    remote.put("inbox/people.csv", people_file(*LINES).encode())
+    remote_import(campaign, errors={"rejects_to": {"endpoint": "partner", "folder": "rejects/crm"}})
+    result = campaign.run("people")
+    assert result.success, result.error
+    run = result.run_id
+    assert remote.names("rejects/crm") == sorted([f"{run}.csv", f"{run}.reasons.csv"])
+    local = campaign.data_dir / "rejects" / "people"
+    assert remote.get(f"rejects/crm/{run}.csv") == (local / f"{run}.csv").read_bytes()
+    assert remote.get(f"rejects/crm/{run}.reasons.csv") == (local / f"{run}.reasons.csv").read_bytes()
+    (materialization,) = [
+        e.event_specific_data.materialization for e in result.dagster.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.path[0] == "rejects"
+    ]
+    assert materialization.metadata["rejects_uri"].value == remote.endpoint.uri(f"rejects/crm/{run}.csv")
+
+
+def test_rejects_an_endpoint_refuses_leave_the_load_standing_with_a_warning(campaign, remote, monkeypatch):
+    remote.put("inbox/people.csv", people_file(*LINES).encode())
+    refusing = s3_declaration(monkeypatch, "refused", secret_access_key={"env": "TEST_WRONG_SECRET"})
+    monkeypatch.setenv("TEST_WRONG_SECRET", "not-the-secret")
+    remote.declare(partner=remote.declaration, back=refusing)
+    remote_import(campaign, errors={"rejects_to": {"endpoint": "back"}})
+    result = campaign.run("people")
+    assert result.success and result.counts["rows_inserted"] == 2, result.error
+    warnings = [e.message for e in campaign.instance.all_logs(result.run_id) if "rejects files were not delivered" in (e.message or "")]
+    assert len(warnings) == 1 and "endpoint back: cannot write " in warnings[0]
+    assert (campaign.data_dir / "rejects" / "people" / f"{result.run_id}.csv").exists()  # kept here all the same
 
 
 def test_preview_reads_the_file_from_the_endpoint(campaign, remote, capsys):

@@ -26,6 +26,7 @@ class ImportOutcome:
     failure: str | None = None
     links_created: dict[str, int] = dataclasses.field(default_factory=dict)  # on_missing_link: create
     committed_by: str | None = None  # a re-executed merge: the run whose merge had committed
+    rejects_uri: str | None = None  # the rejects file delivered to errors.rejects_to's endpoint
 
     def summary(self) -> dict[str, int]:
         return {"rows_read": self.rows_read, **{k: self.counts.get(k, 0) for k in COUNT_KEYS}}

@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from resources.endpoints import Endpoint
+
 REJECT_SCHEMA = pa.schema(
     [("line", pa.int64()), ("text", pa.string()), ("column", pa.string()), ("reason", pa.string())]
 )
@@ -113,3 +115,12 @@ def write_reject_files(
             rejects["line"].to_pylist(), rejects["column"].to_pylist(), rejects["reason"].to_pylist(), texts
         ):
             writer.writerow([line, column or "", reason, text or ""])
+
+
+def deliver_reject_files(lines_path: Path, endpoint: Endpoint, folder: str) -> str:
+    """Put a run's rejects file and its reasons file (`<run_id>.reasons.csv`, beside it) in
+    `folder` on `endpoint`, each whole; the rejects file's URI."""
+    reasons = lines_path.with_name(f"{lines_path.stem}.reasons.csv")
+    uri = endpoint.deliver(lines_path, f"{folder.rstrip('/')}/{lines_path.name}")
+    endpoint.deliver(reasons, f"{folder.rstrip('/')}/{reasons.name}")
+    return uri

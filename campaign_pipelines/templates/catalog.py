@@ -74,7 +74,10 @@ def endpoints_of(template: Template) -> list[tuple[str, str]]:
     """(key, endpoint name) of each endpoint the template names."""
     if isinstance(template, ExportTemplate):
         return [("destination.endpoint", template.destination.endpoint)] if template.destination.endpoint else []
-    return [("source.endpoint", template.source.endpoint)] if template.source.endpoint else []
+    named = [("source.endpoint", template.source.endpoint)] if template.source.endpoint else []
+    if template.errors.rejects_to is not None:
+        named.append(("errors.rejects_to.endpoint", template.errors.rejects_to.endpoint))
+    return named
 
 
 def check_endpoints(catalog: Catalog, declared: Collection[str], origin: str) -> None:

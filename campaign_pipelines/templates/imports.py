@@ -163,6 +163,14 @@ class ImportTarget(Model):
         return v
 
 
+class RejectsCopy(Model):
+    """Where a run's rejects files (the lines, in the input's format, and their reasons) are
+    also delivered: a folder of an endpoint (default: rejects/<template>)."""
+
+    endpoint: str
+    folder: str | None = None
+
+
 class ErrorPolicy(Model):
     on_error: Literal["reject_line", "stop"] = "reject_line"
     max_rejects: Annotated[int, Field(ge=0)] | None = None
@@ -173,6 +181,8 @@ class ErrorPolicy(Model):
     stop_if_first_lines_rejected: Annotated[int, Field(ge=1)] | None = None
     # A file with no data line is an empty delta (finished, nothing written) unless this is set.
     fail_if_empty: bool = False
+    # The rejects files are also delivered to an endpoint (the partner who sent the file).
+    rejects_to: RejectsCopy | None = None
 
 
 # Flat launch config key -> (template section, key): what the Launchpad and `--set` take.
