@@ -285,6 +285,16 @@ def test_a_server_showing_another_host_key_is_refused(campaign, monkeypatch):
     assert "host key is not the known_host_key declared for it" in result.error
 
 
+def test_an_unknown_host_is_one_sentence(campaign, monkeypatch):
+    remote = Remote(campaign, "sftp", monkeypatch)
+    remote.declare(partner={**remote.declaration, "host": "no-such-host.invalid"})
+    remote_import(campaign)
+    result = campaign.run("people")
+    assert_nothing_loaded(campaign, result)
+    assert result.error.startswith("endpoint partner: cannot connect (")
+    assert "no-such-host.invalid" in result.error or "Name or service not known" in result.error, result.error
+
+
 def test_a_server_that_does_not_answer_times_out_with_a_sentence(campaign, monkeypatch):
     """A port that accepts connections and never speaks: the client gives up after the
     endpoint's timeout instead of hanging."""
