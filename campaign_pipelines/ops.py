@@ -288,6 +288,8 @@ def export_file(template: ExportTemplate) -> dg.OpDefinition:
         window = context.partition_time_window if context.has_partition_key else None
         when = window.start if window else dt.datetime.now()
         remote: Endpoint | None = getattr(context.resources, endpoint_resource_key(endpoint)) if endpoint else None
+        if remote is not None:
+            remote.warm_up()  # connected while the query runs
         delivery = Delivery(
             launched, output_path(launched, context.run_id, when), file_store.root,
             file_store.work_dir(root_run_id(context.run)), remote, context.log.info,

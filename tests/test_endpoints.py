@@ -295,6 +295,17 @@ def test_an_unknown_host_is_one_sentence(campaign, monkeypatch):
     assert "no-such-host.invalid" in result.error or "Name or service not known" in result.error, result.error
 
 
+def test_an_export_whose_endpoint_cannot_connect_is_one_sentence(campaign, monkeypatch):
+    """The export connects in the background while its query runs (Endpoint.warm_up): the
+    connection's failure is still the step's one sentence, and nothing is delivered."""
+    remote = Remote(campaign, "sftp", monkeypatch)
+    remote.declare(partner={**remote.declaration, "host": "no-such-host.invalid"})
+    campaign.template(export_template(destination={"path": "outbox/emails.csv", "endpoint": "partner"}))
+    result = campaign.run("out")
+    assert (result.success, result.status) == (False, "failed")
+    assert result.error.startswith("endpoint partner: cannot connect ("), result.error
+
+
 def test_a_server_that_does_not_answer_times_out_with_a_sentence(campaign, monkeypatch):
     """A port that accepts connections and never speaks: the client gives up after the
     endpoint's timeout instead of hanging."""
