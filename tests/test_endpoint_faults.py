@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from campaign_pipelines.names import FILE_TAG
+from schemas.errors import CampaignError
 from tests.cutting_proxy import CuttingProxy
 from tests.helpers import export_template, people_file
 from tests.test_endpoints import Remote, assert_nothing_loaded, remote, remote_collector, remote_import  # noqa: F401
@@ -177,3 +178,27 @@ def test_a_refused_archive_keeps_the_load_reports_once_and_never_imports_twice(c
     assert remote.names("archive/crm") == [f"people_1.{run.run_id}.csv"]
     archived = remote.endpoint.uri(f"archive/crm/people_1.{run.run_id}.csv")
     assert campaign.instance.get_run_by_id(run.run_id).tags["campaign/archive"] == archived
+
+
+def test_a_multipart_upload_cut_half_way_leaves_no_object_then_delivers_whole(sqlite_campaign, monkeypatch, tmp_path):
+    """A 20 MiB file goes up in 8 MiB parts: cut after some of them, the upload is aborted
+    and no object shows at the final name; uncut, the object is the file, in 3 parts."""
+    remote = Remote(sqlite_campaign, "s3", monkeypatch)
+    # Each part may go on a connection of its own: cut each one within its part.
+    proxy = CuttingProxy(int(remote.declaration["endpoint_url"].rsplit(":", 1)[1]), cut_after=4 << 20, direction="up", cuts=-1)
+    try:
+        through(remote, proxy)
+        endpoint = remote.declared("partner").with_environment()
+        local = tmp_path / "big.csv"
+        local.write_bytes(os.urandom(20 << 20))
+        with pytest.raises(CampaignError) as cut:
+            endpoint.deliver(local, "outbox/big.csv")
+        assert str(cut.value).startswith(f"endpoint partner: cannot write {endpoint.uri('outbox/big.csv')} (")
+        assert proxy.cut >= 1
+        assert not remote.endpoint.exists("outbox/big.csv")
+        proxy.allow()
+        assert endpoint.deliver(local, "outbox/big.csv") == endpoint.uri("outbox/big.csv")
+    finally:
+        proxy.close()
+    assert remote.get("outbox/big.csv") == local.read_bytes()
+    assert remote.endpoint.fs.info(remote.endpoint._absolute("outbox/big.csv"))["ETag"].strip('"').endswith("-3")
