@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.steps import COUNT_KEYS
+from tests import conftest
 from tests.helpers import HEADER, export_template, people_file, people_template
 
 CLI = Path(sys.executable).parent / "campaign-pipelines"
@@ -154,8 +156,19 @@ def threaded_runs(monkeypatch):
     Dagster calls logging.config.dictConfig to collect the instance's python_logs handlers
     (here none): it holds logging's module lock and waits for every handler's lock, while
     another run's thread holds its handler's lock and waits for the module lock (seen as a
-    deadlock with two runs). Deployed runs each have their own process."""
+    deadlock with two runs). Building a job's graphs goes through Dagster's composition
+    stack, one list for the whole process: two threads building at once desync it (seen in
+    CI as "Composition context stack desync" and a run that never started), so the runs'
+    definitions are built one at a time. Deployed runs each have their own process."""
     monkeypatch.setattr(dg.DagsterInstance, "get_yaml_python_handlers", lambda self: [])
+    building = threading.Lock()
+    unlocked = conftest.build_definitions
+
+    def build_one_at_a_time(settings):
+        with building:
+            return unlocked(settings)
+
+    monkeypatch.setattr(conftest, "build_definitions", build_one_at_a_time)
 
 
 # -- 1. concurrent imports of the same new keys ------------------------------------------
