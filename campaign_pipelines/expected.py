@@ -2,12 +2,13 @@
 weekdays}` says a file arrives every such day by that time. At that time a schedule runs
 the check `file_arrived` on the template's inbox asset: it passes when the collector asked
 for a run of a file since midnight, or a matching file waits in the inbox (an endpoint's or
-the data folder); otherwise it fails, and, being blocking with ERROR severity, fails its
-run too, so whatever alerts on failed runs alerts on a missing file."""
+the data folder); otherwise it fails with ERROR severity and fails its run with the same
+sentence, so whatever alerts on failed runs alerts on a missing file."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -64,7 +65,7 @@ def expected_file_check(template: ImportTemplate) -> dg.AssetChecksDefinition:
         description=f"A file matching {collector.watch} arrives by {expected.by} ({expected.timezone}), days '{expected.weekdays}'.",
         required_resource_keys={"file_store", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
-    def file_arrived(context) -> dg.AssetCheckResult:  # noqa: ANN001  (Dagster refuses the annotation as text)
+    def file_arrived(context) -> Iterator[dg.AssetCheckResult]:  # noqa: ANN001  (Dagster refuses the annotation as text)
         now = dt.datetime.now(ZoneInfo(expected.timezone))
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         runs = context.instance.get_runs(dg.RunsFilter(tags={TEMPLATE_TAG: template.name}, created_after=midnight))
@@ -76,7 +77,12 @@ def expected_file_check(template: ImportTemplate) -> dg.AssetChecksDefinition:
             waiting = [s.name for s in seen]
         except CampaignError as exc:
             unreachable = str(exc)
-        return arrival(template, expected, collected, waiting, unreachable, now)
+        verdict = arrival(template, expected, collected, waiting, unreachable, now)
+        yield verdict
+        if not verdict.passed:
+            # The run fails with the check's sentence, as an import's does, rather than
+            # with Dagster's "blocking asset check failed" error and its stack trace.
+            raise dg.Failure(description=verdict.description, allow_retries=False)
 
     return file_arrived
 

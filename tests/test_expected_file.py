@@ -55,6 +55,9 @@ def test_no_file_by_the_time_fails_the_check_and_the_run_with_one_sentence(deplo
         "people: no file matching inbox/crm/people_*.csv arrived by 06:30 (Europe/Paris) on "
     )
     assert evaluation.description.endswith(": none collected since 00:00 and none waiting in the inbox.")
+    # The run fails with that sentence, not Dagster's "blocking asset check failed" and its trace.
+    (failure,) = deployment.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    assert failure.dagster_event.step_failure_data.user_failure_data.description == evaluation.description
     stored = deployment.instance.get_latest_asset_check_evaluation_record(
         dg.AssetCheckKey(inbox_key("people"), "file_arrived")
     )
