@@ -1,7 +1,7 @@
 """The one place this project reaches into Dagster's internals (`dagster._core`): what the
 UI and the daemon do when they create, launch and re-execute a run, for which Dagster
 1.13 has no public API. Everything else uses `dagster`'s public names only
-(tests/test_public_apis.py holds every other module to it).
+(tests/test_layers.py holds every other module to it).
 
 - A run's origins as the UI creates them: `remote_origin` (the workspace's code location
   and the job, what the UI's job page and Re-execute look for) and `code_origin` (the
