@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas import export_watermark, import_commit, import_reject, recipient, recipient_list, recipient_list_member, service, subscription
-from schemas.base import Check, Field, Link, TableSpec
+from schemas.base import MAX_DECIMAL_PRECISION, Check, Field, Link, TableSpec
 from schemas.model import DataModel, build_model, load_model
 
 BUILTIN_TABLES: tuple[TableSpec, ...] = (
@@ -59,6 +59,6 @@ def _builtin() -> DataModel:
 
 
 __all__ = [
-    "Check", "Field", "Link", "TableSpec", "DataModel", "BUILTIN", "BUILTIN_TABLES",
+    "MAX_DECIMAL_PRECISION", "Check", "Field", "Link", "TableSpec", "DataModel", "BUILTIN", "BUILTIN_TABLES",
     "build_model", "load",
 ]

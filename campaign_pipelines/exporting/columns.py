@@ -24,7 +24,8 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 import schemas
 from campaign_pipelines.templates import ExportColumn, ExportTemplate
-from campaign_pipelines.templates.exports import (
+from campaign_pipelines.templates.grouping import aggregate_field, grouped
+from campaign_pipelines.templates.paths import (
     FieldPath,
     collection_path,
     follow,
@@ -67,6 +68,33 @@ class DatePart(FunctionElement):
     def __init__(self, value: Any, part: str, kind: str):
         self.part, self.kind = part, kind
         super().__init__(value)
+
+
+class DecimalAverage(FunctionElement):
+    """A decimal column's average, rounded half away from zero to the column's scale: exact
+    on PostgreSQL (numeric); on SQLite, where a decimal is an integer count of its smallest
+    unit, the rounded average count, read back as a decimal by the column's type."""
+
+    name = "decimal_average"
+    inherit_cache = True
+    _traverse_internals: ClassVar[list] = [
+        *FunctionElement._traverse_internals,
+        ("scale", InternalTraversal.dp_plain_obj),
+    ]
+
+    def __init__(self, value: Any, scale: int, type_: sa.types.TypeEngine):
+        self.scale, self.type = scale, type_
+        super().__init__(value)
+
+
+@compiles(DecimalAverage)
+def _sqlite_average(element: DecimalAverage, compiler: Any, **kw: Any) -> str:
+    return f"CAST(round(avg({_arg(compiler, element, 0, **kw)})) AS INTEGER)"
+
+
+@compiles(DecimalAverage, "postgresql")
+def _postgresql_average(element: DecimalAverage, compiler: Any, **kw: Any) -> str:
+    return f"round(avg({_arg(compiler, element, 0, **kw)}), {int(element.scale)})"
 
 
 class OrderedConcat(FunctionElement):
@@ -210,8 +238,12 @@ class ExportColumns:
         self._collections = 0
         self.outputs = [self._output(c) for c in template.source.columns]
         differential = template.source.differential
-        # To advance the watermark: the differential column, selected once even if exported.
-        self.watermark = self._output(ExportColumn(column=differential.column)) if differential else None
+        # To advance the watermark: the differential column, selected once even if exported
+        # (in a grouped export, its highest value in each group).
+        self.watermark = None
+        if differential:
+            aggregate = "max" if grouped(template.source) else None
+            self.watermark = self._output(ExportColumn(column=differential.column, aggregate=aggregate))
 
     def column(self, dotted: str) -> tuple[sa.ColumnElement, schemas.Field]:
         """A column of the table, or across its links: joined on first use."""
@@ -230,6 +262,9 @@ class ExportColumns:
         return self.selected[key].label
 
     def _output(self, column: ExportColumn) -> str | None:
+        if column.aggregate is not None:
+            key = ("aggregate", column.aggregate, column.column)
+            return self._select(key, functools.partial(self._aggregate, column))
         if column.column is not None:
             key = ("column", column.column, column.part, tuple((column.labels or {}).items()))
             return self._select(key, functools.partial(self._column, column))
@@ -251,6 +286,51 @@ class ExportColumns:
         # Searched CASE: each value compares in the column's type (a decimal scaled on SQLite).
         whens = [(value == label_key(keyed, raw), sa.literal(label, sa.Text)) for raw, label in column.labels.items()]
         return sa.type_coerce(sa.case(*whens, else_=as_text(value, keyed)), sa.Text), "string", None
+
+    def _aggregate(self, column: ExportColumn) -> tuple[sa.ColumnElement, str, schemas.Field]:
+        """count, count_distinct, sum, min, max or avg over each group; `aggregate_field`
+        says the kind. PostgreSQL's sum and avg of whole numbers are numeric: cast back."""
+        result = aggregate_field(self.model, self.spec, column)
+        if column.column is None:
+            return sa.func.count(), "integer", result
+        value, f = self.column(column.column)
+        aggregate = column.aggregate
+        if aggregate == "count":
+            expression = sa.func.count(value)
+        elif aggregate == "count_distinct":
+            expression = sa.func.count(sa.distinct(value))
+        elif aggregate == "avg" and f.kind == "decimal":
+            expression = DecimalAverage(value, f.scale or 0, result.sql_type())
+        elif aggregate == "avg":
+            expression = sa.cast(sa.func.avg(value), sa.Double)
+        elif aggregate == "sum" and f.kind == "integer":
+            expression = sa.cast(sa.func.sum(value), sa.BigInteger)
+        elif aggregate == "sum" and f.kind == "decimal":
+            expression = sa.type_coerce(sa.func.sum(value), result.sql_type())
+        else:  # min, max; a float's sum
+            expression = getattr(sa.func, aggregate or "")(value)
+        return expression, result.kind, result
+
+    def grouping(self) -> list[sa.ColumnElement]:
+        """The GROUP BY of a grouped export: each group_by entry, an exported column's
+        title (its expression: a date part, labels) or a column path."""
+        keys = []
+        for name in self.template.source.group_by:
+            titled = self.titled(name, plain=True)
+            keys.append(titled if titled is not None else self.column(name)[0])
+        return keys
+
+    def titled(self, title: str, plain: bool = False) -> sa.ColumnElement | None:
+        """The expression of the exported column of this title, an aggregated one unless
+        `plain` (None: no such column)."""
+        for column, label in zip(self.template.source.columns, self.outputs, strict=True):
+            if column.title == title and label is not None and not (plain and column.aggregate):
+                return self.expression(label)
+        return None
+
+    def expression(self, label: str) -> sa.ColumnElement:
+        """A selected expression without its label (GROUP BY, HAVING and ORDER BY repeat it)."""
+        return self.by_label()[label].expression.element  # type: ignore[attr-defined]
 
     def _calculated(self, text: str) -> tuple[sa.ColumnElement, str, None]:
         pieces: list[sa.ColumnElement] = []

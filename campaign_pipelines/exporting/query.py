@@ -13,6 +13,7 @@ import sqlalchemy as sa
 import schemas
 from campaign_pipelines.exporting.columns import ExportColumns
 from campaign_pipelines.templates import ExportTemplate, filter_conditions, filter_value
+from campaign_pipelines.templates.grouping import aggregate_field, grouped
 
 COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
 
@@ -61,13 +62,36 @@ def build_select(
         query = query.where(day_window(template, window))
     if source.distinct:
         query = query.distinct()
-    order = [columns.column(n)[0].asc().nulls_last() for n in source.order_by]
-    if not source.distinct and spec.primary_key:
+    if grouped(source):
+        query, order = _grouped(query, template, columns)
+    else:
+        order = [columns.column(n)[0].asc().nulls_last() for n in source.order_by]
+    if not source.distinct and not grouped(source) and spec.primary_key:
         # A stable order for equal sort keys; DISTINCT may only order by selected columns.
         order += [table.c[k].asc() for k in spec.primary_key if k not in source.order_by]
     query = query.select_from(columns.joins.from_clause).order_by(*order)
     limit = limit if limit is not None else source.limit
     return query.limit(limit) if limit is not None else query
+
+
+def _grouped(query: sa.Select, template: ExportTemplate, columns: ExportColumns) -> tuple[sa.Select, list]:
+    """GROUP BY the template's group_by, HAVING its conditions on aggregated columns (bound
+    values of the aggregate's kind), ordered by its order_by then by every group key, so
+    a file is reproducible (each group is one row)."""
+    source = template.source
+    keys = columns.grouping()
+    query = query.group_by(*keys)
+    aggregated = {c.title: c for c in source.columns if c.aggregate}
+    for title, conditions in source.having.items():
+        expression = columns.titled(title)
+        f = aggregate_field(template.model, template.table, aggregated[title])
+        for op, raw in filter_conditions(conditions):
+            query = query.having(condition(expression, op, filter_value(f, op, raw)))
+    order = []
+    for name in source.order_by:
+        titled = columns.titled(name)
+        order.append((titled if titled is not None else columns.column(name)[0]).asc().nulls_last())
+    return query, order + [key.asc().nulls_last() for key in keys]
 
 
 def read_watermark(conn: sa.Connection, template: ExportTemplate) -> Any:

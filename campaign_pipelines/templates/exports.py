@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import string
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -14,6 +12,8 @@ from campaign_pipelines.templates.common import (
     FILTER_OPERATORS, NAME_PATTERN, Encrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
     _one_character, _timezone, check_pattern, data_model, filter_conditions, filter_value,
 )
+from campaign_pipelines.templates.grouping import AGGREGATES, aggregate_field, check_grouping, group_keys, grouped
+from campaign_pipelines.templates.paths import collection_path, follow, label_key, value_parts
 from campaign_pipelines.text import scalar_text
 
 
@@ -30,115 +30,6 @@ EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
 PARTS = ("year", "quarter", "month", "day", "hour", "minute", "second", "dow", "doy")
 
 
-@dataclass(frozen=True)
-class FieldPath:
-    """A column of the exported table, or of a table reached from it through many-to-one
-    links (`recipient.email`): the links in the order followed, and the field at the end."""
-
-    links: tuple[schemas.Link, ...]
-    field: schemas.Field
-
-
-@dataclass(frozen=True)
-class CollectionPath:
-    """A collection: the rows of `table` whose `owner` link points at the exported record,
-    and the column (possibly across `table`'s other links) whose values are gathered."""
-
-    table: schemas.TableSpec
-    owner: schemas.Link
-    path: FieldPath
-
-
-def follow(model: schemas.DataModel, spec: schemas.TableSpec, dotted: str) -> FieldPath:
-    """`field` or `link.….field` from `spec`; ValueError naming what is missing."""
-    names = dotted.split(".")
-    if not all(names):
-        raise ValueError(f"{dotted!r} is not a column path (names joined by dots, such as recipient.email)")
-    links: list[schemas.Link] = []
-    current = spec
-    for name in names[:-1]:
-        link = current.link(name)
-        if link is None:
-            if current.has(name):
-                raise ValueError(f"{current.name}.{name} is a column, not a link; only links can be followed")
-            known = ", ".join(l.name for l in current.links) or "none"
-            raise ValueError(f"{current.name} has no link {name!r} (its links: {known})")
-        links.append(link)
-        current = model.table(link.table)
-    if not current.has(names[-1]):
-        link = current.link(names[-1])
-        hint = f"; {names[-1]} is a link: name one of its columns, such as {names[-1]}.id" if link else ""
-        raise ValueError(f"{current.name} has no column {names[-1]!r}{hint}")
-    return FieldPath(tuple(links), current.field(names[-1]))
-
-
-def collection_path(model: schemas.DataModel, spec: schemas.TableSpec, dotted: str, link: str | None) -> CollectionPath:
-    """`<table>.<field>` or `<table>.<link>.….<field>`, `<table>` linking to `spec`; a
-    ValueError names the key at fault (`collection` or `link`)."""
-    names = dotted.split(".")
-    if len(names) < 2 or not all(names):
-        raise ValueError(f"collection: {dotted!r} is not <table>.<column> or <table>.<link>.<column>")
-    table = model.tables.get(names[0])
-    linking = sorted({s.name for s, _ in model.links_to(spec.name)})
-    if table is None:
-        raise ValueError(f"collection: no table named {names[0]!r} (tables linking to {spec.name}: {', '.join(linking) or 'none'})")
-    owners = [l for l in table.links if l.table == spec.name]
-    if link is not None:
-        owner = table.link(link)
-        if owner is None or owner.table != spec.name:
-            raise ValueError(f"link: {table.name} has no link {link!r} to {spec.name} (its links to {spec.name}: "
-                             f"{', '.join(l.name for l in owners) or 'none'})")
-    elif not owners:
-        raise ValueError(f"collection: {table.name} has no link to {spec.name}; a collection gathers the rows of a "
-                         f"table that links to it (tables linking to {spec.name}: {', '.join(linking) or 'none'})")
-    elif len(owners) > 1:
-        raise ValueError(f"collection: {table.name} has {len(owners)} links to {spec.name} "
-                         f"({', '.join(l.name for l in owners)}); say which one holds the exported record with link:")
-    else:
-        owner = owners[0]
-    try:
-        return CollectionPath(table, owner, follow(model, table, ".".join(names[1:])))
-    except ValueError as exc:
-        raise ValueError(f"collection: {exc}") from None
-
-
-def value_parts(text: str) -> list[tuple[str, str | None]]:
-    """A calculated value as (literal text, column path or None) pieces: `{last_name}`
-    is a placeholder, `{{` and `}}` are braces."""
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError:
-        raise ValueError("a single { or } must be written {{ or }}") from None
-    parts: list[tuple[str, str | None]] = []
-    for literal, name, spec, conversion in parsed:
-        if name == "":
-            raise ValueError("{} names no column; write {{ and }} for braces")
-        if spec or conversion:
-            raise ValueError(f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}: a "
-                             "placeholder holds only a column path, such as {last_name}")
-        parts.append((literal, name))
-    return parts
-
-
-def label_key(f: schemas.Field | None, key: str) -> Any:
-    """A `labels` key (kept as text, so the template reads the same from YAML and from
-    the job's JSON) as a value of the column: `f` None means a date part (an integer)."""
-    kind = f.kind if f is not None else "integer"
-    if kind == "string":
-        return key
-    if kind == "integer":
-        try:
-            return int(key)
-        except ValueError:
-            raise ValueError(f"{key!r} is not a whole number") from None
-    if kind == "boolean":
-        if key not in ("true", "false"):
-            raise ValueError(f"{key!r} is not true or false")
-        return key == "true"
-    assert f is not None
-    return f.python_value(key)
-
-
 class ExportColumn(Model):
     column: str | None = None  # a column, or a linked one: recipient.email
     value: Any = None  # a constant, or a calculated text: "{last_name} {first_name}"
@@ -153,6 +44,8 @@ class ExportColumn(Model):
     # Timestamps (stored in UTC) are written in this IANA zone; default UTC.
     timezone: str | None = None
     width: Annotated[int, Field(ge=1)] | None = None  # fixed-width destinations
+    # Grouped exports: the column's values over each group (count alone counts the rows).
+    aggregate: Literal[AGGREGATES] | None = None  # type: ignore[valid-type]
 
     _check_timezone = field_validator("timezone")(lambda v: v if v is None else _timezone(v))
 
@@ -171,8 +64,18 @@ class ExportColumn(Model):
     @model_validator(mode="after")
     def _one_source(self) -> "ExportColumn":
         given = [k for k in ("column", "value", "collection") if k in self.model_fields_set and (k == "value" or getattr(self, k) is not None)]
+        if self.aggregate is not None and self.column is None:
+            if self.aggregate != "count" or given:
+                raise ValueError("aggregate goes with column (or, for count, alone: the rows)")
+            if self.label is None:
+                raise ValueError("a count of rows needs a label")
+            return self
         if len(given) != 1:
             raise ValueError("give exactly one of column (a table column), value (a constant or calculated text) or collection")
+        if self.aggregate is not None:
+            for key in ("part", "labels"):
+                if key in self.model_fields_set:
+                    raise ValueError(f"{key} does not go with aggregate")
         if self.column is None and self.collection is None and self.label is None:
             raise ValueError("a calculated value needs a label" if self.calculated else "a constant (value) needs a label")
         for key, needs in (("part", "column"), ("labels", "column"), ("separator", "collection"), ("link", "collection")):
@@ -205,6 +108,11 @@ class ExportColumn(Model):
 def column_kind(model: schemas.DataModel, spec: schemas.TableSpec, column: ExportColumn, where: str) -> str | None:
     """Check one column's paths against the data model; the kind of value the query
     gives for it (None for a constant, which never reaches SQL)."""
+    if column.aggregate is not None:
+        try:
+            return aggregate_field(model, spec, column).kind
+        except ValueError as exc:
+            raise ValueError(f"{where}.{exc}") from None
     if column.column is not None:
         try:
             f = follow(model, spec, column.column).field
@@ -255,6 +163,10 @@ class ExportSource(Model):
     distinct: bool = False
     limit: Annotated[int, Field(ge=1)] | None = None
     differential: Differential | None = None
+    # Grouped exports (grouping.py): the columns or exported titles each row is a group of,
+    # and conditions on aggregated columns, by title.
+    group_by: list[str] = []
+    having: dict[str, Any] = {}
 
     @field_validator("table")
     @classmethod
@@ -345,10 +257,13 @@ class ExportTemplate(Launchable):
                 if isinstance(column.format, NumberFormat) and kind != "integer":
                     raise ValueError(f"source.columns[{i}].format: a number format needs a number column, {shown}")
         for name in self.source.order_by:
+            if grouped(self.source) and name in group_keys(self.source):
+                continue  # an exported title; grouping.py checks the order
             try:
                 follow(model, spec, name)
             except ValueError as exc:
                 raise ValueError(f"source.order_by: {exc}") from None
+        check_grouping(model, spec, self.source)
         if self.source.differential:
             column = self.source.differential.column
             if column not in spec.field_names or spec.field(column).kind not in ("timestamp", "date", "integer"):
