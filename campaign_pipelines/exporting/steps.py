@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from campaign_pipelines.exporting.columns import ExportColumns
 from campaign_pipelines.exporting.deliver import Delivered
 from campaign_pipelines.exporting.query import build_select, read_watermark, write_watermark
-from campaign_pipelines.exporting.write import ExportWriter, format_rows
+from campaign_pipelines.exporting.write import ExportWriter, format_rows, no_rows
 from campaign_pipelines.progress import Progress
 from campaign_pipelines.templates import ExportTemplate
 
@@ -171,7 +171,7 @@ def run_export(
     newest = None
     with engine.connect() as conn:
         since = read_watermark(conn, template) if differential else None
-        with ExportWriter(template, path, run_id) as writer:
+        with ExportWriter(template, columns, path, run_id) as writer:
             for frame in _frames(conn, build_select(template, since, window=window, columns=columns), columns):
                 if differential and frame.height:
                     chunk_max = frame[columns.watermark].max()
@@ -196,5 +196,5 @@ def preview_export(template: ExportTemplate, engine: sa.Engine, rows: int) -> pl
         columns = ExportColumns(template)
         frames = list(_frames(conn, build_select(template, since, limit=rows, columns=columns), columns))
     if not frames:
-        return pl.DataFrame({c.title: pl.Series([], dtype=pl.Utf8) for c in template.source.columns})
+        return no_rows(template, columns)
     return format_rows(pl.concat(frames), template, columns)

@@ -1,5 +1,7 @@
 """Format exported rows and write them to a file that appears only when complete.
 
+Delimited and fixed-width files are text: every value formatted. JSON Lines, JSON arrays
+and Parquet keep each value's type (numbers, yes/no, dates, timestamps; decimals exact).
 The file is written under a temporary name in the destination folder and renamed at
 the end; on any error the temporary file is removed, so a reader never sees half a file
 and a failed run leaves none.
@@ -15,10 +17,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.exporting.columns import ExportColumns, Selected
 from campaign_pipelines.templates import Destination, ExportColumn, ExportTemplate, NumberFormat
+from campaign_pipelines.templates.exports import TEXT_FORMATS
 from campaign_pipelines.text import cased
 
 FORMULA_START = r"^[=+\-@\t\r]"
@@ -56,18 +61,39 @@ def column_text(column: ExportColumn, template: ExportTemplate, label: str | Non
             # PostgreSQL's own text (COPY).
             text = value.cast(pl.Utf8)
     text = cased(text, column.case)
-    if is_text and template.destination.neutralize_formulas:
+    if is_text and template.destination.neutralize_formulas and template.destination.format in TEXT_FORMATS:
         # A spreadsheet would run these as formulas; a leading ' makes them text.
         text = pl.when(text.str.contains(FORMULA_START)).then(pl.lit("'") + text).otherwise(text)
     return text.alias(column.title)
 
 
+def column_value(column: ExportColumn, template: ExportTemplate, label: str | None, selected: Selected | None) -> pl.Expr:
+    """One output column in its own type, for JSON and Parquet: a number, yes/no, date or
+    timestamp stays one (a decimal exact, a timestamp in its column's timezone); text, a
+    constant, or a value given a `format` is text, as `column_text` writes it."""
+    if label is None or selected is None or selected.kind == "string" or column.format is not None:
+        return column_text(column, template, label, selected)
+    value = pl.col(label)
+    if selected.kind == "decimal":  # PostgreSQL's COPY gives its exact text: 19.90
+        value = value.cast(selected.polars_dtype)
+    elif selected.kind == "timestamp" and column.timezone:
+        value = value.dt.convert_time_zone(column.timezone)
+    return value.alias(column.title)
+
+
 def format_rows(frame: pl.DataFrame, template: ExportTemplate, columns: ExportColumns) -> pl.DataFrame:
     selected = columns.by_label()
+    value = column_text if template.destination.format in TEXT_FORMATS else column_value
     return frame.select([
-        column_text(c, template, label, selected.get(label) if label else None)
+        value(c, template, label, selected.get(label) if label else None)
         for c, label in zip(template.source.columns, columns.outputs, strict=True)
     ])
+
+
+def no_rows(template: ExportTemplate, columns: ExportColumns) -> pl.DataFrame:
+    """An export of no rows, formatted: its columns' titles and types (a Parquet schema)."""
+    schema = {s.label: pl.Datetime("us", "UTC") if s.kind == "timestamp" else s.polars_dtype for s in columns.selected.values()}
+    return format_rows(pl.DataFrame(schema=schema), template, columns)
 
 
 class _HashingFile(io.RawIOBase):
@@ -81,6 +107,9 @@ class _HashingFile(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    def tell(self) -> int:  # asked by pyarrow's Parquet writer
+        return self.size
+
     def write(self, data: Any) -> int:
         self.sha256.update(data)
         self.size += len(data)
@@ -88,13 +117,15 @@ class _HashingFile(io.RawIOBase):
 
 
 class ExportWriter:
-    def __init__(self, template: ExportTemplate, path: Path, run_id: str):
+    def __init__(self, template: ExportTemplate, columns: ExportColumns, path: Path, run_id: str):
         self.template = template
+        self.columns = columns
         self.destination: Destination = template.destination
         self.path = path
         self.temporary = path.parent / f".{path.name}.{run_id}.part"
         self.rows = 0
         self._header_written = False
+        self._parquet: pq.ParquetWriter | None = None
 
     def __enter__(self) -> "ExportWriter":
         try:
@@ -112,7 +143,11 @@ class ExportWriter:
         try:
             if kind is None:
                 if not self._header_written:
-                    self.write(self._empty())  # a header, even for no rows
+                    self.write(no_rows(self.template, self.columns))  # a header (a schema), even for no rows
+                if self.destination.format == "json":
+                    self._out.write(b"\n]\n" if self.rows else b"]\n")
+                if self._parquet is not None:
+                    self._parquet.close()
                 if self._out is not self._hashing:
                     self._out.close()
                 self._raw.flush()
@@ -133,19 +168,38 @@ class ExportWriter:
     def sha256(self) -> str:
         return self._hashing.sha256.hexdigest()
 
-    def _empty(self) -> pl.DataFrame:
-        return pl.DataFrame({c.title: pl.Series([], dtype=pl.Utf8) for c in self.template.source.columns})
-
     def write(self, rows: pl.DataFrame) -> None:
-        """Append formatted rows (every column text)."""
+        """Append formatted rows (`format_rows`)."""
         header = self.destination.header and not self._header_written
-        if self.destination.format == "fixed_width":
-            text = self._fixed_width(rows, header)
+        form = self.destination.format
+        if form == "parquet":
+            self._write_parquet(rows)
+        elif form in ("jsonl", "json"):
+            self._out.write(self._json(rows))
+        elif form == "fixed_width":
+            self._out.write(self._encode(self._fixed_width(rows, header), rows))
         else:
-            text = self._delimited(rows, header)
-        self._out.write(self._encode(text, rows))
+            self._out.write(self._encode(self._delimited(rows, header), rows))
         self._header_written = True
         self.rows += rows.height
+
+    def _json(self, rows: pl.DataFrame) -> bytes:
+        """JSON Lines: an object per row. A JSON array: the same objects between [ and ],
+        one per line. Decimals are strings ("19.90"), exact whatever the reader's numbers."""
+        lines = rows.write_ndjson() if rows.height else ""
+        if self.destination.format == "jsonl":
+            return lines.encode("utf-8")
+        objects = ",\n".join(lines.split("\n")[:-1])  # polars ends each object with \n, and escapes those inside
+        opening = "" if self._header_written else "[\n"
+        separator = ",\n" if self.rows and objects else ""
+        return (opening + separator + objects).encode("utf-8")
+
+    def _write_parquet(self, rows: pl.DataFrame) -> None:
+        """A row group per chunk; the schema is the first chunk's (every chunk has the same)."""
+        table = rows.to_arrow()
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(pa.PythonFile(self._out, mode="w"), table.schema, compression="zstd")
+        self._parquet.write_table(table)
 
     def _delimited(self, rows: pl.DataFrame, header: bool) -> bytes:
         d = self.destination

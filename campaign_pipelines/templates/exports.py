@@ -27,6 +27,10 @@ EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
 }
 # Keys where null means something (no limit); elsewhere null means "as the template says".
 
+# Files of text, every value formatted; the others keep each value's type.
+TEXT_FORMATS = ("delimited", "fixed_width")
+FORMATS = (*TEXT_FORMATS, "jsonl", "json", "parquet")
+
 PARTS = ("year", "quarter", "month", "day", "hour", "minute", "second", "dow", "doy")
 
 
@@ -187,7 +191,7 @@ class Destination(Model):
     marker: str | None = None
     # OpenPGP: the finished file is encrypted to these public keys before it is delivered.
     encrypt: Encrypt | None = None
-    format: Literal["delimited", "fixed_width"] = "delimited"
+    format: Literal[FORMATS] = "delimited"  # type: ignore[valid-type]
     delimiter: str = ","
     quote: str | None = '"'
     header: bool = True
@@ -200,6 +204,14 @@ class Destination(Model):
     _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
     _check_encoding = field_validator("encoding")(lambda v: _encoding(v))
     _check_marker = field_validator("marker")(lambda v: name_suffix(v, "marker"))
+
+    @model_validator(mode="after")
+    def _typed_formats(self) -> "Destination":
+        if self.format in ("jsonl", "json") and self.encoding != "utf-8":  # as codecs names it
+            raise ValueError(f"encoding: JSON is written in UTF-8, not {self.encoding}")
+        if self.format == "parquet" and self.compression != "none":
+            raise ValueError("compression: Parquet compresses its own pages (zstd); leave compression: none")
+        return self
 
 
 class ExportTemplate(Launchable):
