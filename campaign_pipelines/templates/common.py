@@ -271,6 +271,17 @@ def filter_conditions(condition: Any) -> list[tuple[str, Any]]:
     return [("eq", condition)]
 
 
+def check_conditions(f: "schemas.Field", condition: Any, where: str) -> None:
+    """Each operator known and each value of `f`'s type; a ValueError names `where`.op."""
+    for op, value in filter_conditions(condition):
+        if op not in FILTER_OPERATORS:
+            raise ValueError(f"{where}.{op}: unknown operator; use one of {', '.join(FILTER_OPERATORS)}")
+        try:
+            filter_value(f, op, value)
+        except ValueError as exc:
+            raise ValueError(f"{where}.{op}: {exc}") from None
+
+
 def filter_value(f: "schemas.Field", op: str, value: Any) -> Any:
     """The bound value of one condition, in the column's type."""
     if op == "is_null":

@@ -9,8 +9,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
-    FILTER_OPERATORS, NAME_PATTERN, Encrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
-    _one_character, _timezone, check_pattern, data_model, filter_conditions, filter_value,
+    NAME_PATTERN, Encrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
+    _one_character, _timezone, check_conditions, check_pattern, data_model,
 )
 from campaign_pipelines.templates.grouping import AGGREGATES, aggregate_field, check_grouping, group_keys, grouped
 from campaign_pipelines.templates.paths import collection_path, follow, label_key, value_parts
@@ -285,14 +285,7 @@ class ExportTemplate(Launchable):
                 filtered = follow(model, spec, column).field
             except ValueError as exc:
                 raise ValueError(f"source.filter.{column}: {exc}") from None
-            for op, value in filter_conditions(condition):
-                where = f"source.filter.{column}.{op}"
-                if op not in FILTER_OPERATORS:
-                    raise ValueError(f"{where}: unknown operator; use one of {', '.join(FILTER_OPERATORS)}")
-                try:
-                    filter_value(filtered, op, value)
-                except ValueError as exc:
-                    raise ValueError(f"{where}: {exc}") from None
+            check_conditions(filtered, condition, f"source.filter.{column}")
         if self.source.distinct:
             # Ordered by what is selected: a column as stored, not through a part or labels.
             exported = {c.column for c in self.source.columns if c.part is None and c.labels is None}

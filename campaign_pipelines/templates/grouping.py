@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import schemas
-from campaign_pipelines.templates.common import FILTER_OPERATORS, filter_conditions, filter_value
+from campaign_pipelines.templates.common import check_conditions
 from campaign_pipelines.templates.paths import follow, value_parts
 
 if TYPE_CHECKING:
@@ -91,14 +91,7 @@ def check_grouping(model: schemas.DataModel, spec: schemas.TableSpec, source: Ex
             known = ", ".join(sorted(aggregated)) or "none"
             raise ValueError(f"source.having.{title}: not an aggregated column (aggregated: {known}); "
                              "filter the rows with source.filter")
-        f = aggregate_field(model, spec, aggregated[title])
-        for op, value in filter_conditions(condition):
-            if op not in FILTER_OPERATORS:
-                raise ValueError(f"source.having.{title}.{op}: unknown operator; use one of {', '.join(FILTER_OPERATORS)}")
-            try:
-                filter_value(f, op, value)
-            except ValueError as exc:
-                raise ValueError(f"source.having.{title}.{op}: {exc}") from None
+        check_conditions(aggregate_field(model, spec, aggregated[title]), condition, f"source.having.{title}")
     keys = group_keys(source)
     for name in source.order_by:
         if name not in keys:

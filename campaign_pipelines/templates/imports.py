@@ -10,8 +10,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
-    FILTER_OPERATORS, NAME_PATTERN, Collector, Decrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
-    _encoding, _one_character, _timezone, check_pattern, data_model, filter_conditions, filter_value, has_date_field,
+    NAME_PATTERN, Collector, Decrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
+    _encoding, _one_character, _timezone, check_conditions, check_pattern, data_model, has_date_field,
 )
 from campaign_pipelines.text import scalar_text
 
@@ -310,14 +310,7 @@ class ImportTemplate(Launchable):
         for column, condition in self.source.filter.items():
             if column not in targets:
                 raise ValueError(f"source.filter.{column}: not a mapped column (the filter reads mapped values: {', '.join(targets)})")
-            for op, value in filter_conditions(condition):
-                where = f"source.filter.{column}.{op}"
-                if op not in FILTER_OPERATORS:
-                    raise ValueError(f"{where}: unknown operator; use one of {', '.join(FILTER_OPERATORS)}")
-                try:
-                    filter_value(self.value_field(column, spec), op, value)
-                except ValueError as exc:
-                    raise ValueError(f"{where}: {exc}") from None
+            check_conditions(self.value_field(column, spec), condition, f"source.filter.{column}")
 
     def _check_required(self, spec: schemas.TableSpec) -> None:
         """An insert must be able to fill every field that cannot be empty."""
