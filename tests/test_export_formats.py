@@ -18,6 +18,8 @@ import yaml
 from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.exporting import steps
 from campaign_pipelines.templates import parse_template
+from tests.helpers import export_template, people_file
+from tests.test_endpoints import LINES, remote, remote_import  # noqa: F401  (the remote fixture)
 from tests.test_export_links import export, shop, shop_model  # noqa: F401  (fixtures)
 
 D = decimal.Decimal
@@ -119,6 +121,18 @@ def test_rows_read_in_many_chunks_make_one_array_and_one_parquet_file(shop, monk
 def run_parquet(campaign, name: str) -> str:
     run_file(campaign, {"path": f"outbox/{name}", "format": "parquet"})
     return f"outbox/{name}"
+
+
+def test_a_parquet_export_is_delivered_whole_to_an_endpoint(campaign, remote):
+    remote.put("inbox/people.csv", people_file(*LINES).encode())
+    remote_import(campaign)
+    assert campaign.run("people").success
+    campaign.template(export_template(destination={"path": "outbox/emails.parquet", "endpoint": "partner", "format": "parquet"}))
+    result = campaign.run("out")
+    assert result.success, result.error
+    table = pq.read_table(pa.BufferReader(remote.get("outbox/emails.parquet")))
+    assert table.to_pylist() == [{"email": "ann@x.org"}, {"email": "cy@x.org"}]
+    assert remote.names("outbox") == ["emails.parquet"]
 
 
 @pytest.mark.parametrize(
