@@ -66,9 +66,9 @@ def build_select(
         query, order = _grouped(query, template, columns)
     else:
         order = [columns.column(n)[0].asc().nulls_last() for n in source.order_by]
-    if not source.distinct and not grouped(source) and spec.primary_key:
-        # A stable order for equal sort keys; DISTINCT may only order by selected columns.
-        order += [table.c[k].asc() for k in spec.primary_key if k not in source.order_by]
+        if not source.distinct and spec.primary_key:
+            # A stable order for equal sort keys; DISTINCT may only order by selected columns.
+            order += [table.c[k].asc() for k in spec.primary_key if k not in source.order_by]
     query = query.select_from(columns.joins.from_clause).order_by(*order)
     limit = limit if limit is not None else source.limit
     return query.limit(limit) if limit is not None else query
