@@ -5,7 +5,9 @@ library's csv.Sniffer), a mapping from the header titles to the table's fields (
 accent-insensitive, with common synonyms) and to its links (a title naming a unique field
 of the linked table, such as an e-mail for a link to recipient), and the date, timestamp
 and decimal formats most of the values read with (a few bad values do not hide the
-format). `templates new --from-file` writes the result as a template draft."""
+format). JSON Lines, JSON and Parquet files are recognised by detect_records.py, their
+key paths matched as titles are. `templates new --from-file` writes the result as a
+template draft."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from charset_normalizer import from_bytes
 
 import schemas
+from campaign_pipelines.detect_records import keyed_format, keyed_sample
 from campaign_pipelines.errors import CampaignError
 
 SAMPLE_BYTES = 1 << 20
@@ -70,6 +73,8 @@ class Detected:
     formats: dict[str, str | dict[str, str]] = field(default_factory=dict)  # title -> date or number format
     unmapped: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)  # title -> the linked table's field it holds (via)
+    format: str = "delimited"  # or a keyed format (detect_records.py): titles are then key paths
+    records: str | None = None  # a JSON document's key path to its records
 
 
 def detect_encoding(path: Path, data: bytes) -> str:
@@ -125,7 +130,8 @@ def guess_mapping(titles: list[str], spec: schemas.TableSpec) -> tuple[dict[str,
     answers = _answers([f for f in spec.fields if not (f.generated or f.managed or f.foreign_key)])
     mapping: dict[str, str] = {}
     for title in titles:
-        target = answers.get(normalized(title))
+        # A key path (customer.email) answers by its whole path, else by its last step.
+        target = answers.get(normalized(title)) or answers.get(normalized(title.rsplit(".", 1)[-1]))
         if target and target not in mapping.values():
             mapping[title] = target
     return mapping, [t for t in titles if t not in mapping]
@@ -141,7 +147,7 @@ def guess_links(titles: list[str], spec: schemas.TableSpec, model: schemas.DataM
         unique.sort(key=lambda f: f.name != link.via)  # the link's own `via` first
         answers = _answers(unique)
         for title in titles:
-            word = normalized(title)
+            word = normalized(title.rsplit(".", 1)[-1]) if "." in title else normalized(title)
             via = answers.get(word) or next((v for w, v in answers.items() if len(w) > 2 and word.endswith(w)), None)
             if via and title not in found and link.name not in (name for name, _ in found.values()):
                 found[title] = (link.name, via)
@@ -184,35 +190,55 @@ def guess_number_format(values: list[str]) -> dict[str, str] | None:
 def detect(path: Path, table: str, model: schemas.DataModel = schemas.BUILTIN) -> Detected:
     with path.open("rb") as stream:
         data = stream.read(SAMPLE_BYTES)
-    encoding = detect_encoding(path, data)
-    text = data.decode(encoding, errors="ignore")
-    delimiter, quote, header = _sniff(path, text)
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote or '"') if r][:SAMPLE_LINES]
-    if not rows:
-        raise CampaignError(f"file {path} has no line to read.")
     spec = model.table(table)
-    # The sniffer's header test compares the first line with the others' types: with
-    # text everywhere it says no header. A first line naming the table's fields is one.
-    header = header or bool(guess_mapping([t.strip() for t in rows[0]], spec)[0])
-    titles = [t.strip() for t in rows[0]] if header else [str(i + 1) for i in range(len(rows[0]))]
-    body = rows[1:] if header else rows
+    keyed = keyed_format(path, data) if data else None
+    if keyed:
+        sample = keyed_sample(path, keyed, data)
+        encoding, delimiter, quote, header = "utf-8", ",", '"', True
+        titles, body = sample.titles, sample.rows
+    else:
+        encoding = detect_encoding(path, data)
+        text = data.decode(encoding, errors="ignore")
+        delimiter, quote, header = _sniff(path, text)
+        rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote or '"') if r][:SAMPLE_LINES]
+        if not rows:
+            raise CampaignError(f"file {path} has no line to read.")
+        # The sniffer's header test compares the first line with the others' types: with
+        # text everywhere it says no header. A first line naming the table's fields is one.
+        header = header or bool(guess_mapping([t.strip() for t in rows[0]], spec)[0])
+        titles = [t.strip() for t in rows[0]] if header else [str(i + 1) for i in range(len(rows[0]))]
+        body = rows[1:] if header else rows
     mapping, unmapped = guess_mapping(titles, spec) if header else ({}, titles)
     links = guess_links(unmapped, spec, model) if header else {}
     mapping |= {title: link for title, (link, _) in links.items()}
     unmapped = [t for t in unmapped if t not in links]
     formats: dict[str, str | dict[str, str]] = {}
     for i, title in enumerate(titles):
-        if title not in mapping or title in links:
+        if title not in mapping or title in links or (keyed and title in sample.typed):
             continue
         values = [r[i] for r in body if i < len(r)]
         kind = spec.field(mapping[title]).kind
         guess = {"date": guess_date_format, "timestamp": guess_timestamp_format}.get(kind)
+        if kind == "timestamp" and keyed in ("jsonl", "json") and _reads_as_iso(values):
+            guess = None  # JSON's default: ISO 8601
         if kind in ("decimal", "float"):
             guess = guess_number_format
         if guess and (fmt := guess(values)):
             formats[title] = fmt
     return Detected(path, encoding, delimiter, quote, header, titles, body, mapping, formats, unmapped,
-                    {title: via for title, (_, via) in links.items()})
+                    {title: via for title, (_, via) in links.items()}, keyed or "delimited", sample.records if keyed else None)
+
+
+def _reads_as_iso(values: list[str]) -> bool:
+    values = [v for v in values if v.strip()]
+    readable = 0
+    for value in values:
+        try:
+            dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            readable += 1
+        except ValueError:
+            pass
+    return bool(values) and readable * 2 > len(values)
 
 
 def candidate_keys(spec: schemas.TableSpec) -> list[list[str]]:

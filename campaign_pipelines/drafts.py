@@ -57,6 +57,12 @@ def _missing(found: Detected, model: schemas.DataModel, spec: schemas.TableSpec)
     return missing
 
 
+def _source(found: Detected, path: str) -> dict[str, Any]:
+    if found.format == "delimited":
+        return {"path": path, "delimiter": found.delimiter, "quote": found.quote, "encoding": found.encoding, "header": found.header}
+    return {"path": path, "format": found.format, **({"records": found.records} if found.records else {})}
+
+
 def draft_template(name: str, found: Detected, table: str, path: str, origin: str, model: schemas.DataModel) -> Draft:
     spec = model.table(table)
     keys, secondary = keys_of(found, spec)
@@ -67,7 +73,7 @@ def draft_template(name: str, found: Detected, table: str, path: str, origin: st
         "name": name,
         "kind": "import",
         "label": f"{name} (draft)",
-        "source": {"path": path, "delimiter": found.delimiter, "quote": found.quote, "encoding": found.encoding, "header": found.header},
+        "source": _source(found, path),
         "target": target,
     }
     columns = [_column(found, model, spec, title, target_) for title, target_ in found.mapping.items()]

@@ -65,9 +65,9 @@ from hypothesis import strategies as st
 
 import schemas
 from campaign_pipelines.cli import main
+from campaign_pipelines.importing import formats
 from campaign_pipelines.importing import lines as lines_module
 from campaign_pipelines.importing import read as read_module
-from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.read import SourceReader
 from campaign_pipelines.importing.steps import COUNT_KEYS
 from resources.campaign_db import get_engine
@@ -348,7 +348,8 @@ class Outcome:
 def reader_scale(case: Case) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         if case.block_bytes is not None:
-            patch.setattr(steps, "SourceReader", functools.partial(SourceReader, block_bytes=case.block_bytes))
+            for name in ("delimited", "fixed_width", "jsonl"):
+                patch.setitem(formats.READERS, name, functools.partial(SourceReader, block_bytes=case.block_bytes))
         if case.max_line_chars is not None:
             patch.setattr(lines_module, "MAX_LINE_CHARS", case.max_line_chars)
             patch.setattr(read_module, "MAX_LINE_CHARS", case.max_line_chars)

@@ -174,7 +174,11 @@ def cmd_templates_new(args: argparse.Namespace, settings: Settings) -> int:
     target.write_text(draft.text, encoding="utf-8")
     print(target)
     formats = ", ".join(f"{title}: {fmt}" for title, fmt in found.formats.items()) or "none"
-    print(f"encoding {found.encoding}, delimiter {found.delimiter!r}, quote {found.quote!r}, header {found.header}; "
+    if found.format == "delimited":
+        layout = f"encoding {found.encoding}, delimiter {found.delimiter!r}, quote {found.quote!r}, header {found.header}"
+    else:
+        layout = f"format {found.format}" + (f", records at {found.records!r}" if found.records else "")
+    print(f"{layout}; "
           f"{len(found.mapping)} of {len(found.titles)} columns mapped; formats: {formats}; "
           f"not mapped: {', '.join(repr(t) for t in found.unmapped) or 'none'}")
     for todo in draft.todos:

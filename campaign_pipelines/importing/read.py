@@ -1,4 +1,5 @@
-"""Read an input file into Arrow batches of text, one row per data line (record).
+"""Read a text file into Arrow batches of text, one row per data line (record):
+delimited, fixed width, or JSON Lines (`json_records.py` reads each line's keys).
 
 Lines come from `lines.iter_line_blocks` (any line break, bounded length); pyarrow's CSV
 parser then splits the fields. Every row keeps its exact line number and original text.
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing.json_records import parse_json_lines
 from campaign_pipelines.importing.lines import BLOCK_BYTES, MAX_LINE_CHARS, iter_line_blocks, may_hold
 from campaign_pipelines.importing.records import QuoteRules, group_records
 from campaign_pipelines.importing.rejects import RejectWriter
@@ -42,6 +44,7 @@ class FileLayout:
 
     prefix_lines: list[str] = field(default_factory=list)  # skipped lines + header, verbatim
     columns: list[str] = field(default_factory=list)
+    schema: pa.Schema | None = None  # a typed file's (Parquet) columns read, as written
 
 
 def _split_one(line: str, source: Source) -> list[str]:
@@ -208,7 +211,9 @@ class SourceReader:
         if not self.layout.columns:
             self._columns_from_first_line(lines[0].as_py())
         batch = self._parse(lines, numbers)
-        if may_hold(lines, "\x00"):
+        # JSON may also spell a NUL byte as \u0000, seen only once decoded.
+        held = [batch[c] for c in self.layout.columns] if self.source.format == "jsonl" else [lines]
+        if any(may_hold(array, "\x00") for array in held):
             batch = self._reject_nul_bytes(batch)
         return batch
 
@@ -261,7 +266,9 @@ class SourceReader:
         _check_mapped_columns(self.template, titles, self.path)
 
     def _columns_from_first_line(self, line: str) -> None:
-        if self.source.format == "fixed_width":
+        if self.source.format == "jsonl":
+            self.layout.columns = list(dict.fromkeys(self._mapped))  # key paths, read from each record
+        elif self.source.format == "fixed_width":
             self.layout.columns = [w.name for w in self.source.widths or []]
         else:
             self.layout.columns = [str(i + 1) for i in range(len(_split_one(line, self.source)))]
@@ -270,6 +277,9 @@ class SourceReader:
     def _parse(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch:
         if self.source.format == "fixed_width":
             return self._parse_fixed(lines, numbers)
+        if self.source.format == "jsonl":
+            numbers, lines, columns = parse_json_lines(lines, numbers, self.layout.columns, self.rejects)
+            return pa.RecordBatch.from_arrays([numbers, lines, *columns], schema=self.schema)
         return self._parse_delimited(lines, numbers)
 
     def _parse_fixed(self, lines: pa.Array, numbers: pa.Array) -> pa.RecordBatch:

@@ -5,6 +5,7 @@ re-import it with the same template), and a `.reasons.csv` beside it."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +99,11 @@ def _join_unique(values: list[str | None], sep: str = ", ") -> str | None:
 
 
 def write_reject_files(
-    rejects: pa.Table, prefix_lines: list[str], encoding: str, lines_path: Path, reasons_path: Path
+    rejects: pa.Table, write_records: Callable[[list[str | None], Path], None], lines_path: Path, reasons_path: Path
 ) -> None:
-    """The original lines (after the skipped lines and header, verbatim) and the reasons."""
-    lines_path.parent.mkdir(parents=True, exist_ok=True)
+    """The rejected records in the input's format (`write_records`: formats.py) and the reasons."""
     texts = rejects["text"].to_pylist()
-    with open(lines_path, "w", encoding=encoding, newline="", errors="replace") as out:
-        for line in [*prefix_lines, *texts]:
-            out.write(line + "\n")
+    write_records(texts, lines_path)
     # The reasons with each line's text: what `campaign-pipelines rejects` shows of a run
     # whose rejects never reached the import_reject table (a failed run).
     with open(reasons_path, "w", encoding="utf-8", newline="", errors="replace") as out:

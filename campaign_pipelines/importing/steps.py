@@ -27,6 +27,8 @@ from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.commits import committed_outcome, record_commit
 from campaign_pipelines.importing.filter import FILTERED
 from campaign_pipelines.importing.outcome import COUNT_KEYS, ImportOutcome
+from campaign_pipelines.importing.documents import DocumentReader
+from campaign_pipelines.importing.formats import reader_for, write_rejected_records
 from campaign_pipelines.importing.read import LINE, TEXT, SourceReader
 from campaign_pipelines.importing.reconcile import Reconciler
 from campaign_pipelines.importing.stage import copy_rows, copy_to_stage, run_stage_name, stage_table
@@ -47,6 +49,7 @@ class ImportState:
     # The N-th data line's number, N = errors.stop_if_first_lines_rejected.
     watch_line: int | None = None
     prefix_lines: tuple[str, ...] = ()
+    input_schema: pa.Schema | None = None  # a typed file's columns (its rejects file is typed alike)
     data: Path | None = None  # the latest step's rows
     reject_files: tuple[Path, ...] = ()
     staged: str | None = None  # the table holding the valid rows (PostgreSQL: the run's stage)
@@ -138,7 +141,7 @@ def _reported(frames: Iterator[Any], progress: Progress | None, rejects: RejectW
         progress.finish()
 
 
-def _read_reported(reader: SourceReader, rejects: RejectWriter, progress: Progress) -> Iterator[pa.RecordBatch]:
+def _read_reported(reader: SourceReader | DocumentReader, rejects: RejectWriter, progress: Progress) -> Iterator[pa.RecordBatch]:
     for batch in reader.batches():
         yield batch
         progress.update(reader.rows_read, rejects.lines_rejected, done=reader.bytes_seen)
@@ -152,7 +155,7 @@ def read_step(
     if progress is not None and file.is_file() and file.suffix.lower() not in (".gz", ".zip"):
         progress.total, progress.unit = file.stat().st_size, "bytes"  # a compressed file's size says little
     with RejectWriter(rejects_path) as rejects:
-        reader = SourceReader(template, file, rejects)
+        reader = reader_for(template, file, rejects)
         data = work_dir / "lines.arrow"
         data_rows = _write_batches(data, reader.batches() if progress is None else _read_reported(reader, rejects, progress))
     return ImportState(
@@ -164,6 +167,7 @@ def read_step(
         blank_lines=reader.blank_lines,
         watch_line=reader.watch_line,
         prefix_lines=tuple(reader.layout.prefix_lines),
+        input_schema=reader.layout.schema,
         data=data,
         reject_files=(rejects_path,),
         rejected_so_far=rejects.lines_rejected,
@@ -368,7 +372,10 @@ def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: p
     if not rejects.num_rows:
         return None
     lines_path, reasons_path = reject_paths(state, run_id, rejects_dir)
-    write_reject_files(rejects, list(state.prefix_lines), state.template.source.encoding, lines_path, reasons_path)
+    source, prefix, schema = state.template.source, list(state.prefix_lines), state.input_schema
+    write_reject_files(
+        rejects, lambda texts, path: write_rejected_records(source, texts, prefix, schema, path), lines_path, reasons_path
+    )
     return lines_path
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing import typed
 from campaign_pipelines.importing.filter import source_filter
 from campaign_pipelines.importing.read import LINE, TEXT
 from campaign_pipelines.importing.rejects import RejectWriter
@@ -24,6 +25,9 @@ FALSE_WORDS = ("false", "0", "no", "n", "f", "non")
 DEFAULT_DATE_FORMAT = "%Y-%m-%d"
 REJECTED = "__rejected"
 DEFAULT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A JSON record's timestamp with no format: ISO 8601, as JSON writers (and our exports)
+# write it, a fraction and an offset optional.
+ISO_8601 = "ISO 8601"
 
 
 def source_label(mapping: ColumnMapping) -> str:
@@ -59,6 +63,12 @@ def _convert(text: pl.Expr, f: Field, fmt: str | NumberFormat | None, timezone: 
     stripped = text.str.strip_chars()
     if f.kind == "date":
         typed = stripped.str.strptime(pl.Date, fmt or DEFAULT_DATE_FORMAT, strict=False)
+    elif f.kind == "timestamp" and fmt == ISO_8601:
+        text = stripped.str.replace(r"Z$", "+00:00")
+        offset = text.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.f%:z", strict=False)
+        naive = text.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False)
+        naive = naive.dt.replace_time_zone(timezone or "UTC", ambiguous="earliest", non_existent="null")
+        typed = pl.coalesce(offset, naive.dt.convert_time_zone("UTC"))
     elif f.kind == "timestamp":
         fmt = fmt if isinstance(fmt, str) else DEFAULT_TIMESTAMP_FORMAT
         typed = stripped.str.strptime(pl.Datetime("us"), fmt, strict=False)
@@ -93,6 +103,8 @@ def _convert(text: pl.Expr, f: Field, fmt: str | NumberFormat | None, timezone: 
 def _expected(f: Field, fmt: str | NumberFormat | None) -> str:
     if f.kind == "date":
         return f"is not a date in the format {fmt or DEFAULT_DATE_FORMAT}"
+    if f.kind == "timestamp" and fmt == ISO_8601:
+        return "is not an ISO 8601 date and time (2024-03-05T10:15:30, an offset and a fraction optional)"
     if f.kind == "timestamp":
         return f"is not a date and time in the format {fmt or DEFAULT_TIMESTAMP_FORMAT}"
     if f.kind == "integer":
@@ -132,6 +144,21 @@ class Mapper:
     def output_schema(self) -> dict[str, Any]:
         return {LINE: pl.Int64, TEXT: pl.Utf8, **{t: self.fields[t].polars_dtype for t in self.targets}}
 
+    def _format(self, m: ColumnMapping, f: Field) -> str | NumberFormat | None:
+        if m.format is None and f.kind == "timestamp" and self.template.source.format in ("jsonl", "json"):
+            return ISO_8601
+        return m.format
+
+    def _on_error(self, m: ColumnMapping, f: Field, value: pl.Expr, bad: pl.Expr, text: pl.Expr, failures: list) -> pl.Expr:
+        """The typed value, its failed conversions handled by the column's `on_error`."""
+        if f.kind != "string":
+            if m.on_error == "reject_line":
+                failures.append((m, bad, pl.format("{}: '{}' {}", pl.lit(m.target), shown(text), pl.lit(_expected(f, self._format(m, f))))))
+            elif m.on_error == "default":
+                value = pl.when(bad).then(pl.lit(self.defaults[m.target], dtype=f.polars_dtype)).otherwise(value)
+            # ignore_value: the failed conversion is already empty (null).
+        return value.cast(f.polars_dtype).alias(m.target)
+
     def map_frame(self, frame: pl.DataFrame, rejects: RejectWriter) -> pl.DataFrame:
         values: list[pl.Expr] = []
         failures: list[tuple[ColumnMapping, pl.Expr, pl.Expr]] = []  # (mapping, mask, reason)
@@ -141,6 +168,13 @@ class Mapper:
                 values.append(pl.lit(self.constants[m.target], dtype=f.polars_dtype).alias(m.target))
                 continue
             raw = pl.col(str(m.source))
+            dtype = frame.schema[str(m.source)]
+            if dtype != pl.Utf8:  # a typed column (Parquet)
+                if m.remap is None and typed.direct(dtype, f):
+                    value, bad = typed.convert(raw, dtype, f, m.timezone)
+                    values.append(self._on_error(m, f, value, bad, raw.cast(pl.Utf8), failures))
+                    continue
+                raw = raw.cast(pl.Utf8)  # exact text (12.30), then as any text value
             text = raw.str.strip_chars() if m.trim else raw
             text = cased(text, m.case)
             text = pl.when(text.str.strip_chars() == "").then(None).otherwise(text)
@@ -156,14 +190,8 @@ class Mapper:
                     text = pl.when(unmapped).then(pl.lit(scalar_text(m.default))).otherwise(mapped)
                 else:
                     text = pl.when(unmapped).then(text).otherwise(mapped)
-            typed, bad = _convert(text, f, m.format, m.timezone)
-            if f.kind != "string":
-                if m.on_error == "reject_line":
-                    failures.append((m, bad, pl.format("{}: '{}' {}", pl.lit(m.target), shown(text), pl.lit(_expected(f, m.format)))))
-                elif m.on_error == "default":
-                    typed = pl.when(bad).then(pl.lit(self.defaults[m.target], dtype=f.polars_dtype)).otherwise(typed)
-                # ignore_value: the failed conversion is already empty (null).
-            values.append(typed.cast(f.polars_dtype).alias(m.target))
+            value, bad = _convert(text, f, self._format(m, f), m.timezone)
+            values.append(self._on_error(m, f, value, bad, text, failures))
 
         checks = [pl.col(LINE), pl.col(TEXT)] + [mask.fill_null(False).alias(f"__bad{i}") for i, (_, mask, _) in enumerate(failures)]
         mapped = frame.select(*checks, *values)

@@ -29,7 +29,10 @@ class Source(Model):
     endpoint: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     # OpenPGP: the file is decrypted (resources/openpgp.py) before it is read.
     decrypt: Decrypt | None = None
-    format: Literal["delimited", "fixed_width"] = "delimited"
+    format: Literal["delimited", "fixed_width", "jsonl", "json", "parquet"] = "delimited"
+    # format json: the key path (dotted) of the records' array in the document; none:
+    # the document is the array.
+    records: Annotated[str, Field(min_length=1)] | None = None
     delimiter: str = ","
     quote: str | None = '"'
     encoding: str = "utf-8"
@@ -68,11 +71,23 @@ class Source(Model):
                     raise ValueError("widths overlap")
         elif self.widths:
             raise ValueError("widths is only for format: fixed_width")
+        if self.records is not None and self.format != "json":
+            raise ValueError("records is only for format: json (the key path of the records' array)")
+        if self.format == "json" and self.encoding.replace("-", "").replace("_", "").lower() not in ("utf8", "utf8sig"):
+            raise ValueError("a JSON document is read as UTF-8 (RFC 8259); encoding is only for the line formats")
+        if self.format == "parquet" and self.compression in ("gzip", "zip"):
+            raise ValueError("a Parquet file compresses its own pages; compression is only for the text formats")
         if self.quote is not None and self.quote == self.delimiter:
             raise ValueError("quote and delimiter must differ")
         if self.multiline and (self.quote is None or self.format != "delimited"):
             raise ValueError("multiline needs a delimited format with a quote character")
         return self
+
+    @property
+    def keyed(self) -> bool:
+        """Whether records name their fields (JSON keys, Parquet columns): columns map by
+        name or key path, never by position, and there is no header line."""
+        return self.format in ("jsonl", "json", "parquet")
 
     @property
     def joins_lines(self) -> bool:
@@ -298,6 +313,12 @@ class ImportTemplate(Launchable):
             names = [w.name for w in self.source.widths or []]
             if column.source not in names:
                 raise ValueError(f"columns[{i}].source: {column.source!r} is not a name in source.widths")
+        elif self.source.keyed:
+            if not isinstance(column.source, str) or not all(column.source.split(".")):
+                raise ValueError(
+                    f"columns[{i}].source: a {self.source.format} field is named by its key path "
+                    "(email, address.city), not by a position"
+                )
         elif not self.source.header and isinstance(column.source, str):
             raise ValueError(
                 f"columns[{i}].source: with header: false, give the column's 1-based position, not a title"

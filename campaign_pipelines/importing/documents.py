@@ -1,0 +1,234 @@
+"""Read a whole-document file — a JSON array, a Parquet file — into the same Arrow batches
+as a text file: `__line` (here the record's 1-based number), `__text` (the record as one
+line of compact JSON: what a reject shows), then one column per mapped key path.
+
+Both stream: ijson's C parser yields one record at a time, pyarrow reads a Parquet file
+batch by batch and only the columns the template maps. A document that cannot be read
+(malformed JSON, a corrupted Parquet file) fails the run with one sentence before
+anything is written; a record whose values fail is rejected with its number, like a line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import ijson
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.importing import typed
+from campaign_pipelines.importing.json_records import not_an_object, record_columns, record_text
+from campaign_pipelines.importing.lines import open_binary
+from campaign_pipelines.importing.read import LINE, TEXT, FileLayout
+from campaign_pipelines.importing.rejects import RejectWriter
+from campaign_pipelines.templates import ImportTemplate
+from schemas.messages import did_you_mean
+
+BATCH_RECORDS = 65_536
+
+
+class _Counted:
+    """A binary stream that counts the bytes read through it (progress)."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream, self.bytes_read = stream, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+class DocumentReader:
+    """What `SourceReader` offers the read step, for records numbered 1, 2, 3…"""
+
+    def __init__(self, template: ImportTemplate, path, rejects: RejectWriter):
+        self.template, self.source, self.path, self.rejects = template, template.source, path, rejects
+        self.layout = FileLayout(columns=list(dict.fromkeys(str(m.source) for m in template.columns if not m.is_constant)))
+        self.rows_read = 0
+        self.bytes_seen = 0
+        self.blank_lines = 0
+        self.watch_line: int | None = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        for batch in self._batches():
+            batch = self._counted(batch)
+            if batch.num_rows:
+                yield batch
+            if self.source.limit is not None and self.rows_read >= self.source.limit:
+                break
+        if self.rows_read == 0 and self.template.errors.fail_if_empty:
+            raise CampaignError(f"file {self.path} has no records (errors.fail_if_empty).")
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        raise NotImplementedError
+
+    def _counted(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Counts a batch's records (rejected ones included: numbers run on), up to `limit`."""
+        first = self.rows_read + 1
+        last = int(batch[LINE][-1].as_py()) if batch.num_rows else self.rows_read
+        limit = self.source.limit
+        if limit is not None and last > limit:
+            batch = batch.filter(pc.less_equal(batch[LINE], limit))
+            last = limit
+        self.rows_read = last
+        watch = self.template.errors.stop_if_first_lines_rejected
+        if watch is not None and self.watch_line is None and first <= watch <= last:
+            self.watch_line = watch
+        return batch
+
+    def _batch(self, numbers: list[int], texts: list[str], columns: list[pa.Array]) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays(
+            [pa.array(numbers, pa.int64()), pa.array(texts, pa.string()), *columns],
+            names=[LINE, TEXT, *self.layout.columns],
+        )
+
+
+class JsonArrayReader(DocumentReader):
+    """The objects of an array: the document itself, or the array at `source.records`."""
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        records = self.source.records
+        prefix = f"{records}.item" if records else "item"
+        number = 0
+        with open_binary(self.path, self.source) as stream:
+            counted = _Counted(stream)
+            chunk: list[tuple[int, Any]] = []
+            try:
+                for record in ijson.items(counted, prefix, use_float=False):
+                    number += 1
+                    chunk.append((number, record))
+                    if len(chunk) == BATCH_RECORDS:
+                        self.bytes_seen = counted.bytes_read
+                        yield self._records(chunk)
+                        chunk = []
+            except ijson.JSONError as exc:
+                raise CampaignError(
+                    f"file {self.path} is not valid JSON after its record {number} "
+                    f"({' '.join(str(exc).split())[:160]}); nothing was loaded."
+                ) from None
+            self.bytes_seen = counted.bytes_read
+            if chunk:
+                yield self._records(chunk)
+        if number == 0:
+            self._check_records_path()
+
+    def _records(self, chunk: list[tuple[int, Any]]) -> pa.RecordBatch:
+        objects: list[tuple[int, dict]] = []
+        for number, record in chunk:
+            try:
+                text = record_text(record)
+            except RecursionError:
+                self.rejects.add(pa.array([number], pa.int64()), pa.array([None], pa.string()), None,
+                                 "the record nests JSON values too deeply")
+                continue
+            if isinstance(record, dict):
+                objects.append((number, record, text))  # type: ignore[arg-type]
+            else:
+                self.rejects.add(pa.array([number], pa.int64()), pa.array([text], pa.string()), None, not_an_object(record))
+        columns = record_columns((o[1] for o in objects), self.layout.columns)
+        return self._batch([o[0] for o in objects], [o[2] for o in objects], columns)  # type: ignore[misc]
+
+    def _check_records_path(self) -> None:
+        """No record: an empty array is an empty delta, a missing one a wrong template,
+        said with the keys found where the path breaks off."""
+        records = self.source.records or ""
+        steps = records.split(".") if records else []
+        chain = [".".join(steps[:i]) for i in range(len(steps) + 1)]  # "", "data", "data.items"
+        keys: dict[str, list[str]] = {}
+        with open_binary(self.path, self.source) as stream:
+            try:
+                for prefix, event, value in ijson.parse(stream):
+                    if prefix == records and event == "start_array":
+                        return
+                    if event == "map_key" and prefix in chain:
+                        keys.setdefault(prefix, []).append(value)
+                    elif prefix == "" and event == "start_array" and records:
+                        raise CampaignError(
+                            f"file {self.path}: its root is an array, not an object with {records!r}; "
+                            "remove source.records to read the array's items."
+                        )
+            except ijson.JSONError as exc:
+                raise CampaignError(f"file {self.path} is not valid JSON ({' '.join(str(exc).split())[:160]}).") from None
+        if not records:
+            if not keys:
+                raise CampaignError(f"file {self.path} is empty, or its root is neither an array nor an object.")
+            raise CampaignError(
+                f"file {self.path} has no array of records at its root; set source.records to the key path of the "
+                f"records' array (its top-level keys: {', '.join(keys[''][:20])})."
+            )
+        deepest = max((p for p in chain if p in keys), key=len, default=None)
+        if deepest is None:
+            found = "its root is not an object"
+        else:
+            missing = steps[len(deepest.split(".")) if deepest else 0]
+            where = repr(deepest) if deepest else "its root"
+            found = f"{where} has the keys {', '.join(keys[deepest][:20])}, not {missing!r}{did_you_mean(missing, keys[deepest])}"
+        raise CampaignError(f"file {self.path} has no array of records at {records!r} (source.records): {found}.")
+
+
+class ParquetReader(DocumentReader):
+    """The rows of a Parquet file, its mapped columns typed as written (typed.py)."""
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except FileNotFoundError:
+            raise CampaignError(f"file {self.path} does not exist.") from None
+        except (pa.ArrowException, OSError) as exc:
+            raise CampaignError(f"file {self.path} is not a Parquet file ({' '.join(str(exc).split())[:160]}).") from None
+        schema = parquet.schema_arrow
+        needed = self._check_columns(schema)
+        self.layout.schema = pa.schema([schema.field(name) for name in needed])
+        size, total = self.path.stat().st_size, max(parquet.metadata.num_rows, 1)
+        number = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=BATCH_RECORDS, columns=needed, use_threads=False):
+                numbers = pa.array(range(number + 1, number + 1 + batch.num_rows), pa.int64())
+                number += batch.num_rows
+                self.bytes_seen = size * number // total
+                columns = [typed.carried(_column(batch, path)) for path in self.layout.columns]
+                texts = pl.from_arrow(pa.RecordBatch.from_arrays([typed.carried(c) for c in batch.columns], names=needed))
+                text = texts.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_arrow()
+                yield pa.RecordBatch.from_arrays([numbers, pc.cast(text, pa.string()), *columns],
+                                                 names=[LINE, TEXT, *self.layout.columns])
+        except (pa.ArrowException, OSError) as exc:
+            raise CampaignError(
+                f"file {self.path}: its rows after row {number} cannot be read ({' '.join(str(exc).split())[:160]}); "
+                "nothing was loaded."
+            ) from None
+
+    def _check_columns(self, schema: pa.Schema) -> list[str]:
+        """The top-level columns the mapping reads; a missing or misfit column is refused."""
+        needed: list[str] = []
+        for i, m in enumerate(self.template.columns):
+            if m.is_constant:
+                continue
+            head, *rest = str(m.source).split(".")
+            if head not in schema.names:
+                raise CampaignError(
+                    f"file {self.path} has no column {head!r} (columns[{i}].source){did_you_mean(head, schema.names)}; "
+                    f"its columns are: {', '.join(schema.names)}."
+                )
+            kind = schema.field(head).type
+            for step in rest:
+                if not pa.types.is_struct(kind) or kind.get_field_index(step) < 0:
+                    raise CampaignError(f"file {self.path}: column {head!r} has no field {str(m.source)!r} (columns[{i}].source).")
+                kind = kind.field(step).type
+            why = typed.misfit(str(m.source), kind, self.template.value_field(m.target))
+            if why:
+                raise CampaignError(f"file {self.path}: {why} (columns[{i}]).")
+            needed.append(head)
+        return list(dict.fromkeys(needed))
+
+
+def _column(batch: pa.RecordBatch, path: str) -> pa.Array:
+    head, *rest = path.split(".")
+    column = batch.column(head)
+    for step in rest:
+        column = pc.struct_field(column, step)
+    return column
