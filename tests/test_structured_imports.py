@@ -100,7 +100,7 @@ def test_json_lines_read_key_paths_exact_numbers_and_reject_what_is_not_an_objec
     columns = [
         {"source": "order.id", "target": "order_id"}, {"source": "order.sku", "target": "sku"},
         {"source": "total", "target": "amount"}, {"source": "at", "target": "purchased_at", "timezone": "Europe/Paris"},
-        {"source": "who.email", "target": "recipient", "link": {"via": "email"}},
+        {"source": "who.email", "target": "recipient", "link": {"via": "email"}}, {"target": "paid_on", "value": "2024-01-01"},
     ]
     result = run_import(shop, import_yaml("in/orders.jsonl", "jsonl", columns))
     assert result.success, result.error

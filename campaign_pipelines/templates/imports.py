@@ -313,7 +313,7 @@ class ImportTemplate(Launchable):
             names = [w.name for w in self.source.widths or []]
             if column.source not in names:
                 raise ValueError(f"columns[{i}].source: {column.source!r} is not a name in source.widths")
-        elif self.source.keyed:
+        elif self.source.keyed and column.source is not None:
             if not isinstance(column.source, str) or not all(column.source.split(".")):
                 raise ValueError(
                     f"columns[{i}].source: a {self.source.format} field is named by its key path "
