@@ -75,6 +75,8 @@ class Detected:
     links: dict[str, str] = field(default_factory=dict)  # title -> the linked table's field it holds (via)
     format: str = "delimited"  # or a keyed format (detect_records.py): titles are then key paths
     records: str | None = None  # a JSON document's key path to its records
+    sheet: str | None = None  # a workbook's sheet, and its rows above the header
+    skip_lines: int = 0
 
 
 def detect_encoding(path: Path, data: bytes) -> str:
@@ -226,7 +228,8 @@ def detect(path: Path, table: str, model: schemas.DataModel = schemas.BUILTIN) -
         if guess and (fmt := guess(values)):
             formats[title] = fmt
     return Detected(path, encoding, delimiter, quote, header, titles, body, mapping, formats, unmapped,
-                    {title: via for title, (_, via) in links.items()}, keyed or "delimited", sample.records if keyed else None)
+                    {title: via for title, (_, via) in links.items()}, keyed or "delimited", sample.records if keyed else None,
+                    sample.sheet if keyed else None, sample.skip_lines if keyed else 0)
 
 
 def _reads_as_iso(values: list[str]) -> bool:

@@ -1,5 +1,6 @@
 """`templates new --from-file` for files whose records name their fields: JSON Lines, a
-JSON document's array of objects (its key path found), a Parquet file's schema. What it
+JSON document's array of objects (its key path found), a Parquet file's schema, an .xlsx
+workbook's first sheet (its header row found). What it
 finds — the format, the records' path, the key paths of the first records and their
 values as text — is matched to the table's fields as a delimited file's header is
 (detect.py)."""
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.json_records import value_text
+from campaign_pipelines.importing.spreadsheets import cell_text, open_sheet
 
 SAMPLE_RECORDS = 200
 
@@ -29,6 +31,8 @@ class KeyedSample:
     titles: list[str]  # key paths, in the order first seen
     rows: list[list[str]]  # the sample's values as text, one list per record
     typed: set[str]  # key paths whose values are typed (Parquet): no text format to guess
+    sheet: str | None = None  # a workbook's sheet read
+    skip_lines: int = 0  # a sheet's empty rows above its header
 
 
 def keyed_format(path: Path, head: bytes) -> str | None:
@@ -36,6 +40,8 @@ def keyed_format(path: Path, head: bytes) -> str | None:
     name = path.name.lower().removesuffix(".gz")
     if head.startswith(b"PAR1") or name.endswith(".parquet"):
         return "parquet"
+    if name.endswith(".xlsx"):
+        return "xlsx"
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -134,7 +140,24 @@ def _parquet(path: Path) -> KeyedSample:
     return sample
 
 
+def _xlsx(path: Path) -> KeyedSample:
+    """The first sheet: its first non-empty row is the header, the next rows the sample."""
+    sheet = open_sheet(path, None)
+    if sheet.start is None:
+        raise CampaignError(f"file {path}: its first sheet {sheet.name!r} is empty.")
+    top = sheet.start[0]
+    rows = sheet.to_python(skip_empty_area=False, nrows=top + SAMPLE_RECORDS + 1)[top:]  # from its header
+    named = [(i, str(cell_text(c) or "").strip()) for i, c in enumerate(rows[0])]
+    named = [(i, t) for i, t in named if t]
+    body = [list(r) + [""] * (len(rows[0]) - len(r)) for r in rows[1:]]
+    typed = {t for i, t in named if any(r[i] != "" for r in body) and all(r[i] == "" or not isinstance(r[i], str) for r in body)}
+    text_rows = [[cell_text(r[i]) or "" for i, _ in named] for r in body]
+    return KeyedSample("xlsx", None, [t for _, t in named], text_rows, typed, sheet.name, top)
+
+
 def keyed_sample(path: Path, fmt: str, head: bytes) -> KeyedSample:
+    if fmt == "xlsx":
+        return _xlsx(path)
     if fmt == "parquet":
         return _parquet(path)
     if fmt == "jsonl":

@@ -60,7 +60,14 @@ def _missing(found: Detected, model: schemas.DataModel, spec: schemas.TableSpec)
 def _source(found: Detected, path: str) -> dict[str, Any]:
     if found.format == "delimited":
         return {"path": path, "delimiter": found.delimiter, "quote": found.quote, "encoding": found.encoding, "header": found.header}
-    return {"path": path, "format": found.format, **({"records": found.records} if found.records else {})}
+    source: dict[str, Any] = {"path": path, "format": found.format}
+    if found.records:
+        source["records"] = found.records
+    if found.sheet:
+        source["sheet"] = found.sheet
+    if found.skip_lines:
+        source["skip_lines"] = found.skip_lines
+    return source
 
 
 def draft_template(name: str, found: Detected, table: str, path: str, origin: str, model: schemas.DataModel) -> Draft:

@@ -9,6 +9,7 @@ import datetime as dt
 import decimal
 import json
 
+import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -40,6 +41,13 @@ def files(sqlite_campaign):
     })
     (sqlite_campaign.data_dir / "inbox").mkdir(parents=True, exist_ok=True)
     pq.write_table(table, sqlite_campaign.data_dir / "inbox" / "people.data")  # no telling suffix: the magic says Parquet
+    book = openpyxl.Workbook()
+    book.active.title = "Export"
+    sheet = book.active
+    sheet["B3"], sheet["C3"], sheet["D3"] = "E-mail", "Date of birth", "Prénom"  # two empty rows and a column above it
+    for i, (email, born, first) in enumerate([("ann@x.org", dt.date(1990, 5, 17), "Ann"), ("bob@x.org", dt.date(1985, 11, 2), "Bob")]):
+        sheet.cell(4 + i, 2, email), sheet.cell(4 + i, 3, born), sheet.cell(4 + i, 4, first)
+    book.save(sqlite_campaign.data_dir / "inbox" / "people.xlsx")
     return sqlite_campaign
 
 
@@ -70,6 +78,7 @@ def test_a_parquet_schema_maps_typed_columns_without_formats(files):
         ("from_jsonl", "inbox/people.jsonl", {"path": "inbox/people.jsonl", "format": "jsonl"}),
         ("from_json", "inbox/people.json", {"path": "inbox/people.json", "format": "json", "records": "data.people"}),
         ("from_parquet", "inbox/people.data", {"path": "inbox/people.data", "format": "parquet"}),
+        ("from_xlsx", "inbox/people.xlsx", {"path": "inbox/people.xlsx", "format": "xlsx", "sheet": "Export", "skip_lines": 2}),
     ],
 )
 def test_the_draft_previews_and_runs(files, capsys, name, file, source):
@@ -86,3 +95,21 @@ def test_the_draft_previews_and_runs(files, capsys, name, file, source):
     people = files.rows("recipient", "email", "birth_date", order_by="email")
     assert [p["email"] for p in people] == ["ann@x.org", "bob@x.org"]
     assert str(people[0]["birth_date"]) == "1990-05-17"
+
+
+def test_a_workbooks_header_row_is_found_and_its_date_cells_need_no_format(files):
+    found = detect(files.data_dir / "inbox" / "people.xlsx", "recipient")
+    assert (found.format, found.sheet, found.skip_lines) == ("xlsx", "Export", 2)
+    assert found.mapping == {"E-mail": "email", "Date of birth": "birth_date", "Prénom": "first_name"}
+    assert found.formats == {}  # date cells are dates
+
+
+def test_a_preview_of_a_json_array_and_a_workbook_stops_at_its_rows(files, capsys):
+    many = [{"contact": {"email": f"p{i}@x.org"}} for i in range(50)]
+    files.file("inbox/many.json", json.dumps(many))
+    files.template(yaml.safe_dump({"name": "many", "kind": "import", "source": {"path": "inbox/many.json", "format": "json"},
+                                   "target": {"schema": "recipient", "keys": ["email"]},
+                                   "columns": [{"source": "contact.email", "target": "email"}]}))
+    code, out, err = run_cli(capsys, "templates", "preview", "many", "--rows", "7")
+    assert code == 0, err
+    assert out.startswith("7 line(s) read, 7 valid, 0 rejected")

@@ -240,7 +240,7 @@ def test_keyed_formats_refuse_positions_and_stray_keys(shop_model):  # noqa: F81
         parse_template(import_yaml("in/x.jsonl", "jsonl", [{"source": 1, "target": "order_id"}]), "load.yaml", shop_model.model)
     with pytest.raises(TemplateError, match=r"records is only for format: json"):
         parse_template(import_yaml("in/x.jsonl", "jsonl", [{"source": "a", "target": "order_id"}], records="data"), "load.yaml", shop_model.model)
-    with pytest.raises(TemplateError, match=r"a Parquet file compresses its own pages"):
+    with pytest.raises(TemplateError, match=r"a parquet file compresses its own content"):
         parse_template(import_yaml("in/x.parquet", "parquet", [{"source": "a", "target": "order_id"}], compression="gzip"), "load.yaml", shop_model.model)
 
 

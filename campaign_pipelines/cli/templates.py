@@ -177,7 +177,8 @@ def cmd_templates_new(args: argparse.Namespace, settings: Settings) -> int:
     if found.format == "delimited":
         layout = f"encoding {found.encoding}, delimiter {found.delimiter!r}, quote {found.quote!r}, header {found.header}"
     else:
-        layout = f"format {found.format}" + (f", records at {found.records!r}" if found.records else "")
+        layout = f"format {found.format}" + (f", records at {found.records!r}" if found.records else "") + (
+            f", sheet {found.sheet!r}" if found.sheet else "")
     print(f"{layout}; "
           f"{len(found.mapping)} of {len(found.titles)} columns mapped; formats: {formats}; "
           f"not mapped: {', '.join(repr(t) for t in found.unmapped) or 'none'}")

@@ -53,10 +53,11 @@ class DocumentReader:
         self.bytes_seen = 0
         self.blank_lines = 0
         self.watch_line: int | None = None
+        self.consumed = 0
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        for batch in self._batches():
-            batch = self._counted(batch)
+        for batch, ordinals in self._batches():
+            batch = self._counted(batch, ordinals)
             if batch.num_rows:
                 yield batch
             if self.source.limit is not None and self.rows_read >= self.source.limit:
@@ -64,21 +65,21 @@ class DocumentReader:
         if self.rows_read == 0 and self.template.errors.fail_if_empty:
             raise CampaignError(f"file {self.path} has no records (errors.fail_if_empty).")
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
+    def _batches(self) -> Iterator[tuple[pa.RecordBatch, pa.Array]]:
+        """(batch, each row's 1-based record ordinal), `self.consumed` kept at the ordinal of
+        the last record read (a record the reader rejected is one too)."""
         raise NotImplementedError
 
-    def _counted(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Counts a batch's records (rejected ones included: numbers run on), up to `limit`."""
-        first = self.rows_read + 1
-        last = int(batch[LINE][-1].as_py()) if batch.num_rows else self.rows_read
-        limit = self.source.limit
-        if limit is not None and last > limit:
-            batch = batch.filter(pc.less_equal(batch[LINE], limit))
-            last = limit
-        self.rows_read = last
+    def _counted(self, batch: pa.RecordBatch, ordinals: pa.Array) -> pa.RecordBatch:
+        """Counts the records read, up to `limit`; notes the N-th record's number (watch)."""
+        through, limit = self.consumed, self.source.limit
+        if limit is not None and through > limit:
+            batch, ordinals, through = batch.filter(pc.less_equal(ordinals, limit)), ordinals.filter(pc.less_equal(ordinals, limit)), limit
         watch = self.template.errors.stop_if_first_lines_rejected
-        if watch is not None and self.watch_line is None and first <= watch <= last:
-            self.watch_line = watch
+        if watch is not None and self.watch_line is None and self.rows_read < watch <= through:
+            at = batch[LINE].filter(pc.equal(ordinals, watch))
+            self.watch_line = at[0].as_py() if len(at) else watch  # a rejected record: its number is its ordinal
+        self.rows_read = through
         return batch
 
     def _batch(self, numbers: list[int], texts: list[str], columns: list[pa.Array]) -> pa.RecordBatch:
@@ -91,21 +92,24 @@ class DocumentReader:
 class JsonArrayReader(DocumentReader):
     """The objects of an array: the document itself, or the array at `source.records`."""
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
+    def _batches(self) -> Iterator[tuple[pa.RecordBatch, pa.Array]]:
         records = self.source.records
         prefix = f"{records}.item" if records else "item"
         number = 0
         with open_binary(self.path, self.source) as stream:
             counted = _Counted(stream)
             chunk: list[tuple[int, Any]] = []
+            limit = self.source.limit
             try:
                 for record in ijson.items(counted, prefix, use_float=False):
                     number += 1
                     chunk.append((number, record))
-                    if len(chunk) == BATCH_RECORDS:
+                    if len(chunk) == BATCH_RECORDS or number == limit:
                         self.bytes_seen = counted.bytes_read
                         yield self._records(chunk)
                         chunk = []
+                    if number == limit:
+                        break
             except ijson.JSONError as exc:
                 raise CampaignError(
                     f"file {self.path} is not valid JSON after its record {number} "
@@ -117,7 +121,7 @@ class JsonArrayReader(DocumentReader):
         if number == 0:
             self._check_records_path()
 
-    def _records(self, chunk: list[tuple[int, Any]]) -> pa.RecordBatch:
+    def _records(self, chunk: list[tuple[int, Any]]) -> tuple[pa.RecordBatch, pa.Array]:
         objects: list[tuple[int, dict]] = []
         for number, record in chunk:
             try:
@@ -131,7 +135,9 @@ class JsonArrayReader(DocumentReader):
             else:
                 self.rejects.add(pa.array([number], pa.int64()), pa.array([text], pa.string()), None, not_an_object(record))
         columns = record_columns((o[1] for o in objects), self.layout.columns)
-        return self._batch([o[0] for o in objects], [o[2] for o in objects], columns)  # type: ignore[misc]
+        self.consumed = chunk[-1][0]
+        batch = self._batch([o[0] for o in objects], [o[2] for o in objects], columns)  # type: ignore[misc]
+        return batch, batch[LINE]
 
     def _check_records_path(self) -> None:
         """No record: an empty array is an empty delta, a missing one a wrong template,
@@ -174,7 +180,7 @@ class JsonArrayReader(DocumentReader):
 class ParquetReader(DocumentReader):
     """The rows of a Parquet file, its mapped columns typed as written (typed.py)."""
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
+    def _batches(self) -> Iterator[tuple[pa.RecordBatch, pa.Array]]:
         try:
             parquet = pq.ParquetFile(self.path)
         except FileNotFoundError:
@@ -194,8 +200,9 @@ class ParquetReader(DocumentReader):
                 columns = [typed.carried(_column(batch, path)) for path in self.layout.columns]
                 texts = pl.from_arrow(pa.RecordBatch.from_arrays([typed.carried(c) for c in batch.columns], names=needed))
                 text = texts.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_arrow()
+                self.consumed = number
                 yield pa.RecordBatch.from_arrays([numbers, pc.cast(text, pa.string()), *columns],
-                                                 names=[LINE, TEXT, *self.layout.columns])
+                                                 names=[LINE, TEXT, *self.layout.columns]), numbers
         except (pa.ArrowException, OSError) as exc:
             raise CampaignError(
                 f"file {self.path}: its rows after row {number} cannot be read ({' '.join(str(exc).split())[:160]}); "

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from campaign_pipelines.importing.documents import DocumentReader, JsonArrayReader, ParquetReader
 from campaign_pipelines.importing.read import SourceReader
 from campaign_pipelines.importing.rejects import RejectWriter
+from campaign_pipelines.importing.spreadsheets import write_rejected_rows, ExcelReader
 from campaign_pipelines.templates import ImportTemplate, Source
 
 READERS: dict[str, type[SourceReader] | type[DocumentReader]] = {
@@ -24,6 +25,7 @@ READERS: dict[str, type[SourceReader] | type[DocumentReader]] = {
     "jsonl": SourceReader,  # one record a line: the text reader, each line parsed as JSON
     "json": JsonArrayReader,
     "parquet": ParquetReader,
+    "xlsx": ExcelReader,
 }
 
 
@@ -41,6 +43,9 @@ def write_rejected_records(
         rows = [json.loads(t) for t in texts if t is not None]
         table = pa.Table.from_pylist([_typed_row(r, input_schema) for r in rows], schema=input_schema)
         pq.write_table(table, path)
+        return
+    if source.format == "xlsx":
+        write_rejected_rows(source, [*prefix_lines, *(t for t in texts if t is not None)], path)
         return
     if source.format == "json":
         records = ",\n".join(t for t in texts if t is not None)

@@ -29,10 +29,12 @@ class Source(Model):
     endpoint: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     # OpenPGP: the file is decrypted (resources/openpgp.py) before it is read.
     decrypt: Decrypt | None = None
-    format: Literal["delimited", "fixed_width", "jsonl", "json", "parquet"] = "delimited"
+    format: Literal["delimited", "fixed_width", "jsonl", "json", "parquet", "xlsx"] = "delimited"
     # format json: the key path (dotted) of the records' array in the document; none:
     # the document is the array.
     records: Annotated[str, Field(min_length=1)] | None = None
+    # format xlsx: the sheet, by name or 1-based position; none: the first.
+    sheet: Annotated[str, Field(min_length=1)] | Annotated[int, Field(ge=1)] | None = None
     delimiter: str = ","
     quote: str | None = '"'
     encoding: str = "utf-8"
@@ -75,8 +77,10 @@ class Source(Model):
             raise ValueError("records is only for format: json (the key path of the records' array)")
         if self.format == "json" and self.encoding.replace("-", "").replace("_", "").lower() not in ("utf8", "utf8sig"):
             raise ValueError("a JSON document is read as UTF-8 (RFC 8259); encoding is only for the line formats")
-        if self.format == "parquet" and self.compression in ("gzip", "zip"):
-            raise ValueError("a Parquet file compresses its own pages; compression is only for the text formats")
+        if self.format in ("parquet", "xlsx") and self.compression in ("gzip", "zip"):
+            raise ValueError(f"a {self.format} file compresses its own content; compression is only for the text formats")
+        if self.sheet is not None and self.format != "xlsx":
+            raise ValueError("sheet is only for format: xlsx")
         if self.quote is not None and self.quote == self.delimiter:
             raise ValueError("quote and delimiter must differ")
         if self.multiline and (self.quote is None or self.format != "delimited"):
@@ -323,7 +327,7 @@ class ImportTemplate(Launchable):
             raise ValueError(
                 f"columns[{i}].source: with header: false, give the column's 1-based position, not a title"
             )
-        elif self.source.header and isinstance(column.source, int) and self.source.format == "delimited":
+        elif self.source.header and isinstance(column.source, int) and self.source.format in ("delimited", "xlsx"):
             raise ValueError(f"columns[{i}].source: with header: true, give the column's title")
 
     def _check_filter(self, spec: schemas.TableSpec) -> None:
