@@ -153,8 +153,10 @@ def test_a_json_array_under_a_key_path_with_its_rejects_file_in_the_same_shape(s
          r"file .*orders\.json has no array of records at its root; set source\.records to the key path of the records' array \(its top-level keys: items\)\."),
         ('[{"order_id": "A1"}]', "items",
          r"file .*orders\.json: its root is an array, not an object with 'items'; remove source\.records"),
+        ('{"data": {"items": [{"order_id": "A1"}]}}', "data",
+         r"file .*orders\.json has no array of records at 'data' \(source\.records\): it holds an object, not an array \(its keys: items\)\."),
     ],
-    ids=["truncated", "wrong-path", "object-root", "array-root"],
+    ids=["truncated", "wrong-path", "object-root", "array-root", "path-to-an-object"],
 )
 def test_a_json_document_that_cannot_be_read_fails_in_one_sentence_and_loads_nothing(shop, content, records, message):  # noqa: F811
     shop.file("in/orders.json", content)

@@ -146,11 +146,14 @@ class JsonArrayReader(DocumentReader):
         steps = records.split(".") if records else []
         chain = [".".join(steps[:i]) for i in range(len(steps) + 1)]  # "", "data", "data.items"
         keys: dict[str, list[str]] = {}
+        found: str | None = None  # what is at the records path, if not an array
         with open_binary(self.path, self.source) as stream:
             try:
                 for prefix, event, value in ijson.parse(stream):
                     if prefix == records and event == "start_array":
                         return
+                    if prefix == records and event not in ("map_key", "end_map") and found is None:
+                        found = {"start_map": "an object"}.get(event, f"a {event}" if event != "null" else "null")
                     if event == "map_key" and prefix in chain:
                         keys.setdefault(prefix, []).append(value)
                     elif prefix == "" and event == "start_array" and records:
@@ -168,7 +171,9 @@ class JsonArrayReader(DocumentReader):
                 f"records' array (its top-level keys: {', '.join(keys[''][:20])})."
             )
         deepest = max((p for p in chain if p in keys), key=len, default=None)
-        if deepest is None:
+        if found is not None:
+            found = f"it holds {found}, not an array" + (f" (its keys: {', '.join(keys[records][:20])})" if records in keys else "")
+        elif deepest is None:
             found = "its root is not an object"
         else:
             missing = steps[len(deepest.split(".")) if deepest else 0]
