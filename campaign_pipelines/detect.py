@@ -77,6 +77,7 @@ class Detected:
     records: str | None = None  # a JSON document's key path to its records
     sheet: str | None = None  # a workbook's sheet, and its rows above the header
     skip_lines: int = 0
+    namespaces: dict[str, str] | None = None  # an XML document's prefixes
 
 
 def detect_encoding(path: Path, data: bytes) -> str:
@@ -127,19 +128,24 @@ def _answers(fields: list[schemas.Field]) -> dict[str, str]:
     return answers
 
 
-def guess_mapping(titles: list[str], spec: schemas.TableSpec) -> tuple[dict[str, str], list[str]]:
+def guess_mapping(titles: list[str], spec: schemas.TableSpec, keyed: bool = False) -> tuple[dict[str, str], list[str]]:
     """Each title's field, where its name or a synonym matches; a field is taken once."""
     answers = _answers([f for f in spec.fields if not (f.generated or f.managed or f.foreign_key)])
     mapping: dict[str, str] = {}
     for title in titles:
-        # A key path (customer.email) answers by its whole path, else by its last step.
-        target = answers.get(normalized(title)) or answers.get(normalized(title.rsplit(".", 1)[-1]))
+        # A key path (customer.email, who/c:mail, @id) answers by its whole path, else by its last step.
+        target = answers.get(normalized(title)) or (answers.get(normalized(_last_step(title))) if keyed else None)
         if target and target not in mapping.values():
             mapping[title] = target
     return mapping, [t for t in titles if t not in mapping]
 
 
-def guess_links(titles: list[str], spec: schemas.TableSpec, model: schemas.DataModel) -> dict[str, tuple[str, str]]:
+def _last_step(title: str) -> str:
+    """A key path's last step, without its XML prefix (`who/c:mail` → `mail`)."""
+    return re.split(r"[./@]", title)[-1].rpartition(":")[2]
+
+
+def guess_links(titles: list[str], spec: schemas.TableSpec, model: schemas.DataModel, keyed: bool = False) -> dict[str, tuple[str, str]]:
     """title -> (link, via) for the titles naming a unique field of a linked table: an
     e-mail or a CRM id column for a link to recipient ("Customer e-mail" ends with one)."""
     found: dict[str, tuple[str, str]] = {}
@@ -149,7 +155,7 @@ def guess_links(titles: list[str], spec: schemas.TableSpec, model: schemas.DataM
         unique.sort(key=lambda f: f.name != link.via)  # the link's own `via` first
         answers = _answers(unique)
         for title in titles:
-            word = normalized(title.rsplit(".", 1)[-1]) if "." in title else normalized(title)
+            word = normalized(_last_step(title) if keyed else title)
             via = answers.get(word) or next((v for w, v in answers.items() if len(w) > 2 and word.endswith(w)), None)
             if via and title not in found and link.name not in (name for name, _ in found.values()):
                 found[title] = (link.name, via)
@@ -210,8 +216,8 @@ def detect(path: Path, table: str, model: schemas.DataModel = schemas.BUILTIN) -
         header = header or bool(guess_mapping([t.strip() for t in rows[0]], spec)[0])
         titles = [t.strip() for t in rows[0]] if header else [str(i + 1) for i in range(len(rows[0]))]
         body = rows[1:] if header else rows
-    mapping, unmapped = guess_mapping(titles, spec) if header else ({}, titles)
-    links = guess_links(unmapped, spec, model) if header else {}
+    mapping, unmapped = guess_mapping(titles, spec, bool(keyed)) if header else ({}, titles)
+    links = guess_links(unmapped, spec, model, bool(keyed)) if header else {}
     mapping |= {title: link for title, (link, _) in links.items()}
     unmapped = [t for t in unmapped if t not in links]
     formats: dict[str, str | dict[str, str]] = {}
@@ -229,7 +235,7 @@ def detect(path: Path, table: str, model: schemas.DataModel = schemas.BUILTIN) -
             formats[title] = fmt
     return Detected(path, encoding, delimiter, quote, header, titles, body, mapping, formats, unmapped,
                     {title: via for title, (_, via) in links.items()}, keyed or "delimited", sample.records if keyed else None,
-                    sample.sheet if keyed else None, sample.skip_lines if keyed else 0)
+                    sample.sheet if keyed else None, sample.skip_lines if keyed else 0, sample.namespaces if keyed else None)
 
 
 def _reads_as_iso(values: list[str]) -> bool:

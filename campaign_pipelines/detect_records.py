@@ -1,6 +1,6 @@
 """`templates new --from-file` for files whose records name their fields: JSON Lines, a
 JSON document's array of objects (its key path found), a Parquet file's schema, an .xlsx
-workbook's first sheet (its header row found). What it
+workbook's first sheet (its header row found), an XML document's record element. What it
 finds — the format, the records' path, the key paths of the first records and their
 values as text — is matched to the table's fields as a delimited file's header is
 (detect.py)."""
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import ijson
+from lxml import etree
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,12 +27,13 @@ SAMPLE_RECORDS = 200
 
 @dataclass
 class KeyedSample:
-    format: str  # jsonl, json or parquet
-    records: str | None  # a JSON document's key path to the records' array
+    format: str  # jsonl, json, parquet, xlsx or xml
+    records: str | None  # a JSON document's key path to the records' array, an XML record element's path
     titles: list[str]  # key paths, in the order first seen
     rows: list[list[str]]  # the sample's values as text, one list per record
     typed: set[str]  # key paths whose values are typed (Parquet): no text format to guess
     sheet: str | None = None  # a workbook's sheet read
+    namespaces: dict[str, str] | None = None  # an XML document's prefixes
     skip_lines: int = 0  # a sheet's empty rows above its header
 
 
@@ -42,6 +44,8 @@ def keyed_format(path: Path, head: bytes) -> str | None:
         return "parquet"
     if name.endswith(".xlsx"):
         return "xlsx"
+    if name.endswith(".xml") or head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return "xml"
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -152,10 +156,75 @@ def _xlsx(path: Path) -> KeyedSample:
     body = [list(r) + [""] * (len(rows[0]) - len(r)) for r in rows[1:]]
     typed = {t for i, t in named if any(r[i] != "" for r in body) and all(r[i] == "" or not isinstance(r[i], str) for r in body)}
     text_rows = [[cell_text(r[i]) or "" for i, _ in named] for r in body]
-    return KeyedSample("xlsx", None, [t for _, t in named], text_rows, typed, sheet.name, top)
+    return KeyedSample("xlsx", None, [t for _, t in named], text_rows, typed, sheet=sheet.name, skip_lines=top)
+
+
+def _xml(path: Path) -> KeyedSample:
+    """The record element: the path the most elements with children or attributes have
+    (the shallowest of equals), among the first 20,000 elements; then its first records'
+    attributes (@id), leaf children (email) and nested leaves (address/city)."""
+    prefixes: dict[str, str] = {}  # namespace URI -> prefix
+
+    def name(tag: str) -> str:
+        qname = etree.QName(tag)
+        if qname.namespace is None:
+            return qname.localname
+        return f"{prefixes.setdefault(qname.namespace, f'n{len(prefixes) + 1}')}:{qname.localname}"
+
+    counts: dict[tuple[str, ...], int] = {}
+    stack: list[str] = []
+    try:
+        for seen, (event, element) in enumerate(etree.iterparse(str(path), events=("start", "end"), resolve_entities=False,
+                                                               no_network=True, load_dtd=False)):
+            if event == "start":
+                stack.append(name(element.tag))
+                continue
+            if len(element) or element.attrib:
+                counts[tuple(stack)] = counts.get(tuple(stack), 0) + 1
+            stack.pop()
+            if seen > 40_000:
+                break
+    except etree.XMLSyntaxError as exc:
+        raise CampaignError(f"file {path} is not well-formed XML ({' '.join(str(exc).split())[:160]}).") from None
+    candidates = [p for p in counts if len(p) > 1] or list(counts)
+    if not candidates:
+        raise CampaignError(f"file {path} holds no element with children or attributes: there are no records to map.")
+    record = max(candidates, key=lambda p: (counts[p], -len(p)))
+    flat: list[dict[str, str]] = []
+    stack = []
+    for event, element in etree.iterparse(str(path), events=("start", "end"), resolve_entities=False, no_network=True, load_dtd=False):
+        if event == "start":
+            stack.append(name(element.tag))
+            continue
+        if tuple(stack) == record:
+            flat.append(_xml_fields(element, name))
+            element.clear()
+            if len(flat) == SAMPLE_RECORDS:
+                break
+        stack.pop()
+    titles = list(dict.fromkeys(k for r in flat for k in r))
+    rows = [[r.get(t, "") for t in titles] for r in flat]
+    namespaces = {prefix: uri for uri, prefix in prefixes.items()}
+    return KeyedSample("xml", "/".join(record), titles, rows, set(), namespaces=namespaces)
+
+
+def _xml_fields(element: Any, name: Any, prefix: str = "") -> dict[str, str]:
+    fields = {f"{prefix}@{name(k)}": v for k, v in element.attrib.items()}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue  # a comment or a processing instruction
+        path = f"{prefix}{name(child.tag)}"
+        if len(child):
+            fields.update(_xml_fields(child, name, f"{path}/"))
+        else:
+            fields.update({f"{path}/@{name(k)}": v for k, v in child.attrib.items()})
+            fields.setdefault(path, (child.text or "").strip())
+    return fields
 
 
 def keyed_sample(path: Path, fmt: str, head: bytes) -> KeyedSample:
+    if fmt == "xml":
+        return _xml(path)
     if fmt == "xlsx":
         return _xlsx(path)
     if fmt == "parquet":

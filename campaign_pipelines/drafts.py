@@ -63,6 +63,8 @@ def _source(found: Detected, path: str) -> dict[str, Any]:
     source: dict[str, Any] = {"path": path, "format": found.format}
     if found.records:
         source["records"] = found.records
+    if found.namespaces:
+        source["namespaces"] = found.namespaces
     if found.sheet:
         source["sheet"] = found.sheet
     if found.skip_lines:

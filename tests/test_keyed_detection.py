@@ -24,6 +24,17 @@ PEOPLE = [
 ]
 
 
+PEOPLE_XML = """<?xml version="1.0"?>
+<export xmlns="urn:crm" xmlns:x="urn:extra">
+  <meta generated="2024-03-05"><count>2</count></meta>
+  <people>
+    <person x:id="1"><contact><email>ann@x.org</email></contact><prenom>Ann</prenom><dob>1990-05-17</dob></person>
+    <person x:id="2"><contact><email>bob@x.org</email></contact><prenom>Bob</prenom><dob>1985-11-02</dob></person>
+  </people>
+</export>
+"""
+
+
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
@@ -48,6 +59,7 @@ def files(sqlite_campaign):
     for i, (email, born, first) in enumerate([("ann@x.org", dt.date(1990, 5, 17), "Ann"), ("bob@x.org", dt.date(1985, 11, 2), "Bob")]):
         sheet.cell(4 + i, 2, email), sheet.cell(4 + i, 3, born), sheet.cell(4 + i, 4, first)
     book.save(sqlite_campaign.data_dir / "inbox" / "people.xlsx")
+    sqlite_campaign.file("inbox/people.xml", PEOPLE_XML)
     return sqlite_campaign
 
 
@@ -78,6 +90,8 @@ def test_a_parquet_schema_maps_typed_columns_without_formats(files):
         ("from_jsonl", "inbox/people.jsonl", {"path": "inbox/people.jsonl", "format": "jsonl"}),
         ("from_json", "inbox/people.json", {"path": "inbox/people.json", "format": "json", "records": "data.people"}),
         ("from_parquet", "inbox/people.data", {"path": "inbox/people.data", "format": "parquet"}),
+        ("from_xml", "inbox/people.xml", {"path": "inbox/people.xml", "format": "xml", "records": "n1:export/n1:people/n1:person",
+                                          "namespaces": {"n1": "urn:crm", "n2": "urn:extra"}}),
         ("from_xlsx", "inbox/people.xlsx", {"path": "inbox/people.xlsx", "format": "xlsx", "sheet": "Export", "skip_lines": 2}),
     ],
 )
@@ -102,6 +116,13 @@ def test_a_workbooks_header_row_is_found_and_its_date_cells_need_no_format(files
     assert (found.format, found.sheet, found.skip_lines) == ("xlsx", "Export", 2)
     assert found.mapping == {"E-mail": "email", "Date of birth": "birth_date", "Prénom": "first_name"}
     assert found.formats == {}  # date cells are dates
+
+
+def test_an_xml_documents_record_element_is_found_with_its_namespaces(files):
+    found = detect(files.data_dir / "inbox" / "people.xml", "recipient")
+    assert (found.format, found.records) == ("xml", "n1:export/n1:people/n1:person")
+    assert found.titles == ["@n2:id", "n1:contact/n1:email", "n1:prenom", "n1:dob"]
+    assert found.mapping == {"n1:contact/n1:email": "email", "n1:prenom": "first_name", "n1:dob": "birth_date"}
 
 
 def test_a_preview_of_a_json_array_and_a_workbook_stops_at_its_rows(files, capsys):

@@ -7,7 +7,9 @@ formats byte flips, insertions (braces, brackets, quotes, commas, line breaks, N
 `\\u0000`, invalid UTF-8), deletions and truncation, a record replaced by an array, a
 string, a number or `null`, a deeply nested value, a key renamed, a line duplicated; for
 Parquet and workbooks truncation and byte flips of the file, a column written as another
-type; for a JSON document, records under a key path the template may not name.
+type; for a JSON document, records under a key path the template may not name; for XML,
+tags, entities (undefined, declared in a DTD), CDATA, comments, an external DTD, a
+control character, another encoding, and a record path the document may not have.
 
 What must hold for every file, as for the CSV files of test_malformed_input.py:
 
@@ -18,7 +20,7 @@ What must hold for every file, as for the CSV files of test_malformed_input.py:
   `rows_inserted`;
 - a failed run changes no table.
 
-Budget (derandomized): 12 files per format and database (96 job runs, about 2 minutes).
+Budget (derandomized): 12 files per format and database (120 job runs, about 2 minutes).
 MALFORMED_EXAMPLES raises it; MALFORMED_SEED=1 draws random files.
 """
 
@@ -33,13 +35,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from lxml import etree
 from hypothesis import given, note
 from hypothesis import strategies as st
 
 from tests.test_malformed_input import assert_one_sentence, budget, recipients
 
-EXAMPLES = max(4, int(os.environ.get("MALFORMED_EXAMPLES", "48")) // 4)
-FORMATS = {"jsonl": "people.jsonl", "json": "people.json", "parquet": "people.parquet", "xlsx": "people.xlsx"}
+EXAMPLES = max(4, int(os.environ.get("MALFORMED_EXAMPLES", "48")) // 4)  # per format
+FORMATS = {"jsonl": "people.jsonl", "json": "people.json", "parquet": "people.parquet", "xlsx": "people.xlsx", "xml": "people.xml"}
+XML_NOISE = [b"<", b">", b"</person>", b"<person>", b"&", b"&x;", b"&amp;", b"<![CDATA[", b"]]>", b"<!-- c -->", b'"',
+             b'<!DOCTYPE people [<!ENTITY e "ee">]>', b'<!DOCTYPE people SYSTEM "http://127.0.0.1:9/p.dtd">', b"\x01"]
 KEYS = ["email", "crm_id", "first_name", "last_name"]
 NOISE = [b"{", b"}", b"[", b"]", b'"', b",", b":", b"\n", b"\r\n", b"\x00", b"\\u0000", b"\xff\xfe", b"\xc3", b" ", b"null", b"1e999"]
 
@@ -91,11 +96,30 @@ def _mutate_records(draw: st.DrawFn, records: list) -> list:
     return records
 
 
+def _xml_file(draw: st.DrawFn, records: list[dict]) -> tuple[bytes, dict]:
+    root = etree.Element("people")
+    for r in records:
+        person = etree.SubElement(root, "person", crm_id=r["crm_id"])
+        for key in ("email", "first_name", "last_name"):
+            if r[key] or draw(st.booleans()):
+                etree.SubElement(person, key).text = r[key]
+    data = etree.tostring(root, xml_declaration=True, encoding=draw(st.sampled_from(["UTF-8", "ISO-8859-1"])))
+    for _ in range(draw(st.integers(0, 3))):
+        if draw(st.booleans()):
+            at = draw(st.integers(0, 1 << 20)) % max(len(data), 1)
+            data = data[:at] + draw(st.sampled_from(XML_NOISE)) + data[at:]
+        else:
+            data = _mutate_bytes(draw, data)
+    return data, {"records": draw(st.sampled_from(["people/person", "people/person", "person", "people/item"]))}
+
+
 @st.composite
 def files(draw: st.DrawFn, fmt: str) -> tuple[bytes, dict]:
     """(the file's bytes, the template's source keys)."""
     records: list = draw(people())
     source: dict = {}
+    if fmt == "xml":
+        return _xml_file(draw, records)
     if fmt in ("jsonl", "json"):
         if draw(st.booleans()):
             records = _mutate_records(draw, records)
@@ -134,7 +158,7 @@ def template(fmt: str, source: dict) -> str:
         "name": "people", "kind": "import",
         "source": {"path": f"inbox/{FORMATS[fmt]}", "format": fmt, **source},
         "target": {"schema": "recipient", "keys": ["email"]},
-        "columns": [{"source": k, "target": k, "trim": True} for k in KEYS],
+        "columns": [{"source": "@crm_id" if fmt == "xml" and k == "crm_id" else k, "target": k, "trim": True} for k in KEYS],
     }, sort_keys=False)
 
 

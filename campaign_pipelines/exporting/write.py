@@ -1,6 +1,7 @@
 """Format exported rows and write them to a file that appears only when complete.
 
-Delimited and fixed-width files are text: every value formatted. JSON Lines, JSON arrays
+Delimited and fixed-width files are text: every value formatted, as XML's are
+(`xml_rows.py`). JSON Lines, JSON arrays
 and Parquet keep each value's type (numbers, yes/no, dates, timestamps; decimals exact).
 The file is written under a temporary name in the destination folder and renamed at
 the end; on any error the temporary file is removed, so a reader never sees half a file
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from campaign_pipelines.errors import CampaignError
+from campaign_pipelines.exporting import xml_rows
 from campaign_pipelines.exporting.columns import ExportColumns, Selected
 from campaign_pipelines.templates import Destination, ExportColumn, ExportTemplate, NumberFormat
 from campaign_pipelines.templates.exports import TEXT_FORMATS
@@ -83,7 +85,7 @@ def column_value(column: ExportColumn, template: ExportTemplate, label: str | No
 
 def format_rows(frame: pl.DataFrame, template: ExportTemplate, columns: ExportColumns) -> pl.DataFrame:
     selected = columns.by_label()
-    value = column_text if template.destination.format in TEXT_FORMATS else column_value
+    value = column_text if template.destination.format in (*TEXT_FORMATS, "xml") else column_value
     return frame.select([
         value(c, template, label, selected.get(label) if label else None)
         for c, label in zip(template.source.columns, columns.outputs, strict=True)
@@ -146,6 +148,8 @@ class ExportWriter:
                     self.write(no_rows(self.template, self.columns))  # a header (a schema), even for no rows
                 if self.destination.format == "json":
                     self._out.write(b"\n]\n" if self.rows else b"]\n")
+                if self.destination.format == "xml":
+                    self._out.write(xml_rows.closing(self.destination))
                 if self._parquet is not None:
                     self._parquet.close()
                 if self._out is not self._hashing:
@@ -176,6 +180,8 @@ class ExportWriter:
             self._write_parquet(rows)
         elif form in ("jsonl", "json"):
             self._out.write(self._json(rows))
+        elif form == "xml":
+            self._out.write((b"" if self._header_written else xml_rows.opening(self.destination)) + xml_rows.records(rows, self.template, self.rows))
         elif form == "fixed_width":
             self._out.write(self._encode(self._fixed_width(rows, header), rows))
         else:

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 from campaign_pipelines.importing.documents import DocumentReader, JsonArrayReader, ParquetReader
 from campaign_pipelines.importing.read import SourceReader
 from campaign_pipelines.importing.rejects import RejectWriter
-from campaign_pipelines.importing.spreadsheets import write_rejected_rows, ExcelReader
+from campaign_pipelines.importing.spreadsheets import ExcelReader, write_rejected_rows
+from campaign_pipelines.importing.xml_records import XmlReader
 from campaign_pipelines.templates import ImportTemplate, Source
 
 READERS: dict[str, type[SourceReader] | type[DocumentReader]] = {
@@ -26,6 +27,7 @@ READERS: dict[str, type[SourceReader] | type[DocumentReader]] = {
     "json": JsonArrayReader,
     "parquet": ParquetReader,
     "xlsx": ExcelReader,
+    "xml": XmlReader,
 }
 
 
@@ -46,6 +48,11 @@ def write_rejected_records(
         return
     if source.format == "xlsx":
         write_rejected_rows(source, [*prefix_lines, *(t for t in texts if t is not None)], path)
+        return
+    if source.format == "xml":
+        declaration, opening, closing = prefix_lines
+        records = "".join(f"{t}\n" for t in texts if t is not None)
+        path.write_text(f"{declaration}\n{opening}\n{records}{closing}\n", encoding="utf-8")
         return
     if source.format == "json":
         records = ",\n".join(t for t in texts if t is not None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -29,7 +31,16 @@ EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
 
 # Files of text, every value formatted; the others keep each value's type.
 TEXT_FORMATS = ("delimited", "fixed_width")
-FORMATS = (*TEXT_FORMATS, "jsonl", "json", "parquet")
+XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")  # an XML element or attribute name, no namespace
+# Python codec name -> the name an XML declaration gives it (IANA).
+XML_ENCODINGS = {"utf-8": "UTF-8", "utf-16": "UTF-16", "cp1252": "windows-1252", "latin-1": "ISO-8859-1",
+                 "iso8859-15": "ISO-8859-15", "ascii": "US-ASCII"}
+
+
+def declared_encoding(encoding: str) -> str | None:
+    """The XML declaration's name of a codec, if an XML export may be written in it."""
+    return XML_ENCODINGS.get(codecs.lookup(encoding).name)
+FORMATS = (*TEXT_FORMATS, "jsonl", "json", "parquet", "xml")
 
 PARTS = ("year", "quarter", "month", "day", "hour", "minute", "second", "dow", "doy")
 
@@ -50,6 +61,8 @@ class ExportColumn(Model):
     width: Annotated[int, Field(ge=1)] | None = None  # fixed-width destinations
     # Grouped exports: the column's values over each group (count alone counts the rows).
     aggregate: Literal[AGGREGATES] | None = None  # type: ignore[valid-type]
+    # An XML destination: the column as a child element of the record, or an attribute.
+    xml: Literal["element", "attribute"] = "element"
 
     _check_timezone = field_validator("timezone")(lambda v: v if v is None else _timezone(v))
 
@@ -199,6 +212,9 @@ class Destination(Model):
     compression: Literal["none", "gzip"] = "none"
     # Cells a spreadsheet would run as a formula (=, +, -, @, tab, CR) get a leading '.
     neutralize_formulas: bool = True
+    # An XML destination: the document's root element and each row's element.
+    root: str = "records"
+    record: str = "record"
 
     _check_delimiter = field_validator("delimiter")(lambda v: _delimiter(v))
     _check_quote = field_validator("quote")(lambda v: _one_character(v, "quote"))
@@ -211,6 +227,14 @@ class Destination(Model):
             raise ValueError(f"encoding: JSON is written in UTF-8, not {self.encoding}")
         if self.format == "parquet" and self.compression != "none":
             raise ValueError("compression: Parquet compresses its own pages (zstd); leave compression: none")
+        if self.format == "xml":
+            if declared_encoding(self.encoding) is None:
+                raise ValueError(f"encoding: an XML file is written in {', '.join(XML_ENCODINGS)}, not {self.encoding}")
+            for key in ("root", "record"):
+                if not XML_NAME.match(getattr(self, key)):
+                    raise ValueError(f"{key}: {getattr(self, key)!r} is not an XML element name (a letter or _, then letters, digits, . _ -)")
+        elif "root" in self.model_fields_set or "record" in self.model_fields_set:
+            raise ValueError("root and record are for an XML destination (format: xml)")
         return self
 
 
@@ -293,6 +317,11 @@ class ExportTemplate(Launchable):
                 if name not in exported:
                     raise ValueError(f"source.order_by: with distinct, {name!r} must be an exported column")
         check_pattern("destination.path", self.destination.path, date=dt.datetime(2000, 1, 1), run_id="run")
+        for i, column in enumerate(self.source.columns):
+            if self.destination.format != "xml" and "xml" in column.model_fields_set:
+                raise ValueError(f"source.columns[{i}].xml: only for an XML destination (format: xml)")
+            if self.destination.format == "xml" and not XML_NAME.match(column.title):
+                raise ValueError(f"source.columns[{i}]: {column.title!r} is not an XML name; give a label (letters, digits, . _ -)")
         titles = [c.title for c in self.source.columns]
         if len(set(titles)) != len(titles):
             dup = next(t for t in titles if titles.count(t) > 1)

@@ -29,10 +29,13 @@ class Source(Model):
     endpoint: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     # OpenPGP: the file is decrypted (resources/openpgp.py) before it is read.
     decrypt: Decrypt | None = None
-    format: Literal["delimited", "fixed_width", "jsonl", "json", "parquet", "xlsx"] = "delimited"
+    format: Literal["delimited", "fixed_width", "jsonl", "json", "parquet", "xlsx", "xml"] = "delimited"
     # format json: the key path (dotted) of the records' array in the document; none:
-    # the document is the array.
+    # the document is the array. format xml: the record element's path from the root
+    # (crm/people/person), prefixes from `namespaces`.
     records: Annotated[str, Field(min_length=1)] | None = None
+    # format xml: prefix -> namespace URI, for `records` and the columns' paths.
+    namespaces: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9._-]*$")], str] = {}
     # format xlsx: the sheet, by name or 1-based position; none: the first.
     sheet: Annotated[str, Field(min_length=1)] | Annotated[int, Field(ge=1)] | None = None
     delimiter: str = ","
@@ -73,8 +76,17 @@ class Source(Model):
                     raise ValueError("widths overlap")
         elif self.widths:
             raise ValueError("widths is only for format: fixed_width")
-        if self.records is not None and self.format != "json":
-            raise ValueError("records is only for format: json (the key path of the records' array)")
+        if self.records is not None and self.format not in ("json", "xml"):
+            raise ValueError("records is only for format: json (the key path of the records' array) or xml (the record element's path)")
+        if self.format == "xml" and self.records is None:
+            raise ValueError("records is required for format: xml: the record element's path from the root (people/person)")
+        if self.namespaces and self.format != "xml":
+            raise ValueError("namespaces is only for format: xml")
+        if self.format == "xml":
+            for step in self.records.split("/"):  # type: ignore[union-attr]
+                prefix, _, local = step.rpartition(":")
+                if not local or (prefix and prefix not in self.namespaces):
+                    raise ValueError(f"records: {step!r} is not an element name" + (f" (no prefix {prefix!r} in namespaces)" if prefix else ""))
         if self.format == "json" and self.encoding.replace("-", "").replace("_", "").lower() not in ("utf8", "utf8sig"):
             raise ValueError("a JSON document is read as UTF-8 (RFC 8259); encoding is only for the line formats")
         if self.format in ("parquet", "xlsx") and self.compression in ("gzip", "zip"):
@@ -89,9 +101,9 @@ class Source(Model):
 
     @property
     def keyed(self) -> bool:
-        """Whether records name their fields (JSON keys, Parquet columns): columns map by
+        """Whether records name their fields (JSON keys, Parquet columns, XML paths): columns map by
         name or key path, never by position, and there is no header line."""
-        return self.format in ("jsonl", "json", "parquet")
+        return self.format in ("jsonl", "json", "parquet", "xml")
 
     @property
     def joins_lines(self) -> bool:
@@ -318,7 +330,10 @@ class ImportTemplate(Launchable):
             if column.source not in names:
                 raise ValueError(f"columns[{i}].source: {column.source!r} is not a name in source.widths")
         elif self.source.keyed and column.source is not None:
-            if not isinstance(column.source, str) or not all(column.source.split(".")):
+            if self.source.format == "xml":
+                if not isinstance(column.source, str) or not all(column.source.split("/")):
+                    raise ValueError(f"columns[{i}].source: an XML field is named by its path in the record (email, @id, address/city, .)")
+            elif not isinstance(column.source, str) or not all(column.source.split(".")):
                 raise ValueError(
                     f"columns[{i}].source: a {self.source.format} field is named by its key path "
                     "(email, address.city), not by a position"
