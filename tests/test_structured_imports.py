@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import io
 import json
 import re
 
@@ -262,3 +263,25 @@ def test_a_json_document_and_a_parquet_file_are_read_from_an_endpoint(campaign, 
     result = campaign.run("load")
     assert result.success, result.error
     assert [r["email"] for r in campaign.rows("recipient", "email", order_by="email")] == ["ann@x.org", "bob@x.org"]
+
+
+def test_an_xml_document_and_a_workbook_are_read_from_an_endpoint(campaign, remote):  # noqa: F811
+    import openpyxl
+
+    remote.put("inbox/people.xml", b'<?xml version="1.0"?><people><p email="cy@x.org"/><p email="bad"/></people>')
+    campaign.template(import_yaml("inbox/people.xml", "xml", [{"source": "@email", "target": "email"}], table="recipient",
+                                  keys=("email",), records="people/p", endpoint="partner"))
+    result = campaign.run("load")
+    assert result.success, result.error
+    assert (result.counts["rows_read"], result.counts["rows_inserted"], result.counts["rows_rejected"]) == (2, 1, 1)
+    book = openpyxl.Workbook()
+    book.active.append(["email"])
+    book.active.append(["dee@x.org"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    remote.put("inbox/people.xlsx", buffer.getvalue())
+    campaign.template(import_yaml("inbox/people.xlsx", "xlsx", [{"source": "email", "target": "email"}], table="recipient",
+                                  keys=("email",), endpoint="partner"))
+    result = campaign.run("load")
+    assert result.success, result.error
+    assert [r["email"] for r in campaign.rows("recipient", "email", order_by="email")] == ["cy@x.org", "dee@x.org"]
