@@ -25,7 +25,9 @@ from campaign_pipelines.checks import IMPORT_CHECKS, table_checks
 from campaign_pipelines.launch import graph_config_mapping
 from campaign_pipelines.load_errors import load_error_metadata, table_load_errors
 from campaign_pipelines.names import exports_key, graph_name, imports_key, inbox_key, outbox_key, rejects_key, table_key
-from campaign_pipelines.ops import export_file, map_columns, read_file, reconcile_into, report, report_export, validate_rows
+from campaign_pipelines.ops import (
+    export_file, map_columns, read_file, reconcile_into, report, report_export, table_inputs, validate_rows,
+)
 from campaign_pipelines.partitions import partitions_def
 from campaign_pipelines.templates import Catalog, ExportTemplate, ImportTemplate
 from resources.file_store import FileStore
@@ -106,6 +108,7 @@ def import_asset(template: ImportTemplate) -> dg.AssetsDefinition:
 
 def export_asset(template: ExportTemplate) -> dg.AssetsDefinition:
     name = template.name
+    inputs = table_inputs(template)  # one per table read
 
     # graph_multi_asset, not graph_asset: for the graph's name (where its ops' config sits).
     @dg.graph_multi_asset(
@@ -113,17 +116,17 @@ def export_asset(template: ExportTemplate) -> dg.AssetsDefinition:
         outs={
             "result": dg.AssetOut(
                 key=exports_key(name),
-                description=f"{template.display_label}: the last export of {template.source.table} by {name}.",
+                description=f"{template.display_label}: the last export of {', '.join(template.tables)} by {name}.",
                 kinds={"python"},
             )
         },
         group_name="exports",
-        ins={"table": dg.AssetIn(key=table_key(template.source.table), dagster_type=dg.Nothing)},
+        ins={key: dg.AssetIn(key=table_key(table), dagster_type=dg.Nothing) for key, table in inputs.items()},
         partitions_def=partitions_def(template),
         config=graph_config_mapping(template),
     )
-    def export_graph(table):
-        return {"result": report_export(export_file(template)(table))}
+    def export_graph(**tables):
+        return {"result": report_export(export_file(template)(**tables))}
 
     return export_graph
 
@@ -177,7 +180,8 @@ def table_specs(catalog: Catalog, model: schemas.DataModel) -> list[dg.AssetSpec
 def outbox_spec(template: ExportTemplate) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=outbox_key(template.name),
-        description=f"The file {template.name} writes: {template.destination.path} under CAMPAIGN_DATA_DIR.",
+        description=f"The file{'s' if template.parts else ''} {template.name} writes: "
+        f"{', '.join(t.destination.path for t in template.exports)} under CAMPAIGN_DATA_DIR.",
         group_name="outbox",
         deps=[exports_key(template.name)],
     )

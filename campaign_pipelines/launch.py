@@ -34,6 +34,8 @@ def launch_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
 
 
 def export_config_schema(template: ExportTemplate) -> dict[str, dg.Field]:
+    if template.parts:  # several files: their paths and formats are the parts'
+        return {"limit": dg.Field(dg.Noneable(int), default_value=template.launch_values()["limit"], description="Export at most N rows per file.")}
     destination = template.destination
     return {
         "output": dg.Field(str, default_value=destination.path, description="File to write under CAMPAIGN_DATA_DIR; {date:%Y%m%d} and {run_id} are filled in."),

@@ -70,7 +70,7 @@ RESUME_RETRY_TAG = "dagster/is_resume_retry"
 
 def template_tags(template: Template) -> dict[str, str]:
     """The tags every run of `template` carries, however it was launched."""
-    table = {SOURCE_TAG: template.source.table} if isinstance(template, ExportTemplate) else {TABLE_TAG: template.target.table}
+    table = {SOURCE_TAG: ",".join(template.tables)} if isinstance(template, ExportTemplate) else {TABLE_TAG: template.target.table}
     return {TEMPLATE_TAG: template.name, KIND_TAG: template.kind, **table}
 
 

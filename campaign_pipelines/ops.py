@@ -32,7 +32,7 @@ from campaign_pipelines.checks import IMPORT_CHECKS, import_check_results, rejec
 from campaign_pipelines.cleanup import remove_run_work
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.exporting.deliver import Delivery
-from campaign_pipelines.exporting.steps import ExportOutcome, output_path, run_export
+from campaign_pipelines.exporting.steps import ExportOutcome, ExportsOutcome, output_path, run_export, run_exports
 from campaign_pipelines.importing import steps
 from campaign_pipelines.importing.fetch import fetch
 from campaign_pipelines.importing.rejects import deliver_reject_files, read_rejects
@@ -264,21 +264,22 @@ def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
 
 
 def export_file(template: ExportTemplate) -> dg.OpDefinition:
-    """The first step of `template`'s export, the template bound (as `read_file`)."""
+    """The first step of `template`'s export, the template bound (as `read_file`): one
+    file, or a multiple export's files from one snapshot."""
 
-    endpoint = template.destination.endpoint
+    endpoints = sorted({t.destination.endpoint for t in template.exports if t.destination.endpoint})
 
     @dg.op(
         name=f"{template.name}_export_file",
         description="Query the Campaign database in chunks and write the file under a temporary name, then rename it.",
-        ins={"table": dg.In(dg.Nothing)},
+        ins={name: dg.In(dg.Nothing) for name in table_inputs(template)},
         config_schema=dg.Permissive(),
         out=WORK,
-        required_resource_keys={"file_store", "campaign_db", "work_io_manager", *([endpoint_resource_key(endpoint)] if endpoint else [])},
+        required_resource_keys={"file_store", "campaign_db", "work_io_manager", *(endpoint_resource_key(e) for e in endpoints)},
     )
     @fails_clearly
     @retried_on_transient_errors(TRANSIENT_RETRY)
-    def export(context: dg.OpExecutionContext) -> ExportOutcome:
+    def export(context: dg.OpExecutionContext) -> Any:  # ExportOutcome, or ExportsOutcome (parts)
         adopt_run(context, template)
         campaign_db: CampaignDatabase = context.resources.campaign_db
         file_store: FileStore = context.resources.file_store
@@ -287,19 +288,32 @@ def export_file(template: ExportTemplate) -> dg.OpDefinition:
         # A daily partition exports the rows its day changed, to a file named after that day.
         window = context.partition_time_window if context.has_partition_key else None
         when = window.start if window else dt.datetime.now()
-        remote: Endpoint | None = getattr(context.resources, endpoint_resource_key(endpoint)) if endpoint else None
-        if remote is not None:
-            remote.warm_up()  # connected while the query runs
-        delivery = Delivery(
-            launched, output_path(launched, context.run_id, when), file_store.root,
-            file_store.work_dir(root_run_id(context.run)), remote, context.log.info,
-        )
-        context.log.info(f"exporting {launched.source.table} to {delivery.where}")
+        deliveries = []
+        for part in launched.exports:
+            endpoint = part.destination.endpoint
+            remote: Endpoint | None = getattr(context.resources, endpoint_resource_key(endpoint)) if endpoint else None
+            if remote is not None:
+                remote.warm_up()  # connected while the query runs
+            deliveries.append(Delivery(
+                part, output_path(part, context.run_id, when), file_store.root, file_store.work_dir(root_run_id(context.run)),
+                remote, context.log.info, with_others=bool(launched.parts),
+            ))
+            context.log.info(f"exporting {part.source.table} to {deliveries[-1].where}")
+        if launched.parts:
+            return run_exports(launched, campaign_db.engine, [d.write_path() for d in deliveries], context.run_id, deliveries=deliveries)
+        (delivery,) = deliveries
         return run_export(
             launched, campaign_db.engine, delivery.write_path(), context.run_id, window=window, progress=progress(context), deliver=delivery
         )
 
     return export.alias("export_file")
+
+
+def table_inputs(template: ExportTemplate) -> dict[str, str]:
+    """The export op's inputs, one per table it reads (a multiple export's: table_<name>)."""
+    if not template.parts:
+        return {"table": template.source.table}
+    return {f"table_{table}": table for table in template.tables}
 
 
 def location(outcome: ExportOutcome) -> dg.MetadataValue:
@@ -312,7 +326,9 @@ def location(outcome: ExportOutcome) -> dg.MetadataValue:
     required_resource_keys={"file_store", "campaign_db", "work_io_manager"},
 )
 @fails_clearly
-def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dict[str, Any]:
+def report_export(context: dg.OpExecutionContext, outcome: Any) -> dict[str, Any]:  # ExportOutcome or ExportsOutcome
+    if isinstance(outcome, ExportsOutcome):
+        return _report_exports(context, outcome)
     template = outcome.template
     context.log_event(
         dg.AssetObservation(
@@ -346,3 +362,27 @@ def report_export(context: dg.OpExecutionContext, outcome: ExportOutcome) -> dic
     set_status(context, "finished")
     remove_work_data(context)
     return {**summary, "status": "finished", "bytes": outcome.size, "sha256": outcome.sha256}
+
+
+def _report_exports(context: dg.OpExecutionContext, outcome: ExportsOutcome) -> dict[str, Any]:
+    """A multiple export: each table read observed, one materialization listing the files."""
+    template = outcome.template
+    names = [p.name for p in template.parts]
+    for table in template.tables:
+        read = [(n, o) for n, o in zip(names, outcome.parts) if o.template.source.table == table]
+        context.log_event(dg.AssetObservation(
+            asset_key=table_key(table), description=f"Read by {template.name} ({', '.join(n for n, _ in read)}).",
+            metadata={"rows_exported": sum(o.rows_exported for _, o in read)},
+        ))
+    files = "\n".join(
+        ["| part | file | rows | bytes | sha256 |", "|---|---|---:|---:|---|"]
+        + [f"| {n} | {o.location} | {o.rows_exported} | {o.size} | {o.sha256} |" for n, o in zip(names, outcome.parts)]
+    )
+    metadata = {"dagster/row_count": dg.MetadataValue.int(outcome.rows_exported), "files": dg.MetadataValue.md(files)}
+    context.log_event(dg.AssetMaterialization(asset_key=["outbox", template.name], description=f"Written by {template.name}.", metadata=metadata))
+    context.add_output_metadata({"rows_exported": outcome.rows_exported, "files": dg.MetadataValue.md(files)})
+    set_status(context, "finished")
+    remove_work_data(context)
+    parts = {n: {"rows_exported": o.rows_exported, "output_path": o.location, "bytes": o.size, "sha256": o.sha256}
+             for n, o in zip(names, outcome.parts)}
+    return {"rows_exported": outcome.rows_exported, "status": "finished", "parts": parts}

@@ -121,7 +121,11 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
             from campaign_pipelines.exporting.steps import preview_export
             from resources.campaign_db import get_engine
 
-            print(preview_export(template, get_engine(settings.db_url or default_db_url(), template.model), args.rows))
+            engine = get_engine(settings.db_url or default_db_url(), template.model)
+            for part in template.exports:
+                if template.parts:
+                    print(f"{part.name}: {part.destination.path}")
+                print(preview_export(part, engine, args.rows))
             return EXIT_OK
         import tempfile
 

@@ -33,11 +33,13 @@ class Delivery:
     work_dir: Path
     endpoint: Endpoint | None = None
     log: Callable[[str], None] = lambda _: None
+    # A part of a multiple export: in place only once every part is written.
+    with_others: bool = False
 
     @property
     def staged(self) -> bool:
-        """Written in the work folder first (encrypted, or delivered elsewhere)."""
-        return self.endpoint is not None or self.template.destination.encrypt is not None
+        """Written in the work folder first (encrypted, delivered elsewhere, or waiting for other parts)."""
+        return self.with_others or self.endpoint is not None or self.template.destination.encrypt is not None
 
     @property
     def where(self) -> str:
@@ -50,7 +52,7 @@ class Delivery:
         if not self.staged:
             return resolve_data_path(self.data_root, self.name, what="output")
         name = PurePosixPath(self.endpoint.inside(self.name, what="output") if self.endpoint else self.name).name
-        path = self.work_dir / "outgoing" / name
+        path = self.work_dir / "outgoing" / self.template.name / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -151,6 +151,42 @@ def _copy_frames(conn: sa.Connection, query: sa.Select, columns: ExportColumns) 
         yield frame
 
 
+@dataclass(frozen=True)
+class ExportsOutcome:
+    """A multiple export's files, written from one snapshot."""
+
+    template: ExportTemplate
+    parts: list[ExportOutcome]
+
+    @property
+    def rows_exported(self) -> int:
+        return sum(p.rows_exported for p in self.parts)
+
+
+def _write(conn: sa.Connection, template: ExportTemplate, path: Path, run_id: str, window: Any, progress: Progress | None) -> tuple[ExportWriter, Any, Any]:
+    """Query and write one file on `conn`: (its writer, the watermark read, the newest value seen)."""
+    differential = template.source.differential.column if template.source.differential and window is None else None
+    columns = ExportColumns(template)
+    newest = None
+    since = read_watermark(conn, template) if differential else None
+    with ExportWriter(template, columns, path, run_id) as writer:
+        for frame in _frames(conn, build_select(template, since, window=window, columns=columns), columns):
+            if differential and frame.height:
+                chunk_max = frame[columns.watermark].max()
+                newest = chunk_max if newest is None or chunk_max > newest else newest
+            writer.write(format_rows(frame, template, columns))
+            if progress is not None:
+                progress.update(writer.rows, None)
+        if progress is not None:
+            progress.finish()
+    return writer, since, newest
+
+
+def _delivered(template: ExportTemplate, path: Path, writer: ExportWriter, since: Any, newest: Any, deliver: Any) -> ExportOutcome:
+    done = deliver(path, writer.size, writer.sha256) if deliver is not None else Delivered(path, None, writer.size, writer.sha256)
+    return ExportOutcome(template, done.path, writer.rows, done.size, done.sha256, since, newest if newest is not None else since, done.uri)
+
+
 def run_export(
     template: ExportTemplate,
     engine: sa.Engine,
@@ -166,27 +202,46 @@ def run_export(
     does not disturb the nightly differential. `deliver` (deliver.Delivery) encrypts, delivers
     and marks the finished file, before the watermark moves."""
     now = now or dt.datetime.now(dt.UTC)
-    differential = template.source.differential.column if template.source.differential and window is None else None
-    columns = ExportColumns(template)
-    newest = None
     with engine.connect() as conn:
-        since = read_watermark(conn, template) if differential else None
-        with ExportWriter(template, columns, path, run_id) as writer:
-            for frame in _frames(conn, build_select(template, since, window=window, columns=columns), columns):
-                if differential and frame.height:
-                    chunk_max = frame[columns.watermark].max()
-                    newest = chunk_max if newest is None or chunk_max > newest else newest
-                writer.write(format_rows(frame, template, columns))
-                if progress is not None:
-                    progress.update(writer.rows, None)
-            if progress is not None:
-                progress.finish()
-    done = deliver(path, writer.size, writer.sha256) if deliver is not None else Delivered(path, None, writer.size, writer.sha256)
+        writer, since, newest = _write(conn, template, path, run_id, window, progress)
+    outcome = _delivered(template, path, writer, since, newest, deliver)
     # The file is complete and in place: only now may the watermark move.
-    if differential and newest is not None:
+    if newest is not None:
         with engine.begin() as conn:
             write_watermark(conn, template, newest, run_id, now)
-    return ExportOutcome(template, done.path, writer.rows, done.size, done.sha256, since, newest if newest is not None else since, done.uri)
+    return outcome
+
+
+def run_exports(
+    template: ExportTemplate,
+    engine: sa.Engine,
+    paths: list[Path],
+    run_id: str,
+    now: dt.datetime | None = None,
+    deliveries: list[Callable[[Path, int, str], Delivered]] | None = None,
+) -> ExportsOutcome:
+    """A multiple export: every part's query in one read transaction (PostgreSQL:
+    REPEATABLE READ; SQLite: one transaction, one snapshot), so the files agree with each
+    other whoever writes meanwhile. Each file is written whole; the parts' files are
+    delivered once all are written, and only then do their watermarks move."""
+    now = now or dt.datetime.now(dt.UTC)
+    parts = template.exports
+    written = []
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            for part, path in zip(parts, paths, strict=True):
+                written.append(_write(conn, part, path, run_id, None, None))
+    outcomes = [
+        _delivered(part, path, *result, deliver)
+        for part, path, result, deliver in zip(parts, paths, written, deliveries or [None] * len(parts), strict=True)
+    ]
+    with engine.begin() as conn:
+        for part, (_, _, newest) in zip(parts, written, strict=True):
+            if newest is not None:
+                write_watermark(conn, part, newest, run_id, now)
+    return ExportsOutcome(template, outcomes)
 
 
 def preview_export(template: ExportTemplate, engine: sa.Engine, rows: int) -> pl.DataFrame:

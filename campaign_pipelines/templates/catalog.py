@@ -72,6 +72,8 @@ class Catalog:
 
 def endpoints_of(template: Template) -> list[tuple[str, str]]:
     """(key, endpoint name) of each endpoint the template names."""
+    if isinstance(template, ExportTemplate) and template.parts:
+        return [(f"parts[{i}].destination.endpoint", p.destination.endpoint) for i, p in enumerate(template.parts) if p.destination.endpoint]
     if isinstance(template, ExportTemplate):
         return [("destination.endpoint", template.destination.endpoint)] if template.destination.endpoint else []
     named = [("source.endpoint", template.source.endpoint)] if template.source.endpoint else []

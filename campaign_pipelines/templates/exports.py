@@ -7,13 +7,14 @@ import datetime as dt
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
-    NAME_PATTERN, Encrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
+    format_validation_error, NAME_PATTERN, Encrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
     _one_character, _timezone, check_conditions, check_pattern, data_model,
 )
+from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.templates.grouping import AGGREGATES, aggregate_field, check_grouping, group_keys, grouped
 from campaign_pipelines.templates.paths import collection_path, follow, label_key, value_parts
 from campaign_pipelines.text import scalar_text
@@ -238,16 +239,45 @@ class Destination(Model):
         return self
 
 
+class ExportPart(Model):
+    """One file of a multiple export: its own query and destination."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    source: ExportSource
+    destination: Destination
+
+
 class ExportTemplate(Launchable):
     launch_keys: ClassVar[dict[str, tuple[str, str]]] = EXPORT_LAUNCH_KEYS
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
     kind: Literal["export"]
     label: str | None = None
     description: str | None = None
-    source: ExportSource
-    destination: Destination
+    # One file: source and destination. Several files from one snapshot: parts (and
+    # these stay None: typed without None so that a schema's errors name the exact key).
+    source: ExportSource = None  # type: ignore[assignment]
+    destination: Destination = None  # type: ignore[assignment]
+    parts: list[ExportPart] = []
     schedule: Schedule | None = None
     partitions: Partitions | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_parts(cls, data: Any, info: ValidationInfo) -> Any:
+        """Each part is checked as the one-file export it would be, its errors named
+        parts[i].…: the same rules, one place."""
+        if not isinstance(data, dict) or not isinstance(data.get("parts"), list):
+            return data
+        for i, part in enumerate(data["parts"]):
+            if not isinstance(part, dict):
+                continue  # the field's own validation says what a part is
+            single = {"name": data.get("name", "export"), "kind": "export",
+                      **{k: part[k] for k in ("source", "destination") if k in part}}
+            try:
+                cls.model_validate(single, context=info.context)
+            except ValidationError as exc:
+                raise ValueError("; ".join(f"parts[{i}].{error}" for error in format_validation_error(exc).split("; "))) from None
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -276,6 +306,10 @@ class ExportTemplate(Launchable):
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> "ExportTemplate":
         self._model = model = data_model(info)
+        if self.parts:
+            return self._consistent_parts()
+        if self.source is None or self.destination is None:
+            raise ValueError("give source and destination (one file), or parts (several files from one snapshot)")
         spec = model.table(self.source.table)
         for i, column in enumerate(self.source.columns):
             kind = column_kind(model, spec, column, f"source.columns[{i}]")
@@ -336,6 +370,53 @@ class ExportTemplate(Launchable):
             if column not in spec.field_names or spec.field(column).kind not in ("timestamp", "date"):
                 raise ValueError(f"partitions.daily.column: {column!r} must be a timestamp or date column of {spec.name}")
         return self
+
+    def _consistent_parts(self) -> "ExportTemplate":
+        if self.source is not None or self.destination is not None:
+            raise ValueError("parts: a multiple export's source and destination are its parts'; remove the top-level ones")
+        if self.partitions is not None:
+            raise ValueError("partitions: a multiple export runs whole (each part's differential picks its rows)")
+        for what, values in (("name", [p.name for p in self.parts]), ("destination.path", [p.destination.path for p in self.parts])):
+            if len(set(values)) != len(values):
+                raise ValueError(f"parts: two parts have the {what} {next(v for v in values if values.count(v) > 1)!r}")
+        return self
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "ExportTemplate":
+        if not self.parts:
+            return super().with_overrides(overrides)
+        unknown = [k for k in overrides if k != "limit"]
+        if unknown:
+            raise TemplateError(f"launch config for {self.name}: a multiple export takes limit only, not {', '.join(unknown)}")
+        data = self.model_dump(by_alias=True, exclude_unset=True)
+        if "limit" in overrides:
+            for part in data["parts"]:
+                part["source"]["limit"] = overrides["limit"]
+        try:
+            return type(self).parse(data, self.model)
+        except ValidationError as exc:
+            raise TemplateError(f"launch config for {self.name}: {format_validation_error(exc)}") from None
+
+    def launch_values(self) -> dict[str, Any]:
+        if not self.parts:
+            return super().launch_values()
+        limits = {p.source.limit for p in self.parts}
+        return {"limit": limits.pop() if len(limits) == 1 else None}
+
+    @property
+    def exports(self) -> list["ExportTemplate"]:
+        """The one-file exports the template runs: itself, or one per part, named
+        <template>.<part> (the part's differential watermark is kept under that name)."""
+        if not self.parts:
+            return [self]
+        return [
+            self.model_copy(update={"name": f"{self.name}.{p.name}", "source": p.source, "destination": p.destination, "parts": []})
+            for p in self.parts
+        ]
+
+    @property
+    def tables(self) -> list[str]:
+        """The tables it reads, in part order."""
+        return list(dict.fromkeys(t.source.table for t in self.exports))
 
     @property
     def partition_column(self) -> str | None:
