@@ -127,3 +127,13 @@ def test_a_multiple_export_is_checked_part_by_part(shop_model):  # noqa: F811
         parse_template(yaml.safe_dump(text), "nightly.yaml", model)
     with pytest.raises(TemplateError, match=r"give source and destination \(one file\), or parts"):
         parse_template(yaml.safe_dump({"name": "x", "kind": "export"}), "x.yaml", model)
+
+
+def test_a_preview_shows_each_parts_first_rows(shop, capsys):  # noqa: F811
+    from campaign_pipelines.cli import main
+
+    shop.template(multiple(PARTS[:2]))
+    assert main(["templates", "preview", "nightly", "--rows", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "customers: outbox/customers.csv" in out and "orders: outbox/orders.parquet" in out
+    assert "ann@x.org" in out and "P2" in out and "P3" not in out
