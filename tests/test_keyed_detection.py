@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from campaign_pipelines.cli import main
 from campaign_pipelines.detect import detect
+from tests.test_templates_new import run_cli
 
 PEOPLE = [
     {"contact": {"email": "ann@x.org", "first_name": "Ann"}, "nom": "Lee", "seen": "2024-03-05T10:15:30Z", "dob": "17/05/1990"},
@@ -33,12 +33,6 @@ PEOPLE_XML = """<?xml version="1.0"?>
   </people>
 </export>
 """
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -64,6 +64,16 @@ def reasons(campaign, result) -> dict[int, str]:
     return {r["line_number"]: r["reason"] for r in rows if r["run_id"] == result.run_id}
 
 
+def fails_in_one_sentence(campaign, message: str) -> None:
+    """Run `load`: it fails with one sentence matching `message`, and the purchases are unchanged."""
+    before = purchases(campaign)
+    result = campaign.run("load")
+    assert not result.success
+    assert re.search(message, result.error), result.error
+    assert "\n" not in result.error and "Traceback" not in result.error
+    assert purchases(campaign) == before
+
+
 def rejects_file(campaign, result):
     (path,) = [p for p in (campaign.data_dir / "rejects").rglob(f"{result.run_id}.*") if not p.name.endswith(".reasons.csv")]
     return path
@@ -161,13 +171,9 @@ def test_a_json_array_under_a_key_path_with_its_rejects_file_in_the_same_shape(s
 )
 def test_a_json_document_that_cannot_be_read_fails_in_one_sentence_and_loads_nothing(shop, content, records, message):  # noqa: F811
     shop.file("in/orders.json", content)
-    before = purchases(shop)
     source = {"records": records} if records else {}
-    result = run_import(shop, import_yaml("in/orders.json", "json", [{"source": "order_id", "target": "order_id"}], **source))
-    assert not result.success
-    assert re.search(message, result.error), result.error
-    assert "\n" not in result.error and "Traceback" not in result.error
-    assert purchases(shop) == before
+    shop.template(import_yaml("in/orders.json", "json", [{"source": "order_id", "target": "order_id"}], **source))
+    fails_in_one_sentence(shop, message)
 
 
 def test_an_empty_json_array_is_an_empty_delta(shop):  # noqa: F811
