@@ -1,6 +1,7 @@
 """Read a whole-document file — a JSON array, a Parquet file — into the same Arrow batches
 as a text file: `__line` (here the record's 1-based number), `__text` (the record as one
-line of compact JSON: what a reject shows), then one column per mapped key path.
+line of compact JSON: what a reject shows; a Parquet row's values as an array, in its
+columns' order), then one column per mapped key path.
 
 Both stream: ijson's C parser yields one record at a time, pyarrow reads a Parquet file
 batch by batch and only the columns the template maps. A document that cannot be read
@@ -203,8 +204,7 @@ class ParquetReader(DocumentReader):
                 number += batch.num_rows
                 self.bytes_seen = size * number // total
                 columns = [typed.carried(_column(batch, path)) for path in self.layout.columns]
-                texts = pl.from_arrow(pa.RecordBatch.from_arrays([typed.carried(c) for c in batch.columns], names=needed))
-                text = texts.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_arrow()
+                text = _json_rows(pl.from_arrow(pa.RecordBatch.from_arrays([typed.carried(c) for c in batch.columns], names=needed)))
                 self.consumed = number
                 yield pa.RecordBatch.from_arrays([numbers, pc.cast(text, pa.string()), *columns],
                                                  names=[LINE, TEXT, *self.layout.columns]), numbers
@@ -236,6 +236,18 @@ class ParquetReader(DocumentReader):
                 raise CampaignError(f"file {self.path}: {why} (columns[{i}]).")
             needed.append(head)
         return list(dict.fromkeys(needed))
+
+
+def _json_rows(frame: pl.DataFrame) -> pa.Array:
+    """Each row as a JSON array of its values, in column order: a Parquet record's text,
+    shorter than an object (every step carries it) and typed back by its schema."""
+    values = []
+    for name in frame.columns:
+        encoded = pl.struct(pl.col(name)).struct.json_encode()  # {"name":value}
+        prefix = len(pl.select(pl.struct(pl.lit(None).alias(name)).struct.json_encode()).item()) - len("null}")
+        values.append(encoded.str.slice(prefix, encoded.str.len_chars() - prefix - 1))
+    row = pl.concat_str([pl.lit("["), pl.concat_str(values, separator=","), pl.lit("]")])
+    return frame.select(row.alias("text")).to_series().to_arrow()
 
 
 def _column(batch: pa.RecordBatch, path: str) -> pa.Array:

@@ -67,8 +67,8 @@ def write_rejected_records(
             out.write((line or "") + "\n")
 
 
-def _typed_row(row: dict[str, Any], schema: pa.Schema) -> dict[str, Any]:
-    return {f.name: _typed(row.get(f.name), f.type) for f in schema}
+def _typed_row(row: list[Any], schema: pa.Schema) -> dict[str, Any]:
+    return {f.name: _typed(value, f.type) for f, value in zip(schema, row, strict=True)}
 
 
 def _typed(value: Any, kind: pa.DataType) -> Any:
