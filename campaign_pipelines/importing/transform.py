@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from campaign_pipelines.errors import CampaignError
-from campaign_pipelines.importing import typed
+from campaign_pipelines.importing import typed as typed_columns
 from campaign_pipelines.importing.filter import source_filter
 from campaign_pipelines.importing.read import LINE, TEXT
 from campaign_pipelines.importing.rejects import RejectWriter
@@ -170,8 +170,8 @@ class Mapper:
             raw = pl.col(str(m.source))
             dtype = frame.schema[str(m.source)]
             if dtype != pl.Utf8:  # a typed column (Parquet)
-                if m.remap is None and typed.direct(dtype, f):
-                    value, bad = typed.convert(raw, dtype, f, m.timezone)
+                if m.remap is None and typed_columns.direct(dtype, f):
+                    value, bad = typed_columns.convert(raw, dtype, f, m.timezone)
                     values.append(self._on_error(m, f, value, bad, raw.cast(pl.Utf8), failures))
                     continue
                 raw = raw.cast(pl.Utf8)  # exact text (12.30), then as any text value
