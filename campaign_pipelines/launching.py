@@ -155,7 +155,7 @@ def run_outcome(instance: dg.DagsterInstance, run_id: str, template: Template) -
     exporting = isinstance(template, ExportTemplate)
     if succeeded:
         metadata = materialized.get(exports_key(template.name) if exporting else imports_key(template.name), {})
-        keys = ("rows_exported", "output_path", "bytes", "sha256") if exporting else ("rows_read", *COUNT_KEYS, "links_created")
+        keys = ("rows_exported", "output_path", "bytes", "sha256", "parts") if exporting else ("rows_read", *COUNT_KEYS, "links_created")
         payload.update({k: metadata[k].value for k in keys if k in metadata})
     else:
         payload["error"] = failure_message(instance, run_id)

@@ -380,9 +380,11 @@ def _report_exports(context: dg.OpExecutionContext, outcome: ExportsOutcome) -> 
     )
     metadata = {"dagster/row_count": dg.MetadataValue.int(outcome.rows_exported), "files": dg.MetadataValue.md(files)}
     context.log_event(dg.AssetMaterialization(asset_key=["outbox", template.name], description=f"Written by {template.name}.", metadata=metadata))
-    context.add_output_metadata({"rows_exported": outcome.rows_exported, "files": dg.MetadataValue.md(files)})
-    set_status(context, "finished")
-    remove_work_data(context)
     parts = {n: {"rows_exported": o.rows_exported, "output_path": o.location, "bytes": o.size, "sha256": o.sha256}
              for n, o in zip(names, outcome.parts)}
+    context.add_output_metadata(
+        {"rows_exported": outcome.rows_exported, "files": dg.MetadataValue.md(files), "parts": dg.MetadataValue.json(parts)}
+    )
+    set_status(context, "finished")
+    remove_work_data(context)
     return {"rows_exported": outcome.rows_exported, "status": "finished", "parts": parts}

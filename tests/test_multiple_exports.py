@@ -137,3 +137,14 @@ def test_a_preview_shows_each_parts_first_rows(shop, capsys):  # noqa: F811
     out = capsys.readouterr().out
     assert "customers: outbox/customers.csv" in out and "orders: outbox/orders.parquet" in out
     assert "ann@x.org" in out and "P2" in out and "P3" not in out
+
+
+def test_the_cli_says_each_parts_file(shop, capsys):  # noqa: F811
+    from campaign_pipelines.cli import main
+
+    shop.template(multiple(PARTS[:2]))
+    assert main(["run", "nightly", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["status"] == "finished" and payload["rows_exported"] == 8
+    assert payload["parts"]["orders"]["output_path"].endswith("outbox/orders.parquet")
+    assert payload["parts"]["customers"]["rows_exported"] == 3 and len(payload["parts"]["customers"]["sha256"]) == 64
