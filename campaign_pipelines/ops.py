@@ -365,7 +365,8 @@ def report_export(context: dg.OpExecutionContext, outcome: Any) -> dict[str, Any
 
 
 def _report_exports(context: dg.OpExecutionContext, outcome: ExportsOutcome) -> dict[str, Any]:
-    """A multiple export: each table read observed, one materialization listing the files."""
+    """A multiple export: each table read observed, the outbox materialized with a table of
+    the files (the run's output keeps each part's figures and SHA-256, for the CLI)."""
     template = outcome.template
     names = [p.name for p in template.parts]
     for table in template.tables:
@@ -375,16 +376,14 @@ def _report_exports(context: dg.OpExecutionContext, outcome: ExportsOutcome) -> 
             metadata={"rows_exported": sum(o.rows_exported for _, o in read)},
         ))
     files = "\n".join(
-        ["| part | file | rows | bytes | sha256 |", "|---|---|---:|---:|---|"]
-        + [f"| {n} | {o.location} | {o.rows_exported} | {o.size} | {o.sha256} |" for n, o in zip(names, outcome.parts)]
+        ["| rows | bytes | part | file |", "|---:|---:|---|---|"]
+        + [f"| {o.rows_exported} | {o.size} | {n} | {o.location} |" for n, o in zip(names, outcome.parts)]
     )
     metadata = {"dagster/row_count": dg.MetadataValue.int(outcome.rows_exported), "files": dg.MetadataValue.md(files)}
     context.log_event(dg.AssetMaterialization(asset_key=["outbox", template.name], description=f"Written by {template.name}.", metadata=metadata))
     parts = {n: {"rows_exported": o.rows_exported, "output_path": o.location, "bytes": o.size, "sha256": o.sha256}
              for n, o in zip(names, outcome.parts)}
-    context.add_output_metadata(
-        {"rows_exported": outcome.rows_exported, "files": dg.MetadataValue.md(files), "parts": dg.MetadataValue.json(parts)}
-    )
+    context.add_output_metadata({"rows_exported": outcome.rows_exported, "parts": dg.MetadataValue.json(parts)})
     set_status(context, "finished")
     remove_work_data(context)
     return {"rows_exported": outcome.rows_exported, "status": "finished", "parts": parts}
