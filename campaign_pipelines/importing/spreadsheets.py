@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pyarrow as pa
 import python_calamine
 
@@ -203,6 +202,8 @@ def _cell(value: Any) -> Any:
 def write_rejected_rows(source: Any, rows: list[str], path: Any) -> None:
     """A workbook of the rows above the data (skipped rows, header) and the rejected rows,
     on the sheet the template reads (its name, or its position after empty sheets)."""
+    import openpyxl  # 70 ms to import: only a run with rejects of a workbook pays it
+
     workbook = openpyxl.Workbook(write_only=True)
     if isinstance(source.sheet, int):
         for n in range(1, source.sheet):
