@@ -65,6 +65,16 @@ class AccountingError(RuntimeError):
 # -- measuring -----------------------------------------------------------------------
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot: /proc/stat's first line,
+    every state but idle and iowait, summed over the cores (0.0 where there is none)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(cmd: list[str], env: dict[str, str], out: Path, stdin: Path | None = None,
             server: figures.ServerWindow | None = None) -> dict:
     """Run one child; wall seconds, peak RSS (bytes), CPU seconds of its tree, exit code,
@@ -80,6 +90,7 @@ def measure(cmd: list[str], env: dict[str, str], out: Path, stdin: Path | None =
     if server:
         server.start()
     with open(stdout, "wb") as so, open(stderr, "wb") as se, open(stdin or os.devnull, "rb") as si:
+        busy_before = machine_busy_seconds()
         started = time.perf_counter()
         proc = subprocess.Popen(timed, env=env, stdout=so, stderr=se, stdin=si)
         peak_tree = 0
@@ -109,6 +120,7 @@ def measure(cmd: list[str], env: dict[str, str], out: Path, stdin: Path | None =
         poller.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
+        busy = machine_busy_seconds() - busy_before
         done.set()
         poller.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -121,6 +133,7 @@ def measure(cmd: list[str], env: dict[str, str], out: Path, stdin: Path | None =
     return {
         "seconds": seconds,
         "cpu_s": usage.ru_utime + usage.ru_stime,
+        "machine_busy_s": busy,  # every core's busy CPU seconds from spawn to exit (/proc/stat)
         **(server.stop() if server else {}),
         "peak_rss": max(maxrss, peak_tree),
         "peak_rss_largest_process": maxrss,
@@ -586,6 +599,10 @@ def write_results_md(path: Path) -> None:
     if (RESULTS_DIR / "purchases.json").exists():  # each part's own command
         parts = json.loads((RESULTS_DIR / "purchases.json").read_text())
         lines += sorted({p["command"] for p in parts.values() if isinstance(p, dict) and p.get("command")})
+    for saved in sorted(RESULTS_DIR.glob("formats_*.json")):  # bench/formats.py, one file per size
+        command = json.loads(saved.read_text()).get("command")
+        if command and command not in lines:
+            lines.append(command)
     lines += [
         "```",
         "",
@@ -627,6 +644,10 @@ def write_results_md(path: Path) -> None:
     for section in ("export.md", "purchases.md"):  # written by bench/export.py, bench/purchases.py
         if (RESULTS_DIR / section).exists():
             lines += [(RESULTS_DIR / section).read_text().strip(), ""]
+    import formats  # bench/formats.py: its section, from every saved formats_*.json
+
+    if section := formats.render_saved():
+        lines += [section.strip(), ""]
     notes = BENCH / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]
