@@ -54,10 +54,10 @@ import generate  # noqa: E402
 import run  # noqa: E402
 from purchases import code_fingerprint  # noqa: E402
 
-FORMATS = ("csv", "jsonl", "json", "parquet")
+FORMATS = ("csv", "jsonl", "json", "parquet", "xml")
 TEMPLATES = {"csv": "bench_recipients", "jsonl": "bench_recipients_jsonl", "json": "bench_recipients_json",
-             "parquet": "bench_recipients_parquet"}
-LABEL = {"csv": "CSV", "jsonl": "JSON Lines", "json": "JSON array", "parquet": "Parquet"}
+             "parquet": "bench_recipients_parquet", "xml": "bench_recipients_xml"}
+LABEL = {"csv": "CSV", "jsonl": "JSON Lines", "json": "JSON array", "parquet": "Parquet", "xml": "XML"}
 SCHEMA = "bench_formats"
 ROW_GROUP = 131_072
 CONVERT_VERSION = 1  # bump when the converted bytes change
@@ -102,6 +102,8 @@ def convert(csv_path: Path, manifest: dict, formats: list[str]) -> dict[str, dic
         out.update(_write_json(csv_path, {f: target(f) for f in json_todo}))
     if "parquet" in todo:
         out["parquet"] = _write_parquet(csv_path, target("parquet"))
+    if "xml" in todo:
+        out["xml"] = _write_xml(csv_path, target("xml"))
     for fmt in todo:
         info = {"version": CONVERT_VERSION, "csv_bytes": manifest["bytes"], "csv_rows": manifest["rows"],
                 "file": str(target(fmt)), **out[fmt], "bytes": target(fmt).stat().st_size}
@@ -154,6 +156,27 @@ def _write_json(csv_path: Path, targets: dict[str, Path]) -> dict[str, dict]:
     for fmt, path in targets.items():
         tmp[fmt].replace(path)
     return {fmt: {"records": records, "not_objects": not_objects, "dropped": 0} for fmt in targets}
+
+
+def _write_xml(csv_path: Path, path: Path) -> dict:
+    """`<recipients>`, one `<r>` per row, each field a child element named by its title, text
+    escaped; a ragged row's fields as `<field>` elements (no e-mail: rejected, as the CSV
+    reader rejects the ragged line)."""
+    from xml.sax.saxutils import escape
+
+    tmp = path.with_name(path.name + ".tmp")
+    records = 0
+    with open(csv_path, encoding="utf-8", newline="") as source, open(tmp, "w", encoding="utf-8") as out:
+        reader = csv.reader(source)
+        header = next(reader)
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<recipients>\n')
+        for fields in reader:
+            records += 1
+            names = header if len(fields) == len(header) else ["field"] * len(fields)
+            out.write("<r>" + "".join(f"<{n}>{escape(v)}</{n}>" for n, v in zip(names, fields)) + "</r>\n")
+        out.write("</recipients>\n")
+    tmp.replace(path)
+    return {"records": records, "not_objects": 0, "dropped": 0}
 
 
 def _write_parquet(csv_path: Path, path: Path) -> dict:
@@ -364,7 +387,7 @@ def target_lines(saved: dict[int, dict]) -> list[str]:
     one = saved.get(1_000_000)
     if one:
         summary = one["summary"]
-        for fmt, limit in (("jsonl", 1.5), ("parquet", 1.0)):
+        for fmt, limit in (("jsonl", 1.5), ("parquet", 1.0), ("xml", 2.5)):
             r = summary.get(fmt, {}).get("ratio", {})
             if "seconds" in r and "cpu_s" in r:
                 w, c = r["seconds"], r["cpu_s"]
@@ -447,7 +470,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000], help="one or more sizes (default 1000000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per size, formats interleaved (default 3)")
-    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated: csv, jsonl, json, parquet")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated: csv, jsonl, json, parquet, xml")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--no-save", action="store_true", help="print only; do not write bench/results or RESULTS.md")
     parser.add_argument("--render", action="store_true", help="measure nothing: rewrite RESULTS.md from the saved results")
