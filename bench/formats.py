@@ -228,10 +228,10 @@ def _write_parquet(csv_path: Path, path: Path) -> dict:
 
 def run_format(args: argparse.Namespace, fmt: str, path: Path, rows: int, round_number: int) -> dict:
     """bench/run.py's "ours" first load on PostgreSQL, with this format's template and file."""
-    run.prepare_pg(args, SCHEMA, "first")
+    run.prepare_pg(args, args.schema, "first")
     env = {
         **os.environ,
-        "CAMPAIGN_DB_URL": run.pg_url(args, SCHEMA),
+        "CAMPAIGN_DB_URL": run.pg_url(args, args.schema),
         "CAMPAIGN_DATA_DIR": str(args.work / "data"),
         "CAMPAIGN_TEMPLATES_DIR": str(run.TEMPLATES_DIR),
         "DAGSTER_HOME": str(args.home),
@@ -257,8 +257,8 @@ def run_format(args: argparse.Namespace, fmt: str, path: Path, rows: int, round_
     m["events"] = figures.events_stored(payload["run_id"], env["DAGSTER_HOME"])
     # Untimed: the stored values, to compare formats; then what run.py does after a case.
     m["stored_hash"] = run.psql(args, f"SELECT count(*) || ':' || md5(string_agg(concat_ws('|', {STORED}), E'\\n' "
-                                      f"ORDER BY email)) FROM recipient", SCHEMA)
-    run.psql(args, f'VACUUM (ANALYZE) {SCHEMA}."recipient"')
+                                      f"ORDER BY email)) FROM recipient", args.schema)
+    run.psql(args, f'VACUUM (ANALYZE) {args.schema}."recipient"')
     return m
 
 
@@ -474,6 +474,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--no-save", action="store_true", help="print only; do not write bench/results or RESULTS.md")
     parser.add_argument("--render", action="store_true", help="measure nothing: rewrite RESULTS.md from the saved results")
+    parser.add_argument("--schema", default=SCHEMA, help=f"PostgreSQL schema of the runs, dropped at the end (default {SCHEMA}); "
+                        "two benches at once need two schemas and two --work folders (the Dagster home is made afresh)")
     parser.add_argument("--pg-host", default="127.0.0.1")
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-user", default="postgres")
@@ -585,7 +587,7 @@ def main() -> int:
                 run.RESULTS_DIR.mkdir(exist_ok=True)
                 (run.RESULTS_DIR / f"formats_{rows}.json").write_text(json.dumps(data, indent=2, default=str))
     finally:
-        run.psql(args, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        run.psql(args, f"DROP SCHEMA IF EXISTS {args.schema} CASCADE")
     if not args.no_save and results:
         run.write_results_md(BENCH / "RESULTS.md")
         print("\n".join(target_lines({json.loads(f.read_text())["rows"]: json.loads(f.read_text())
