@@ -62,6 +62,7 @@ SCHEMA = "bench_formats"
 ROW_GROUP = 131_072
 CONVERT_VERSION = 1  # bump when the converted bytes change
 WORK = Path("/tmp/campaign-bench")
+BUSY_OTHER_CPU_S = 2.0  # other CPU s (the rest of the machine over a run) above which a round shared the cores
 COUNT_KEYS = ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_ignored", "rows_rejected")
 # The stored values every format must produce alike (not the generated id or the times).
 STORED = ("email, first_name, last_name, birth_date, gender, mobile_phone, country_code, city, postal_code, "
@@ -395,6 +396,12 @@ def target_lines(saved: dict[int, dict]) -> list[str]:
                            f"(rounds {', '.join(f'{x:.2f}' for x in w['rounds'])}) — {verdict(w['of_medians'] <= limit)}; "
                            f"our CPU {c['of_medians']:.2f} × (rounds {', '.join(f'{x:.2f}' for x in c['rounds'])}) — "
                            f"{verdict(c['of_medians'] <= limit)}")
+        # A verdict on wall time means little while something else used the cores.
+        busy = {f: summary[f]["other_cpu_s"]["median"] for f in summary if "other_cpu_s" in summary[f]}
+        if busy and max(busy.values()) > BUSY_OTHER_CPU_S:
+            out.append("- The machine was busy during these rounds (other CPU s, medians: "
+                       + ", ".join(f"{LABEL[f]} {v:.1f}" for f, v in busy.items())
+                       + "; about 0.4 on a quiet machine): the wall ratios are weak evidence, the CPU ratios less so.")
     sizes = sorted(saved)
     if len(sizes) > 1:
         formats = [f for f in FORMATS if any(f in saved[n]["summary"] for n in sizes)]
