@@ -40,7 +40,7 @@ from psycopg.copy import QueuedLibpqWriter  # noqa: E402
 import generate  # noqa: E402
 from run import code_commit  # noqa: E402
 import schemas  # noqa: E402
-from campaign_pipelines.importing import read, reconcile, steps, transform, validate  # noqa: E402
+from campaign_pipelines.importing import merge, read, reconcile, steps, transform, validate  # noqa: E402
 from campaign_pipelines.templates import parse_template  # noqa: E402
 
 TIMES: dict[str, float] = defaultdict(float)
@@ -119,18 +119,18 @@ PATCHES = [
     (validate.Validator, "_require_keys", "validate/_require_keys", False),
     (steps, "early_failure", "validate/early_failure (reads the rejects so far)", False),
     (steps, "read_batches", "io/read Arrow IPC work files (read_batches)", True),
-    (steps, "reconcile_step", "reconcile", False),
+    (merge, "reconcile_step", "reconcile", False),
     (reconcile, "_csv", "stage/CSV encode of the valid rows (pyarrow, per frame)", False),
     (QueuedLibpqWriter, "finish", "stage/wait for the COPY to finish (the part not overlapped)", False),
     (reconcile.Reconciler, "merge", "merge", False),
     (reconcile.Reconciler, "_apply", "merge/_apply (UPDATE, DELETE, INSERT … SELECT from the stage)", False),
     (reconcile.Reconciler, "_link_list_and_service", "merge/_link_list_and_service", False),
     (reconcile.Reconciler, "_result", "merge/_result (counts, reject rows)", False),
-    (steps, "read_rejects", "rejects/read_rejects (group + join reasons)", False),
-    (steps, "_texts_for", "rejects/_texts_for (original text of merge rejects)", False),
-    (steps, "reject_policy_failure", "rejects/reject_policy_failure", False),
-    (steps, "_record_rejects", "rejects/_record_rejects (COPY into import_reject)", False),
-    (steps, "write_rejects", "rejects/write_rejects (rejects file + reasons.csv)", False),
+    (merge, "read_rejects", "rejects/read_rejects (group + join reasons)", False),
+    (merge, "_texts_for", "rejects/_texts_for (original text of merge rejects)", False),
+    (merge, "reject_policy_failure", "rejects/reject_policy_failure", False),
+    (merge, "_record_rejects", "rejects/_record_rejects (COPY into import_reject)", False),
+    (merge, "write_rejects", "rejects/write_rejects (rejects file + reasons.csv)", False),
 ]
 
 
@@ -164,7 +164,7 @@ def one_import(template, csv: Path, engine: sa.Engine, work: Path, label: str) -
         state = steps.validate_step(state, session)  # stages the valid rows as it goes
         failure = steps.early_failure(state)
         assert failure is None, failure
-        outcome = steps.reconcile_step(state, session, f"profile-{label}", work / "rejects")
+        outcome = merge.reconcile_step(state, session, f"profile-{label}", work / "rejects")
     total = time.perf_counter() - started
     return {"total": total, "times": dict(TIMES), "calls": dict(CALLS), "summary": outcome.summary(),
             "status": outcome.status, "statements": list(STATEMENTS)}

@@ -22,6 +22,7 @@ import dagster as dg
 
 import schemas
 from campaign_pipelines.checks import IMPORT_CHECKS, table_checks
+from campaign_pipelines.drop_ops import read_part, reconcile_drop, report_drop
 from campaign_pipelines.launch import graph_config_mapping
 from campaign_pipelines.load_errors import load_error_metadata, table_load_errors
 from campaign_pipelines.names import exports_key, graph_name, imports_key, inbox_key, outbox_key, rejects_key, table_key
@@ -35,8 +36,10 @@ from resources.file_store import FileStore
 
 def inbox_pattern(template: ImportTemplate) -> str | None:
     """The glob of the files the template reads: its collector's, its daily path's, or its file."""
-    if template.collector:
-        return template.collector.watch
+    if template.collected_files:
+        return template.collected_files
+    if template.parts:  # the drop's folder, or the data folder
+        return f"{template.drop.folder}/*" if template.drop and template.drop.folder else None
     path = template.partition_path or template.source.path
     if not path:
         return None
@@ -68,15 +71,28 @@ def inbox_asset(template: ImportTemplate) -> dg.SourceAsset:
 def import_asset(template: ImportTemplate) -> dg.AssetsDefinition:
     name = template.name
     checks = [dg.AssetCheckSpec(check, asset=imports_key(name), description=text) for check, text in IMPORT_CHECKS.items()]
-    # The merge, in the target table's concurrency pool (ops.reconcile_into).
-    reconcile = reconcile_into(template.target.table).alias("reconcile")
+
+    def drop_steps(inbox):
+        """A multiple import: each part read, mapped and validated, then one merge of all."""
+        states = {
+            t.part_name: validate_rows.alias(f"validate_{t.part_name}")(map_columns.alias(f"map_{t.part_name}")(read_part(template, t)(inbox)))
+            for t in template.imports
+        }
+        return report_drop(reconcile_drop(template)(**states))
+
+    def file_steps(inbox):
+        # The merge, in the target table's concurrency pool (ops.reconcile_into).
+        reconcile = reconcile_into(template.target.table).alias("reconcile")
+        return report(reconcile(validate_rows(map_columns(read_file(template)(inbox)))))
+
+    tables = ", ".join(template.tables)
 
     @dg.graph_multi_asset(
         name=graph_name(name),
         outs={
             "result": dg.AssetOut(
                 key=imports_key(name),
-                description=f"{template.display_label}: the last load of {name} into {template.target.table} (its counts).",
+                description=f"{template.display_label}: the last load of {name} into {tables} (its counts).",
                 kinds={"python"},
             ),
             "rejects": dg.AssetOut(
@@ -93,7 +109,7 @@ def import_asset(template: ImportTemplate) -> dg.AssetsDefinition:
         group_name="imports",
     )
     def import_graph(inbox):
-        result, rejects, *check_results = report(reconcile(validate_rows(map_columns(read_file(template)(inbox)))))
+        result, rejects, *check_results = (drop_steps if template.parts else file_steps)(inbox)
         return {"result": result, "rejects": rejects} | {
             spec.get_python_identifier(): out for spec, out in zip(checks, check_results, strict=True)
         }
@@ -135,7 +151,8 @@ def table_specs(catalog: Catalog, model: schemas.DataModel) -> list[dg.AssetSpec
     writers: dict[str, list[dg.AssetKey]] = {}
     for name, template in sorted(catalog.templates.items()):
         if isinstance(template, ImportTemplate):
-            writers.setdefault(template.target.table, []).append(imports_key(name))
+            for table in template.tables:
+                writers.setdefault(table, []).append(imports_key(name))
     problems = table_load_errors(model.errors)
     specs = []
     for spec in model.tables.values():

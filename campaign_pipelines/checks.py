@@ -17,7 +17,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 import schemas
-from campaign_pipelines.importing.steps import COUNT_KEYS
+from campaign_pipelines.importing.outcome import COUNT_KEYS
 from campaign_pipelines.names import imports_key
 from campaign_pipelines.templates import ImportTemplate
 from resources.campaign_db import CampaignDatabase
@@ -34,7 +34,7 @@ def reject_rate(rows_rejected: int, rows_read: int) -> float:
 
 def import_check_results(template: ImportTemplate, summary: dict[str, int]) -> list[dg.AssetCheckResult]:
     """The checks of a loaded run, in IMPORT_CHECKS order."""
-    key = imports_key(template.name)
+    key = imports_key(template.asset_name)
     accounted = sum(summary.get(k, 0) for k in COUNT_KEYS)
     rate = reject_rate(summary["rows_rejected"], summary["rows_read"])
     warn = template.errors.warn_reject_rate
@@ -64,7 +64,7 @@ def import_check_results(template: ImportTemplate, summary: dict[str, int]) -> l
 def failed_run_checks(template: ImportTemplate, rows_rejected: int, rows_read: int, failure: str) -> list[dg.AssetCheckEvaluation]:
     """The checks of a run the reject policy failed: reject_rate an ERROR; lines_accounted
     passes, as every line was rejected or held back (nothing was written)."""
-    key = imports_key(template.name)
+    key = imports_key(template.asset_name)
     rate = reject_rate(rows_rejected, rows_read)
     return [
         dg.AssetCheckEvaluation(

@@ -10,14 +10,13 @@ never touched; work data no run of the instance knows ages by its folder's time.
 
 import datetime as dt
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
-from campaign_pipelines.importing.stage import RUN_STAGE_PREFIX, run_stage_name
+from campaign_pipelines.importing.stage import root_of_stage
 from campaign_pipelines.settings import Settings, parse_duration
 from resources.campaign_db import CampaignDatabase
 from resources.file_store import FileStore
@@ -33,12 +32,16 @@ class Removed:
     stage_tables: list[str] = field(default_factory=list)
 
 
-def stage_tables(engine: sa.Engine) -> dict[str, str]:
-    """The runs' stage tables by root run id (PostgreSQL; SQLite stages in temporary tables)."""
+def stage_tables(engine: sa.Engine) -> dict[str, list[str]]:
+    """The runs' stage tables by root run id (PostgreSQL; SQLite stages in temporary
+    tables): one, or a multiple import's one per part."""
     if engine.dialect.name != "postgresql":
         return {}
-    names = sa.inspect(engine).get_table_names()
-    return {str(uuid.UUID(n.removeprefix(RUN_STAGE_PREFIX))): n for n in names if n.startswith(RUN_STAGE_PREFIX)}
+    tables: dict[str, list[str]] = {}
+    for name in sorted(sa.inspect(engine).get_table_names()):
+        if (root := root_of_stage(name)) is not None:
+            tables.setdefault(root, []).append(name)
+    return tables
 
 
 def remove_run_work(data_dir: Path, engine: sa.Engine, root: str, work: WorkIOManager) -> Removed:
@@ -49,8 +52,7 @@ def remove_run_work(data_dir: Path, engine: sa.Engine, root: str, work: WorkIOMa
         shutil.rmtree(folder, ignore_errors=True)
         work.remove_shared(root)
         removed.folders.append(root)
-    if engine.dialect.name == "postgresql":
-        name = run_stage_name(root)
+    for name in stage_tables(engine).get(root, []):
         with engine.begin() as conn:
             if conn.scalar(sa.func.to_regclass(name)) is not None:
                 conn.exec_driver_sql(f'DROP TABLE "{name}"')

@@ -18,7 +18,8 @@ from campaign_pipelines.expected import expected_file_definitions
 from campaign_pipelines.jobs import build_job
 from campaign_pipelines.load_errors import unloadable_template_jobs
 from campaign_pipelines.schedules import build_schedule
-from campaign_pipelines.sensors import build_collector, cancelled_runs, failed_runs
+from campaign_pipelines.drop_collector import DropTick
+from campaign_pipelines.sensors import CollectorTick, build_collector, cancelled_runs, failed_runs
 from campaign_pipelines.settings import Settings
 from campaign_pipelines.templates import ImportTemplate, check_endpoints, load_catalog
 
@@ -45,7 +46,8 @@ def build_definitions(settings: Settings | None = None, placed: Sequence[tuple[s
         jobs=[*jobs.values(), *unloadable, cleanup_job],
         schedules=[*(build_schedule(t, jobs[name]) for name, t in catalog.templates.items() if t.schedule), cleanup_schedule],
         sensors=[
-            *(build_collector(t, jobs[name]) for name, t in catalog.templates.items() if t.kind == "import" and t.collector),
+            *(build_collector(t, jobs[name], DropTick if t.parts else CollectorTick)
+              for name, t in catalog.templates.items() if t.kind == "import" and t.collector),
             cancelled_runs,
             failed_runs,
         ],

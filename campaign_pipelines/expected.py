@@ -31,7 +31,7 @@ def arrival(template: ImportTemplate, expected: Expected, collected: int, waitin
     """The check's verdict on what arrived since midnight (in the expectation's timezone)."""
     collector = template.collector
     assert collector is not None
-    where = f" on the endpoint {template.source.endpoint}" if template.source.endpoint else ""
+    where = f" on the endpoint {template.endpoint}" if template.endpoint else ""
     metadata = {
         "collected_since_midnight": collected,
         "waiting_in_inbox": dg.MetadataValue.text(", ".join(waiting) or "none"),
@@ -56,7 +56,7 @@ def expected_file_check(template: ImportTemplate) -> dg.AssetChecksDefinition:
     collector = template.collector
     assert collector is not None and collector.expected is not None
     expected = collector.expected
-    endpoint = template.source.endpoint
+    endpoint = template.endpoint
 
     @dg.asset_check(
         asset=inbox_key(template.name),
@@ -73,7 +73,7 @@ def expected_file_check(template: ImportTemplate) -> dg.AssetChecksDefinition:
         waiting: list[str] = []
         unreachable = None
         try:
-            seen = open_inbox(endpoint, context.resources).candidates(collector.watch, collector.ready_marker, lambda *_: None)
+            seen = open_inbox(endpoint, context.resources).candidates(template.collected_files or collector.watch, collector.ready_marker, lambda *_: None)
             waiting = [s.name for s in seen]
         except CampaignError as exc:
             unreachable = str(exc)

@@ -9,6 +9,7 @@ import hashlib
 import os
 import posixpath
 import stat
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,17 @@ class LocalInbox:
         with (self.root / seen.name).open("rb") as f:
             return hashlib.file_digest(f, "sha256").hexdigest()
 
+    def read_text(self, seen: Seen) -> str:
+        """A small file's text (a drop's manifest)."""
+        return (self.root / seen.name).read_text(encoding="utf-8")
+
+    def tidy(self, folder: str) -> None:
+        """A drop's folder, once its files moved away: removed if nothing else is in it."""
+        try:
+            (self.root / folder).rmdir()
+        except OSError:
+            pass  # something else is there: left as it is
+
     def move(self, seen: Seen, folder: str, new_name: str, marker: str | None) -> str:
         target = resolve_data_path(self.root, folder, what="collector folder")
         target.mkdir(parents=True, exist_ok=True)
@@ -152,6 +164,15 @@ class EndpointInbox:
 
     def digest(self, seen: Seen) -> str:
         return self.endpoint.content_digest(seen.name)
+
+    def read_text(self, seen: Seen) -> str:
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(folder) / "file"
+            self.endpoint.spool(seen.name, local)
+            return local.read_text(encoding="utf-8")
+
+    def tidy(self, folder: str) -> None:
+        """A bucket has no folders; an SFTP server's drop folder stays (it may be the sender's)."""
 
     def move(self, seen: Seen, folder: str, new_name: str, marker: str | None) -> str:
         destination = posixpath.join(folder, new_name)

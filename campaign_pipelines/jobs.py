@@ -33,7 +33,9 @@ def build_job(template: Template, executor: str = "in_process") -> dg.Unresolved
 
 def report_node(template: Template) -> str:
     """The handle of the step whose `result` output holds the run's counts."""
-    return f"{graph_name(template.name)}.{'report_export' if isinstance(template, ExportTemplate) else 'report'}"
+    if isinstance(template, ExportTemplate):
+        return f"{graph_name(template.name)}.report_export"
+    return f"{graph_name(template.name)}.{'report_drop' if template.parts else 'report'}"
 
 
 def graph_config(template: Template, launch: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ ON_ERROR = dg.Enum("OnError", [dg.EnumValue("reject_line"), dg.EnumValue("stop")
 
 
 def launch_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
+    if template.parts:
+        return drop_config_schema(template)
     source, errors = template.source, template.errors
     return {
         # A daily template's path keeps its {date:...}: the run fills in its partition's day.
@@ -33,6 +35,17 @@ def launch_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
     }
 
 
+def drop_config_schema(template: ImportTemplate) -> dict[str, dg.Field]:
+    """A multiple import's launch keys: the drop's folder, and every part's limit and error policy."""
+    values = template.launch_values()
+    return {
+        "drop": dg.Field(str, default_value=values["drop"], description="The drop's folder under CAMPAIGN_DATA_DIR (or the parts' endpoint): each part's file is in it."),
+        "limit": dg.Field(dg.Noneable(int), default_value=values["limit"], description="Import only the first N data lines of each file."),
+        "on_error": dg.Field(ON_ERROR, default_value=values["on_error"], description="reject_line: reject the line, load the rest; stop: any reject fails the run."),
+        "max_rejects": dg.Field(dg.Noneable(int), default_value=values["max_rejects"], description="More rejects in a part fail the run."),
+    }
+
+
 def export_config_schema(template: ExportTemplate) -> dict[str, dg.Field]:
     if template.parts:  # several files: their paths and formats are the parts'
         return {"limit": dg.Field(dg.Noneable(int), default_value=template.launch_values()["limit"], description="Export at most N rows per file.")}
@@ -50,13 +63,16 @@ def export_config_schema(template: ExportTemplate) -> dict[str, dg.Field]:
 def graph_config_mapping(template: Template) -> dg.ConfigMapping:
     """The template's graph takes the flat launch keys, every one defaulted from the
     template (so Materialize on the asset page needs no config), and hands them to its
-    first step, which holds the template (ops.read_file, ops.export_file)."""
+    first step (each part's, in a multiple import), which holds the template (ops.read_file,
+    ops.export_file, drop_ops.read_part)."""
     if isinstance(template, ExportTemplate):
-        first_op, schema = "export_file", export_config_schema(template)
+        first_ops, schema = ["export_file"], export_config_schema(template)
+    elif template.parts:  # each part's read step
+        first_ops, schema = [f"read_{t.part_name}" for t in template.imports], launch_config_schema(template)
     else:
-        first_op, schema = "read_file", launch_config_schema(template)
+        first_ops, schema = ["read_file"], launch_config_schema(template)
 
     def to_first_step(launch: dict[str, Any]) -> dict[str, Any]:
-        return {first_op: {"config": launch}}
+        return {op: {"config": launch} for op in first_ops}
 
     return dg.ConfigMapping(config_fn=to_first_step, config_schema=schema)

@@ -34,7 +34,7 @@ from campaign_pipelines import run_internals
 from campaign_pipelines.cleanup import ENDED
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.executors import check_broker
-from campaign_pipelines.importing.steps import COUNT_KEYS
+from campaign_pipelines.importing.outcome import COUNT_KEYS
 from campaign_pipelines.names import PARENT_RUN_ID_TAG, PARTITION_TAG, RESUME_RETRY_TAG, ROOT_RUN_ID_TAG, STATUS_TAG, exports_key, imports_key, rejects_key
 from campaign_pipelines.templates import ExportTemplate, Template
 
@@ -155,7 +155,7 @@ def run_outcome(instance: dg.DagsterInstance, run_id: str, template: Template) -
     exporting = isinstance(template, ExportTemplate)
     if succeeded:
         metadata = materialized.get(exports_key(template.name) if exporting else imports_key(template.name), {})
-        keys = ("rows_exported", "output_path", "bytes", "sha256", "parts") if exporting else ("rows_read", *COUNT_KEYS, "links_created")
+        keys = ("rows_exported", "output_path", "bytes", "sha256", "parts") if exporting else ("rows_read", *COUNT_KEYS, "links_created", "parts")
         payload.update({k: metadata[k].value for k in keys if k in metadata})
     else:
         payload["error"] = failure_message(instance, run_id)

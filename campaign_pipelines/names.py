@@ -59,6 +59,8 @@ LOAD_ERROR_TAG = "campaign/load_error"
 # run key (path, size, mtime and content hash).
 FILE_TAG = "campaign/file"
 FILE_KEY_TAG = "campaign/file_key"
+# On a collected drop's run (a multiple import): each part's file key, as JSON {part: key}.
+PART_KEYS_TAG = "campaign/part_keys"
 ARCHIVE_TAG = "campaign/archive"  # where the collector moved the run's file, or why it could not
 
 # Dagster's own tags, as its UI and daemon set and read them (their documented names).
@@ -70,7 +72,7 @@ RESUME_RETRY_TAG = "dagster/is_resume_retry"
 
 def template_tags(template: Template) -> dict[str, str]:
     """The tags every run of `template` carries, however it was launched."""
-    table = {SOURCE_TAG: ",".join(template.tables)} if isinstance(template, ExportTemplate) else {TABLE_TAG: template.target.table}
+    table = {SOURCE_TAG: ",".join(template.tables)} if isinstance(template, ExportTemplate) else {TABLE_TAG: ",".join(template.tables)}
     return {TEMPLATE_TAG: template.name, KIND_TAG: template.kind, **table}
 
 

@@ -33,8 +33,9 @@ from campaign_pipelines.cleanup import remove_run_work
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.exporting.deliver import Delivery
 from campaign_pipelines.exporting.steps import ExportOutcome, ExportsOutcome, output_path, run_export, run_exports
-from campaign_pipelines.importing import steps
+from campaign_pipelines.importing import merge, steps
 from campaign_pipelines.importing.fetch import fetch
+from campaign_pipelines.importing.outcome import ImportOutcome
 from campaign_pipelines.importing.rejects import deliver_reject_files, read_rejects
 from campaign_pipelines.inbox import Claim
 from campaign_pipelines.names import FILE_KEY_TAG, REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_key, table_pool, template_tags
@@ -87,7 +88,7 @@ def read_file(template: ImportTemplate) -> dg.OpDefinition:
     launch keys its graph's config mapping hands it (launch.py). A template's graph calls it
     `read_file` (its step key: `<template>_steps.read_file`)."""
 
-    endpoint = template.source.endpoint
+    endpoint = template.endpoint
 
     @dg.op(
         name=f"{template.name}_read_file",
@@ -111,16 +112,24 @@ def read_file(template: ImportTemplate) -> dg.OpDefinition:
         work_dir = file_store.work_dir(root_run_id(context.run))
         remote: Endpoint | None = getattr(context.resources, endpoint_resource_key(endpoint)) if endpoint else None
         claim = Claim.of(context.run.tags.get(FILE_KEY_TAG))  # a collector's run: the content it saw complete
-        file, origin = fetch(launched, path, file_store.root, remote, work_dir, claim)
-        context.log.info(f"reading {origin or file}")
-        state = steps.read_step(launched, file, work_dir, progress(context), origin=origin)
-        if claim is not None and remote is None and launched.source.decrypt is None:  # read in place: still that content?
-            claim.check(str(file), file.stat().st_size, file.stat().st_mtime_ns)
-        shown = dg.MetadataValue.url(origin) if origin and "://" in origin else dg.MetadataValue.path(origin or str(file))
-        context.add_output_metadata({"file": shown, "rows_read": state.rows_read, "blank_lines": state.blank_lines})
-        return state
+        return read_source(context, launched, path, remote, work_dir, claim)
 
     return read.alias("read_file")
+
+
+def read_source(
+    context: dg.OpExecutionContext, launched: ImportTemplate, path: str, remote: Endpoint | None, work_dir: Path, claim: Claim | None
+) -> steps.ImportState:
+    """Fetch the file (a collector's run: the content it claimed) and read it into the work folder."""
+    file_store: FileStore = context.resources.file_store
+    file, origin = fetch(launched, path, file_store.root, remote, work_dir, claim)
+    context.log.info(f"reading {origin or file}")
+    state = steps.read_step(launched, file, work_dir, progress(context), origin=origin)
+    if claim is not None and remote is None and launched.source.decrypt is None:  # read in place: still that content?
+        claim.check(str(file), file.stat().st_size, file.stat().st_mtime_ns)
+    shown = dg.MetadataValue.url(origin) if origin and "://" in origin else dg.MetadataValue.path(origin or str(file))
+    context.add_output_metadata({"file": shown, "rows_read": state.rows_read, "blank_lines": state.blank_lines})
+    return state
 
 
 @dg.op(
@@ -149,7 +158,7 @@ def validate_rows(
     failure = steps.early_failure(state)
     if failure:
         rejects = read_rejects(list(state.reject_files))
-        path = steps.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.name), rejects)
+        path = merge.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.asset_name), rejects)
         uri = copy_rejects(context, file_store, state.template, path)
         report_failed_run(context, file_store, state, rejects, path, failure, uri)
         remove_work_data(context)  # the same file fails the same way: nothing to resume
@@ -162,11 +171,11 @@ def validate_rows(
 def _reconcile(
     context: dg.OpExecutionContext, state: steps.ImportState, campaign_db: CampaignDatabase, file_store: FileStore,
     work_io_manager: dg.ResourceParam[WorkIOManager],
-) -> steps.ImportOutcome:
+) -> ImportOutcome:
     campaign_db.migrate()  # again when a re-execution starts here, in a process of its own
-    rejects_dir = file_store.rejects_dir(state.template.name)
+    rejects_dir = file_store.rejects_dir(state.template.asset_name)
     root = root_run_id(context.run)
-    outcome = steps.reconcile_step(state, campaign_db.session(), context.run_id, rejects_dir, root_run_id=root)
+    outcome = merge.reconcile_step(state, campaign_db.session(), context.run_id, rejects_dir, root_run_id=root)
     outcome.rejects_uri = copy_rejects(context, file_store, state.template, outcome.rejects_path)
     if outcome.committed_by:
         context.log.info(
@@ -188,7 +197,7 @@ def copy_rejects(context: dg.OpExecutionContext, file_store: FileStore, template
     if copy is None or path is None:
         return None
     try:
-        uri = deliver_reject_files(path, file_store.endpoint(copy.endpoint), copy.folder or f"rejects/{template.name}")
+        uri = deliver_reject_files(path, file_store.endpoint(copy.endpoint), copy.folder or f"rejects/{template.asset_name}")
     except CampaignError as exc:  # the load stands; its rejects are in import_reject and in the data folder
         context.log.warning(f"the rejects files were not delivered: {exc}")
         return None
@@ -218,7 +227,7 @@ def reconcile_into(table: str) -> dg.OpDefinition:
     },
 )
 @fails_clearly
-def report(context: dg.OpExecutionContext, outcome: steps.ImportOutcome):
+def report(context: dg.OpExecutionContext, outcome: ImportOutcome):
     campaign_db: CampaignDatabase = context.resources.campaign_db
     template = outcome.template
     summary = outcome.summary()

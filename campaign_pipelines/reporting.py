@@ -26,7 +26,7 @@ def report_failed_run(
     materialization), an ERROR on the reject_rate check, and lines_accounted passing."""
     template = state.template
     partition = context.partition_key if context.has_partition_key else None
-    store_last_rejects(last_rejects_path(file_store.root, template.name, partition), rejects, context.run_id)
+    store_last_rejects(last_rejects_path(file_store.root, template.asset_name, partition), rejects, context.run_id)
     context.log_event(rejects_materialization(template, context.run_id, rejects, path, failure, uri))
     for evaluation in failed_run_checks(template, rejects.num_rows, state.rows_read, failure):
         context.log_event(evaluation)
@@ -38,7 +38,7 @@ def rejects_materialization(
     """The rejects asset of a run; a failed run's says so (it wrote nothing but its rejects files)."""
     preview = rejects.slice(0, PREVIEW_ROWS).to_pylist()
     return dg.AssetMaterialization(
-        asset_key=rejects_key(template.name),
+        asset_key=rejects_key(template.asset_name),
         description=f"Lines rejected by the failed run {run_id}: {failure}" if failure else f"Lines rejected by the run {run_id}.",
         metadata={
             "run_status": dg.MetadataValue.text("failed" if failure else "loaded"),

@@ -140,30 +140,34 @@ class CollectorTick:
         return requests
 
 
-def build_collector(template: ImportTemplate, job: dg.JobDefinition) -> dg.SensorDefinition:
+def build_collector(template: ImportTemplate, job: dg.JobDefinition, tick: type[CollectorTick] = CollectorTick) -> dg.SensorDefinition:
+    """The template's collector; `tick`: how one evaluation decides (a multiple import's:
+    drop_collector.DropTick)."""
     collector = template.collector
     assert collector is not None
     status = dg.DefaultSensorStatus.RUNNING if collector.default_status == "running" else dg.DefaultSensorStatus.STOPPED
-    endpoint = template.source.endpoint
+    endpoint = template.endpoint
     where = f" on the endpoint {endpoint}" if endpoint else ""
+    what = "each complete drop (a folder)" if template.parts else "each complete file"
+    it = "its files" if template.parts else "it"
 
     @dg.sensor(
         name=collector_name(template),
         job=job,
         minimum_interval_seconds=collector.interval_seconds,
         default_status=status,
-        description=f"Imports each complete file matching {collector.watch}{where} with {template.name}, in name order, "
-        f"then moves it to {collector.archive} (or {collector.error} when its run failed).",
+        description=f"Imports {what} matching {collector.watch}{where} with {template.name}, in name order, "
+        f"then moves {it} to {collector.archive} (or {collector.error} when its run failed).",
         required_resource_keys={"file_store", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     def collect(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        tick = CollectorTick(template, open_inbox(endpoint, context.resources), context.cursor, context.log)
+        evaluation = tick(template, open_inbox(endpoint, context.resources), context.cursor, context.log)
         try:
-            requests = tick.evaluate(context.instance)
+            requests = evaluation.evaluate(context.instance)
         except CampaignError as exc:  # the inbox cannot be listed: the tick says why; the next one tries again
             context.log.warning(f"{template.name}: {exc}")
             return dg.SensorResult(skip_reason=str(exc), cursor=context.cursor)
-        return dg.SensorResult(run_requests=requests, cursor=tick.cursor)
+        return dg.SensorResult(run_requests=requests, cursor=evaluation.cursor)
 
     return collect
 

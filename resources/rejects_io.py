@@ -32,7 +32,8 @@ def last_rejects_path(data_dir: Path | str, template: str, partition_key: str | 
 def store_last_rejects(path: Path, rejects: pa.Table, run_id: str) -> None:
     """Written whole under a temporary name then renamed: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = rejects.select(COLUMNS).replace_schema_metadata({"run_id": run_id})
+    # A multiple import's rejects name their part first.
+    table = rejects.select([c for c in ("part", *COLUMNS) if c in rejects.column_names]).replace_schema_metadata({"run_id": run_id})
     partial = path.with_suffix(".partial")
     pq.write_table(table, partial)
     partial.replace(path)

@@ -59,6 +59,11 @@ def keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 def validation_message(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
     """Every error as `key: message`; with the `model` validated, an unknown key names the
     closest valid key at its place, or the valid keys when none is close."""
+    return "; ".join(validation_messages(exc, model))
+
+
+def validation_messages(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """validation_message's errors one by one (a message may hold "; " itself)."""
     parts = []
     for err in exc.errors():
         loc = _location(err["loc"])
@@ -71,7 +76,7 @@ def validation_message(exc: ValidationError, model: type[BaseModel] | None = Non
         else:
             msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+    return parts
 
 
 class LoadError(str):

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import schemas
 
 from campaign_pipelines.code_location import build_definitions
-from campaign_pipelines.importing.steps import COUNT_KEYS
+from campaign_pipelines.importing.outcome import COUNT_KEYS
 from campaign_pipelines.jobs import report_node, run_config
 from campaign_pipelines.launching import failure_message
 from campaign_pipelines.settings import Settings

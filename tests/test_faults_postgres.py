@@ -29,7 +29,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign_pipelines.importing import steps
-from campaign_pipelines.importing.steps import COUNT_KEYS
+from campaign_pipelines.importing.outcome import COUNT_KEYS
 from tests import conftest
 from tests.helpers import HEADER, export_template, people_file, people_template
 

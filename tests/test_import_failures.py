@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from campaign_pipelines.importing import steps
+from campaign_pipelines.importing import merge, steps
 from campaign_pipelines.importing.reconcile import Reconciler
 from resources.campaign_db import CampaignDatabase
 from tests.helpers import failing_writes, people_file, people_template, stage_tables
@@ -208,7 +208,7 @@ def test_a_merge_on_another_session_stages_again(postgres_campaign, tmp_path):
     with engine.connect() as validating, engine.connect() as merging:
         state = steps.validate_step(steps.map_step(steps.read_step(template, file, work)), validating)
         assert state.staged
-        outcome = steps.reconcile_step(state, merging, "run", tmp_path / "rejects")
+        outcome = merge.reconcile_step(state, merging, "run", tmp_path / "rejects")
     assert outcome.counts["rows_inserted"] == 2
     assert [r["email"] for r in postgres_campaign.rows("recipient")] == ["ann@x.org", "bob@x.org"]
 

@@ -69,7 +69,7 @@ from campaign_pipelines.importing import formats
 from campaign_pipelines.importing import lines as lines_module
 from campaign_pipelines.importing import read as read_module
 from campaign_pipelines.importing.read import SourceReader
-from campaign_pipelines.importing.steps import COUNT_KEYS
+from campaign_pipelines.importing.outcome import COUNT_KEYS
 from resources.campaign_db import get_engine
 from tests.conftest import PG_URL, Campaign, postgres_admin_engine
 from tests.helpers import people_template

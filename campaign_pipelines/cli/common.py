@@ -39,7 +39,7 @@ def template_text(name: str, catalog: Catalog) -> str:
     return Path(origin).read_text(encoding="utf-8")
 
 
-TEXT_KEYS = ("delimiter", "quote", "encoding", "file", "output")
+TEXT_KEYS = ("delimiter", "quote", "encoding", "file", "output", "drop")
 
 
 def parse_sets(pairs: list[str], keys: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from campaign_pipelines.cli.common import (
 )
 from campaign_pipelines.settings import Settings, default_db_url
 from campaign_pipelines.templates import EXPORT_LAUNCH_KEYS, LAUNCH_KEYS, ExportTemplate
+from campaign_pipelines.templates.drops import DROP_LAUNCH_KEYS
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,7 +33,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     catalog = template_catalog(settings)
     template = catalog.get(args.name)
     exporting = isinstance(template, ExportTemplate)
-    launch = parse_sets(args.set or [], EXPORT_LAUNCH_KEYS if exporting else LAUNCH_KEYS)
+    keys = EXPORT_LAUNCH_KEYS if exporting else dict.fromkeys(DROP_LAUNCH_KEYS) if template.parts else LAUNCH_KEYS
+    launch = parse_sets(args.set or [], keys)
+    if not exporting and template.parts and args.file:
+        raise UsageError(f"{template.name} loads the files of a drop's folder: give it with --set drop=FOLDER, not --file.")
     if exporting and args.file:
         raise UsageError(f"--file is for import templates; {template.name} is an export (use --output).")
     if not exporting and args.output:
@@ -153,26 +157,28 @@ def _run_ids(prefix: str, settings: Settings, conn: sa.Connection) -> set[str]:
     files (a failed run's rejects are only there), and in the Dagster instance."""
     table = schemas.BUILTIN.table("import_reject").table
     ids = set(conn.execute(sa.select(table.c.run_id).where(table.c.run_id.startswith(prefix)).distinct()).scalars())
-    ids |= {p.name.removesuffix(".reasons.csv") for p in settings.data_dir.glob(f"rejects/*/{prefix}*.reasons.csv")}
+    ids |= {p.name.split(".", 1)[0] for p in settings.data_dir.glob(f"rejects/*/{prefix}*.reasons.csv")}
     with quiet(verbose=False):
         ids |= {run_id for run_id in dagster_instance().get_run_ids() if run_id.startswith(prefix)}
     return ids
 
 
 def _rejects_of(run_id: str, settings: Settings, conn: sa.Connection) -> list[tuple[Any, ...]]:
-    """(line, column, reason, text) of a run's rejects, from the table, else from the
-    reasons file that a failed run leaves."""
+    """(part, line, column, reason, text) of a run's rejects (part: None but in a multiple
+    import), from the table, else from the reasons files that a failed run leaves
+    (<run id>.reasons.csv, or <run id>.<part>.reasons.csv)."""
     table = schemas.BUILTIN.table("import_reject").table
-    query = sa.select(table.c.line_number, table.c.column_name, table.c.reason, table.c.line).where(
+    query = sa.select(table.c.template, table.c.line_number, table.c.column_name, table.c.reason, table.c.line).where(
         table.c.run_id == run_id
-    ).order_by(table.c.line_number)
-    rows = [tuple(r) for r in conn.execute(query)]
+    ).order_by(table.c.template, table.c.line_number)
+    rows = [(template.partition(".")[2] or None, *rest) for template, *rest in conn.execute(query)]
     if rows:
         return rows
-    for path in settings.data_dir.glob(f"rejects/*/{run_id}.reasons.csv"):
+    for path in sorted(settings.data_dir.glob(f"rejects/*/{run_id}*.reasons.csv")):
+        part = path.name.removeprefix(run_id).removesuffix(".reasons.csv").lstrip(".") or None
         with open(path, encoding="utf-8", newline="") as handle:
-            return [(int(r["line"]), r["column"] or None, r["reason"], r.get("text", "")) for r in csv.DictReader(handle)]
-    return []
+            rows += [(part, int(r["line"]), r["column"] or None, r["reason"], r.get("text", "")) for r in csv.DictReader(handle)]
+    return rows
 
 
 def cmd_rejects(args: argparse.Namespace, settings: Settings) -> int:
@@ -190,13 +196,14 @@ def cmd_rejects(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(f"run id {args.run_id!r} matches {len(ids)} runs ({shown}{', …' if len(ids) > 5 else ''}); give more of it.")
         (run_id,) = ids
         rows = _rejects_of(run_id, settings, conn)
+    parts = any(row[0] for row in rows)  # a multiple import's: each reject names its part
     if args.csv:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["line", "column", "reason", "text"])
-        writer.writerows(rows)
+        writer.writerow(["part", "line", "column", "reason", "text"] if parts else ["line", "column", "reason", "text"])
+        writer.writerows(row if parts else row[1:] for row in rows)
     else:
         if not rows:
             print(f"run {run_id} rejected no line")
-        for line, column, reason, text in rows:
-            print(f"line {line}: {reason}" + (f"  [{column}]" if column else "") + f"\n    {text}")
+        for part, line, column, reason, text in rows:
+            print(f"{part + ' ' if part else ''}line {line}: {reason}" + (f"  [{column}]" if column else "") + f"\n    {text}")
     return EXIT_OK

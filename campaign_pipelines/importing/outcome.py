@@ -30,3 +30,27 @@ class ImportOutcome:
 
     def summary(self) -> dict[str, int]:
         return {"rows_read": self.rows_read, **{k: self.counts.get(k, 0) for k in COUNT_KEYS}}
+
+
+@dataclass
+class DropOutcome:
+    """A multiple import's merge: each part's outcome, in load order; failed as a whole."""
+
+    template: ImportTemplate
+    parts: list[ImportOutcome]
+    failure: str | None = None  # the part that failed, and why; nothing of the drop was written
+    committed_by: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.failure:
+            return "failed"
+        return "finished_with_errors" if any(p.status == "finished_with_errors" for p in self.parts) else "finished"
+
+    def summary(self) -> dict[str, int]:
+        """The parts' counts added up (each part's: `parts`)."""
+        totals = dict.fromkeys(("rows_read", *COUNT_KEYS), 0)
+        for part in self.parts:
+            for key, value in part.summary().items():
+                totals[key] += value
+        return totals

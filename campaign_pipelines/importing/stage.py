@@ -8,6 +8,7 @@ by batched INSERTs just before the merge."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 from collections.abc import Iterable, Iterator
@@ -30,9 +31,21 @@ def temporary_table(name: str, columns: list[sa.Column]) -> sa.Table:
 RUN_STAGE_PREFIX = "import_stage_"
 
 
-def run_stage_name(root_run_id: str) -> str:
-    """The stage table of a root run (a run id is a UUID: a plain identifier once undashed)."""
-    return RUN_STAGE_PREFIX + uuid.UUID(root_run_id).hex
+def run_stage_name(root_run_id: str, part: str | None = None) -> str:
+    """The stage table of a root run (a run id is a UUID: a plain identifier once undashed);
+    a multiple import's part's has a digest of the part's name after it (63 bytes at most)."""
+    suffix = f"_{hashlib.sha1(part.encode()).hexdigest()[:8]}" if part else ""
+    return RUN_STAGE_PREFIX + uuid.UUID(root_run_id).hex + suffix
+
+
+def root_of_stage(name: str) -> str | None:
+    """The root run a stage table belongs to (run_stage_name's), or None if it is none."""
+    if not name.startswith(RUN_STAGE_PREFIX):
+        return None
+    try:
+        return str(uuid.UUID(name[len(RUN_STAGE_PREFIX):][:32]))
+    except ValueError:
+        return None
 
 
 def stage_table(template: ImportTemplate, name: str | None = None) -> sa.Table:

@@ -1,4 +1,4 @@
-"""The import's steps as plain functions: read → map → validate → reconcile.
+"""The import's steps as plain functions: read → map → validate (then the merge: merge.py).
 
 Each step streams the previous step's Arrow IPC file batch by batch and writes its own,
 so memory stays bounded by one batch whatever the file size, and each op stays a thin
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +21,12 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import sqlalchemy as sa
 
-import schemas
 from campaign_pipelines.errors import CampaignError
-from campaign_pipelines.importing.commits import committed_outcome, record_commit
-from campaign_pipelines.importing.filter import FILTERED
-from campaign_pipelines.importing.outcome import COUNT_KEYS, ImportOutcome
 from campaign_pipelines.importing.documents import DocumentReader
-from campaign_pipelines.importing.formats import reader_for, write_rejected_records
-from campaign_pipelines.importing.read import LINE, TEXT, SourceReader
-from campaign_pipelines.importing.reconcile import Reconciler
-from campaign_pipelines.importing.stage import copy_rows, copy_to_stage, run_stage_name, stage_table
-from campaign_pipelines.importing.rejects import REJECT_SCHEMA, RejectWriter, read_rejects, write_reject_files
+from campaign_pipelines.importing.formats import reader_for
+from campaign_pipelines.importing.read import SourceReader
+from campaign_pipelines.importing.stage import copy_to_stage, run_stage_name, stage_table
+from campaign_pipelines.importing.rejects import RejectWriter, read_rejects
 from campaign_pipelines.importing.transform import Mapper
 from campaign_pipelines.importing.validate import Validator
 from campaign_pipelines.progress import Progress
@@ -71,7 +65,10 @@ class ImportState:
         return [p for p in (self.data, *self.reject_files) if p is not None]
 
     def rebased(self, work_dir: Path) -> "ImportState":
-        """The same state in another work folder: a worker with another data folder's."""
+        """The same state in another work folder: a worker with another data folder's (a
+        multiple import's part keeps its files in its own folder there)."""
+        if self.template.part_name:
+            work_dir = work_dir / self.template.part_name
 
         def moved(path: Path) -> Path:
             return work_dir / path.relative_to(self.work_dir) if path.is_relative_to(self.work_dir) else path
@@ -209,7 +206,7 @@ def validate_step(
         frames = _reported(read_frames(state.data), progress, rejects, state.rejected_so_far)
         valid = (validator.validate_batch(f, rejects) for f in frames)
         if session is not None and session.dialect.name == "postgresql":
-            stage = stage_table(state.template, run_stage_name(root_run_id) if root_run_id else None)
+            stage = stage_table(state.template, run_stage_name(root_run_id, state.template.part_name) if root_run_id else None)
             # Closed on any error, so the COPY ends before the rollback (else it waits forever).
             with session.begin(), contextlib.closing(copy_to_stage(session, state.template, stage, valid)) as copying:
                 data_rows = _write_batches(out, copying)
@@ -252,165 +249,3 @@ def reject_policy_failure(policy: ErrorPolicy, rows_read: int, watch_line: int |
                 f"look like this template's layout; nothing was written (first: {first})."
             )
     return None
-
-
-def _texts_for(path: Path | None, lines: list[int]) -> dict[int, str]:
-    """The original text of lines the merge rejected (few), from the validated rows:
-    searched in Arrow, since turning every row into polars first costs more than the search."""
-    wanted = pa.array(lines, pa.int64())
-    found: dict[int, str] = {}
-    for batch in read_batches(path):
-        hit = batch.select([LINE, TEXT]).filter(pc.is_in(batch[LINE], value_set=wanted))
-        found.update(zip(hit[LINE].to_pylist(), hit[TEXT].to_pylist()))
-    return found
-
-
-def reconcile_step(
-    state: ImportState, conn: sa.Connection, run_id: str, rejects_dir: Path, now: dt.datetime | None = None,
-    root_run_id: str | None = None,
-) -> ImportOutcome:
-    """Merge (staging first, unless the validation did) and record rejects in one
-    transaction on `conn`; the reject policy decides, after the merge, whether to commit.
-    Reject files are written either way. Given the root run, the merge commits at most
-    once for it: a re-execution after a committed merge changes nothing and reports it."""
-    template = state.template
-    if root_run_id and (committed := committed_outcome(conn, template, root_run_id)) is not None:
-        return committed
-    require_work_files(state)
-    now = now or dt.datetime.now(dt.UTC)
-    if state.rows_read == 0:
-        return empty_delta(state, conn)
-    merge_rejects_path = state.work_dir / "rejects_merge.arrow"
-    failure: str | None = None
-    result = None
-    table_rows = 0
-    outcome: ImportOutcome | None = None
-    rejects = read_rejects(list(state.reject_files))
-    with conn.begin() as transaction:
-        # A run's stage is there until a merge commits; a temporary one lives as long as
-        # the session that filled it: merging on another session stages again from the
-        # validated rows' file.
-        staged = state.staged if state.staged and conn.scalar(sa.func.to_regclass(state.staged)) else None
-        reconciler = Reconciler(conn, template, now, staged=staged)
-        if not staged:
-            reconciler.stage_rows(read_frames(state.data))
-        result = reconciler.merge()
-        if result.rejects:
-            texts = _texts_for(state.data, [r[0] for r in result.rejects])
-            with RejectWriter(merge_rejects_path) as writer:
-                writer.add(
-                    pa.array([r[0] for r in result.rejects], pa.int64()),
-                    pa.array([texts.get(r[0]) for r in result.rejects], pa.string()),
-                    pa.array([r[1] for r in result.rejects], pa.string()),
-                    pa.array([r[2] for r in result.rejects], pa.string()),
-                )
-            rejects = read_rejects([*state.reject_files, merge_rejects_path])
-        failure = reject_policy_failure(template.errors, state.rows_read, state.watch_line, rejects)
-        if failure:
-            transaction.rollback()
-        else:
-            _record_rejects(conn, template.name, run_id, rejects, now)
-            table_rows = conn.execute(sa.select(sa.func.count()).select_from(template.table.table)).scalar_one()
-            outcome = _outcome(state, result, rejects, table_rows, None)
-            if root_run_id:
-                outcome.rejects_path = reject_paths(state, run_id, rejects_dir)[0] if rejects.num_rows else None
-                record_commit(conn, root_run_id, run_id, outcome, now)
-            try:
-                transaction.commit()
-            except sa.exc.DBAPIError as exc:
-                # Lost during COMMIT: the server may have committed or not; no retry
-                # can tell, but running the file again converges either way.
-                raise CampaignError(
-                    f"{state.shown}: the connection to the Campaign database was lost while the merge was "
-                    f"committing ({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}), so whether "
-                    "it was written is unknown; run the file again (a re-run converges)."
-                ) from None
-    assert result is not None
-    outcome = outcome or _outcome(state, result, rejects, table_rows, failure)
-    outcome.rejects_path = write_rejects(state, run_id, rejects_dir, rejects)
-    return outcome
-
-
-def _outcome(state: ImportState, result: Any, rejects: pa.Table, table_rows: int, failure: str | None) -> ImportOutcome:
-    """The merge's outcome, its line accounting checked (a failed one counts its rejects only)."""
-    if state.rows_filtered:
-        result.ignored_by_cause[FILTERED] = state.rows_filtered
-    counts = dict(result.counts)
-    counts["rows_ignored"] = sum(result.ignored_by_cause.values())
-    counts["rows_rejected"] = rejects.num_rows
-    accounted = sum(counts.get(k, 0) for k in COUNT_KEYS)
-    if accounted != state.rows_read and not failure:
-        raise RuntimeError(f"line accounting broke: {accounted} lines accounted for, {state.rows_read} read ({counts})")
-    status = "failed" if failure else ("finished_with_errors" if rejects.num_rows else "finished")
-    return ImportOutcome(
-        template=state.template,
-        counts=counts if not failure else {"rows_rejected": rejects.num_rows},
-        ignored_by_cause=result.ignored_by_cause,
-        links_created={} if failure else result.links_created,
-        rejects=rejects,
-        rejects_path=None,
-        status=status,
-        table_rows=table_rows,
-        rows_read=state.rows_read,
-        failure=failure,
-    )
-
-
-def empty_delta(state: ImportState, conn: sa.Connection) -> ImportOutcome:
-    """A file with no data line changes nothing (a list in replace mode keeps its members)."""
-    table = state.template.table.table
-    with conn.begin():
-        table_rows = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-    return ImportOutcome(
-        template=state.template, counts={}, ignored_by_cause={}, rejects=REJECT_SCHEMA.empty_table(),
-        rejects_path=None, status="finished", table_rows=table_rows,
-    )
-
-
-def write_rejects(state: ImportState, run_id: str, rejects_dir: Path, rejects: pa.Table) -> Path | None:
-    """The rejects file in the input's format, and its reasons beside it; None if no reject."""
-    if not rejects.num_rows:
-        return None
-    lines_path, reasons_path = reject_paths(state, run_id, rejects_dir)
-    source, prefix, schema = state.template.source, list(state.prefix_lines), state.input_schema
-    write_reject_files(
-        rejects, lambda texts, path: write_rejected_records(source, texts, prefix, schema, path), lines_path, reasons_path
-    )
-    return lines_path
-
-
-def reject_paths(state: ImportState, run_id: str, rejects_dir: Path) -> tuple[Path, Path]:
-    """A run's rejects file, named and formatted as its input, and its reasons beside it."""
-    name = state.file.name
-    for compressed in (".gz", ".zip"):
-        name = name.removesuffix(compressed)
-    extension = Path(name).suffix or ".txt"
-    return rejects_dir / f"{run_id}{extension}", rejects_dir / f"{run_id}.reasons.csv"
-
-
-def _storable(texts: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A rejected line may hold NUL bytes, which PostgreSQL text cannot: shown as ␀ in the
-    table, on every database alike (the rejects file keeps the line as it was)."""
-    return pc.replace_substring(texts, "\x00", "\u2400")
-
-
-def _record_rejects(conn: sa.Connection, template: str, run_id: str, rejects: pa.Table, now: dt.datetime) -> None:
-    if not rejects.num_rows:
-        return
-    table = schemas.BUILTIN.table("import_reject").table
-    n = rejects.num_rows
-    rows = pa.table({
-        "run_id": pa.array([run_id] * n, pa.string()),
-        "template": pa.array([template] * n, pa.string()),
-        "line_number": rejects["line"],
-        "line": _storable(rejects["text"]),
-        "column_name": _storable(rejects["column"]),
-        "reason": rejects["reason"],
-        "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
-    })
-    if conn.dialect.name == "postgresql":
-        copy_rows(conn, table, rows)
-        return
-    listed = rows.to_pylist()
-    for start in range(0, n, 10_000):
-        conn.execute(sa.insert(table), listed[start : start + 10_000])

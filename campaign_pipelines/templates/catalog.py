@@ -76,7 +76,8 @@ def endpoints_of(template: Template) -> list[tuple[str, str]]:
         return [(f"parts[{i}].destination.endpoint", p.destination.endpoint) for i, p in enumerate(template.parts) if p.destination.endpoint]
     if isinstance(template, ExportTemplate):
         return [("destination.endpoint", template.destination.endpoint)] if template.destination.endpoint else []
-    named = [("source.endpoint", template.source.endpoint)] if template.source.endpoint else []
+    sources = [(f"parts[{i}].", p.source) for i, p in enumerate(template.parts)] or [("", template.source)]
+    named = [(f"{where}source.endpoint", source.endpoint) for where, source in sources if source.endpoint]
     if template.errors.rejects_to is not None:
         named.append(("errors.rejects_to.endpoint", template.errors.rejects_to.endpoint))
     return named

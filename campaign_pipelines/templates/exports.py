@@ -18,6 +18,7 @@ from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.templates.grouping import AGGREGATES, aggregate_field, check_grouping, group_keys, grouped
 from campaign_pipelines.templates.paths import collection_path, follow, label_key, value_parts
 from campaign_pipelines.text import scalar_text
+from schemas.messages import validation_messages
 
 
 EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
@@ -276,7 +277,7 @@ class ExportTemplate(Launchable):
             try:
                 cls.model_validate(single, context=info.context)
             except ValidationError as exc:
-                raise ValueError("; ".join(f"parts[{i}].{error}" for error in format_validation_error(exc).split("; "))) from None
+                raise ValueError("; ".join(f"parts[{i}].{error}" for error in validation_messages(exc, cls))) from None
         return data
 
     @model_validator(mode="before")

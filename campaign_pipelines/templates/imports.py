@@ -13,6 +13,8 @@ from campaign_pipelines.templates.common import (
     NAME_PATTERN, Collector, Decrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
     _encoding, _one_character, _timezone, check_conditions, check_pattern, data_model, has_date_field,
 )
+from campaign_pipelines.templates import drops
+from campaign_pipelines.templates.drops import Drop
 from campaign_pipelines.text import scalar_text
 
 
@@ -229,24 +231,46 @@ LAUNCH_KEYS: dict[str, tuple[str, str]] = {
     "max_rejects": ("errors", "max_rejects"),
 }
 
+class ImportPart(Model):
+    """One file of a multiple import (templates/drops.py): its own source, target and
+    mapping; its errors policy, or the template's."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=40)]
+    source: Source = Source()
+    target: ImportTarget
+    columns: list[ColumnMapping] = Field(min_length=1)
+    errors: ErrorPolicy | None = None
+
+
 class ImportTemplate(Launchable):
     launch_keys: ClassVar[dict[str, tuple[str, str]]] = LAUNCH_KEYS
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
     kind: Literal["import"]
     label: str | None = None
     description: str | None = None
+    # One file: source, target and columns. The related files of one drop: parts and drop
+    # (and target and columns stay None and empty: templates/drops.py).
     source: Source = Source()
-    target: ImportTarget
-    columns: list[ColumnMapping] = Field(min_length=1)
+    target: ImportTarget = None  # type: ignore[assignment]
+    columns: list[ColumnMapping] = []
+    parts: list[ImportPart] = []
+    drop: Drop | None = None
     errors: ErrorPolicy = ErrorPolicy()
     # Recurring runs: wired by campaign_pipelines.schedules and .sensors.
     schedule: Schedule | None = None
     collector: Collector | None = None
     partitions: Partitions | None = None
 
+    _whole_parts = model_validator(mode="before")(classmethod(lambda cls, data, info: drops.whole_parts(cls, data, info)))
+
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> "ImportTemplate":
         self._model = data_model(info)
+        if self.parts or self.drop:
+            drops.check_multiple(self)
+            return self
+        if self.target is None or not self.columns:
+            raise ValueError("give target and columns (one file), or parts (the related files of one drop)")
         spec = self.model.table(self.target.table)
         targets = [c.target for c in self.columns]
         for i, column in enumerate(self.columns):
@@ -372,6 +396,47 @@ class ImportTemplate(Launchable):
         via = (column.link.via if column.link else None) or link.via
         f = self.model.table(link.table).field(via)  # type: ignore[arg-type]
         return dataclasses.replace(f, name=target, unique=False, nullable=link.nullable, generated=False, default=None)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "ImportTemplate":
+        if self.parts:
+            return drops.with_drop_overrides(self, overrides)
+        return super().with_overrides(overrides)
+
+    def launch_values(self) -> dict[str, Any]:
+        return drops.drop_launch_values(self) if self.parts else super().launch_values()
+
+    @property
+    def imports(self) -> list["ImportTemplate"]:
+        """The one-file imports the template runs: itself, or its parts' in link order."""
+        return drops.part_templates(self) if self.parts else [self]
+
+    @property
+    def tables(self) -> list[str]:
+        """The tables it writes, in load order."""
+        return list(dict.fromkeys(t.target.table for t in self.imports))
+
+    @property
+    def endpoint(self) -> str | None:
+        """The endpoint its files are on (a multiple import's parts share one); None: the data folder."""
+        return self.imports[0].source.endpoint
+
+    @property
+    def collected_files(self) -> str | None:
+        """The glob of the files its collector lists: a multiple import's, every file of the
+        drop folders `watch` matches."""
+        if self.collector is None:
+            return None
+        return self.collector.watch + ("/*" if self.parts else "")
+
+    @property
+    def asset_name(self) -> str:
+        """The template whose assets a run reports: a part's is its multiple import's."""
+        return self.name.partition(".")[0]
+
+    @property
+    def part_name(self) -> str | None:
+        """A multiple import's part: its name (the template is <template>.<part>)."""
+        return self.name.partition(".")[2] or None
 
     def mapping(self, target: str) -> ColumnMapping:
         return next(c for c in self.columns if c.target == target)
