@@ -44,7 +44,7 @@ def inventory(defs: dg.Definitions) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("example", ["shop", "crm_to_warehouse"])
+@pytest.mark.parametrize("example", ["shop", "crm_to_warehouse", "shop_drop"])
 def test_the_examples_definitions_match_their_snapshot(example, tmp_path, monkeypatch):
     for name in list(os.environ):
         if name.startswith("CAMPAIGN_"):

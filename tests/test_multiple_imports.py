@@ -6,19 +6,28 @@ The template and data schemas are the example's (examples/shop_drop)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from hypothesis import given, note
+from hypothesis import strategies as st
 
 from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.names import FILE_KEY_TAG, FILE_TAG, PART_KEYS_TAG
 from campaign_pipelines.templates import parse_template
 from tests.test_collector import Collector
+from tests.test_malformed_input import assert_one_sentence, budget
+from tests.test_malformed_records import _mutate_bytes
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop_drop"
 TABLES = ("recipient", "shop_order", "order_line", "import_reject")
+# Generated drops per database (derandomized); MALFORMED_EXAMPLES raises it, as for the files.
+MALFORMED = max(4, int(os.environ.get("MALFORMED_EXAMPLES", "48")) // 4)
 
 CUSTOMERS = "email,first_name,last_name\nada@example.com,Ada,Lovelace\n Grace@Example.com ,Grace,Hopper\n"
 ORDERS = "order_ref,email,ordered_at\nA-1,ada@example.com,2026-12-06 09:15\nA-2,grace@example.com,2026-12-06 11:40\nA-3,nobody@example.com,2026-12-06 12:00\n"
@@ -235,3 +244,91 @@ def test_the_collector_waits_for_every_part_without_a_manifest_and_sets_a_bad_ma
     # The sensor's log (the tick's in the UI, and stderr): once, not at every tick.
     said = [line for line in capfd.readouterr().err.splitlines() if "WARNING - shop_drop: skipped" in line]
     assert len(said) == 1 and "the drop inbox/shop/d2 lacks orders (orders.csv), which its manifest names" in said[0], said
+
+
+def test_one_file_read_by_two_parts_loads_two_tables(campaign):
+    """Campaign's "recipients and associated events": one file, a part per table."""
+    shop_drop(campaign)
+    data = yaml.safe_load((campaign.templates_dir / "shop_drop.yaml").read_text())
+    data["drop"] = {"folder": "inbox/shop/one"}
+    data["parts"] = [
+        {"name": "orders", "source": {"path": "orders.csv"}, "target": {"schema": "shop_order", "keys": ["order_ref"]},
+         "columns": [{"source": "order_ref", "target": "order_ref"}, {"source": "email", "target": "recipient", "link": {"via": "email"}},
+                     {"source": "ordered_at", "target": "ordered_at", "format": "%Y-%m-%d %H:%M"}]},
+        {"name": "customers", "source": {"path": "orders.csv"}, "target": {"schema": "recipient", "keys": ["email"]},
+         "columns": [{"source": "email", "target": "email"}]},
+    ]
+    campaign.template(yaml.safe_dump(data, sort_keys=False), "shop_drop")
+    campaign.file("inbox/shop/one/orders.csv", ORDERS)
+    result = campaign.run("shop_drop")
+    assert result.success and {n: p["rows_inserted"] for n, p in result.counts["parts"].items()} == {"customers": 3, "orders": 3}
+
+
+def test_the_example_runs_as_the_readme_says():
+    done = subprocess.run([sys.executable, str(EXAMPLE / "run.py")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "order_lines -> order_line: inserted 4, read 6, rejected 2" in done.stdout
+    assert "failed: the part orders (" in done.stdout and "nothing of the drop was written" in done.stdout
+    assert "customers 3 unchanged, 0 inserted" in done.stdout
+
+
+# -- generated drops (issue 28, "Bad input": a drop that lacks one of its parts, a part that fails)
+
+PARTS = {"customers": ("customers.csv", CUSTOMERS), "orders": ("orders.csv", ORDERS), "order_lines": ("order_lines.csv", LINES)}
+
+
+@st.composite
+def drops(draw: st.DrawFn) -> tuple[dict[str, bytes | None], bytes | None, dict]:
+    """(each file's bytes or None when absent, the manifest's bytes or None, the errors policy)."""
+    files: dict[str, bytes | None] = {}
+    for part, (name, text) in PARTS.items():
+        data = text.encode()
+        kind = draw(st.sampled_from(["as is", "as is", "mutated", "mutated", "absent", "empty"]))
+        if kind == "mutated":
+            for _ in range(draw(st.integers(1, 3))):
+                data = _mutate_bytes(draw, data)
+        files[name] = None if kind == "absent" else b"" if kind == "empty" else data
+    named = {part: name for part, (name, _) in PARTS.items()}
+    manifest_kind = draw(st.sampled_from(["whole", "whole", "absent", "not json", "a part short", "outside"]))
+    manifest = {
+        "whole": json.dumps(named).encode(), "absent": None, "not json": b"{customers: ",
+        "a part short": json.dumps({k: v for k, v in named.items() if k != "orders"}).encode(),
+        "outside": json.dumps({**named, "orders": "../d0/orders.csv"}).encode(),
+    }[manifest_kind]
+    errors = draw(st.sampled_from([{}, {"max_reject_rate": 0.2}, {"on_error": "stop"}, {"max_rejects": 1}]))
+    return files, manifest, errors
+
+
+def test_generated_drops_load_whole_or_not_at_all(campaign):
+    shop_drop(campaign)
+    template = yaml.safe_load((campaign.templates_dir / "shop_drop.yaml").read_text())
+    drop(campaign, "inbox/shop/d0")  # a first drop, so that a failed one has rows to leave alone
+    assert campaign.run("shop_drop", drop="inbox/shop/d0").success
+    counter = iter(range(1, 10_000))
+
+    @budget(MALFORMED)
+    @given(case=drops())
+    def check(case):
+        files, manifest, errors = case
+        campaign.template(yaml.safe_dump({**template, "errors": errors}, sort_keys=False), "shop_drop")
+        folder = f"inbox/shop/d{next(counter)}"
+        for name, data in files.items():
+            if data is not None:
+                campaign.file(f"{folder}/{name}", data)
+        if manifest is not None:
+            campaign.file(f"{folder}/manifest.json", manifest)
+        before = table_rows(campaign)
+        result = campaign.run("shop_drop", drop=folder)
+        note(f"{files} {manifest} {errors} {result.status} {result.counts} {result.error}")
+        assert result.status in ("finished", "finished_with_errors", "failed"), result
+        if not result.success:
+            assert_one_sentence(result.error)
+            assert table_rows(campaign) == before
+            return
+        after = table_rows(campaign)
+        parts = result.counts["parts"]
+        for part in parts.values():
+            assert len(after[part["table"]]) == len(before[part["table"]]) + part["rows_inserted"], parts
+        assert len(after["import_reject"]) - len(before["import_reject"]) == result.counts["rows_rejected"]
+
+    check()
