@@ -599,6 +599,8 @@ def write_results_md(path: Path) -> None:
     if (RESULTS_DIR / "purchases.json").exists():  # each part's own command
         parts = json.loads((RESULTS_DIR / "purchases.json").read_text())
         lines += sorted({p["command"] for p in parts.values() if isinstance(p, dict) and p.get("command")})
+    if (RESULTS_DIR / "drop.json").exists():  # bench/drop.py
+        lines.append(json.loads((RESULTS_DIR / "drop.json").read_text())["command"])
     for saved in sorted(RESULTS_DIR.glob("formats_*.json")):  # bench/formats.py, one file per size
         command = json.loads(saved.read_text()).get("command")
         if command and command not in lines:
@@ -641,7 +643,7 @@ def write_results_md(path: Path) -> None:
     for tuning in ("block_size.md", "validation.md"):  # written by bench/block_size.py, bench/validation.py
         if (RESULTS_DIR / tuning).exists():
             lines += [(RESULTS_DIR / tuning).read_text().strip(), ""]
-    for section in ("export.md", "purchases.md"):  # written by bench/export.py, bench/purchases.py
+    for section in ("export.md", "purchases.md", "drop.md"):  # written by bench/export.py, bench/purchases.py, bench/drop.py
         if (RESULTS_DIR / section).exists():
             lines += [(RESULTS_DIR / section).read_text().strip(), ""]
     import formats  # bench/formats.py: its section, from every saved formats_*.json

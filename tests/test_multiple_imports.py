@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.names import FILE_KEY_TAG, FILE_TAG, PART_KEYS_TAG
 from campaign_pipelines.templates import parse_template
+from tests.test_cli import run_cli
 from tests.test_collector import Collector
 from tests.test_malformed_input import assert_one_sentence, budget
 from tests.test_malformed_records import _mutate_bytes
@@ -332,3 +333,30 @@ def test_generated_drops_load_whole_or_not_at_all(campaign):
         assert len(after["import_reject"]) - len(before["import_reject"]) == result.counts["rows_rejected"]
 
     check()
+
+
+def test_the_cli_runs_previews_and_lists_rejects_of_a_drop(sqlite_campaign, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    shop_drop(sqlite_campaign)
+    drop(sqlite_campaign, "inbox/shop/d1")
+
+    code, out, err = run_cli(capsys, "run", "shop_drop", "--file", "inbox/shop/d1/orders.csv")
+    assert code == 2 and "shop_drop loads the files of a drop's folder: give it with --set drop=FOLDER, not --file." in err
+    code, out, _ = run_cli(capsys, "templates", "preview", "shop_drop", "--file", "inbox/shop/d1")
+    assert code == 0
+    # Each part in load order, its mapped lines and what it would reject before the merge.
+    assert [line for line in out.splitlines() if line.endswith(".csv")] == ["customers: customers.csv", "orders: orders.csv", "order_lines: order_lines.csv"]
+    assert "5 line(s) read, 4 valid, 1 rejected (before reconciliation)" in out  # qty 0
+
+    code, out, _ = run_cli(capsys, "run", "shop_drop", "--set", "drop=inbox/shop/d1", "--json")
+    payload = json.loads(out)
+    assert code == 0 and payload["parts"]["order_lines"]["rows_rejected"] == 2 and payload["rows_inserted"] == 7
+    assert payload["parts"]["orders"]["rejects_path"].endswith(f"{payload['run_id']}.orders.csv")
+    code, out, _ = run_cli(capsys, "rejects", payload["run_id"][:8], "--csv")
+    assert out.splitlines() == [
+        "part,line,column,reason,text",
+        "order_lines,5,order_ref,shop_order: no shop_order has order_ref 'A-3' (on_missing_link: reject),\"A-3,1,bk-1,1,12.50\"",
+        "order_lines,6,qty,quantity: '0' must be 1 or more,\"A-2,2,kbd-9,0,89.90\"",
+        "orders,4,email,recipient: no recipient has email 'nobody@example.com' (on_missing_link: reject),\"A-3,nobody@example.com,2026-12-06 12:00\"",
+    ]

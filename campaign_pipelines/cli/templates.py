@@ -8,6 +8,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from campaign_pipelines.cli.common import EXIT_FAILED, EXIT_OK, UsageError, template_catalog, template_text
 from campaign_pipelines.settings import Settings, default_db_url
@@ -127,31 +128,56 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"{part.name}: {part.destination.path}")
                 print(preview_export(part, engine, args.rows))
             return EXIT_OK
-        import tempfile
+        if template.parts:  # each part's file in the drop's folder, in load order
+            launched = template.with_overrides({"drop": args.file} if args.file else {})
+            folder = launched.drop.folder if launched.drop else ""
+            manifest = launched.drop.manifest if launched.drop else None
+            named = {}
+            if manifest:
+                from campaign_pipelines.templates.drops import manifest_files, part_path
 
-        from campaign_pipelines.importing import steps
-        from campaign_pipelines.importing.rejects import read_rejects
-        from campaign_pipelines.importing.fetch import fetch
-
+                where = settings.data_dir / part_path(folder, manifest)
+                if not where.is_file():
+                    raise UsageError(f"{template.name}: the drop {folder or '(the data folder)'} has no manifest {manifest}; give the drop's folder with --file.")
+                named = manifest_files(where.read_text(encoding="utf-8"), str(where), [p.name for p in template.parts])
+            for part in launched.imports:
+                file = named.get(part.part_name) or part.source.path
+                print(f"{part.part_name}: {file}")
+                _preview_file(part, f"{folder}/{file}" if folder else file, settings, args.rows)
+            return EXIT_OK
         template = template.with_overrides({"file": args.file, "limit": args.rows})
         file = template.file_for(dt.date.today())  # as a run today would read it
         if not file:
             raise UsageError(f"{template.name}: give the file to preview with --file.")
-        with tempfile.TemporaryDirectory() as work:
-            # As a run reads it: spooled from its endpoint, decrypted.
-            remote = settings.endpoints().get(template.source.endpoint).with_environment() if template.source.endpoint else None
-            path, _ = fetch(template, file, settings.data_dir, remote, Path(work))
-            state = steps.validate_step(steps.map_step(steps.read_step(template, path, Path(work))))
-            frames = list(steps.read_frames(state.data))
-            # No valid line at all: no frame to show, the rejects say why.
-            mapped = pl.concat(frames) if frames else pl.DataFrame()
-            rejects = read_rejects(list(state.reject_files))
-        print(f"{state.rows_read} line(s) read, {mapped.height} valid, {rejects.num_rows} rejected (before reconciliation)")
-        if mapped.height:
-            print(mapped.drop("__text", "__key", strict=False).rename({"__line": "line"}))
-        if rejects.num_rows:
-            print(pl.from_arrow(rejects.select(["line", "column", "reason"])))
+        _preview_file(template, file, settings, args.rows)
     return EXIT_OK
+
+
+def _preview_file(template: Any, file: str, settings: Settings, rows: int) -> None:
+    """How the first lines of `file` map and which of them would be rejected."""
+    import tempfile
+
+    import polars as pl
+
+    from campaign_pipelines.importing import steps
+    from campaign_pipelines.importing.fetch import fetch
+    from campaign_pipelines.importing.rejects import read_rejects
+
+    template = template.model_copy(update={"source": template.source.model_copy(update={"limit": rows})})
+    with tempfile.TemporaryDirectory() as work:
+        # As a run reads it: spooled from its endpoint, decrypted.
+        remote = settings.endpoints().get(template.source.endpoint).with_environment() if template.source.endpoint else None
+        path, _ = fetch(template, file, settings.data_dir, remote, Path(work))
+        state = steps.validate_step(steps.map_step(steps.read_step(template, path, Path(work))))
+        frames = list(steps.read_frames(state.data))
+        # No valid line at all: no frame to show, the rejects say why.
+        mapped = pl.concat(frames) if frames else pl.DataFrame()
+        rejects = read_rejects(list(state.reject_files))
+    print(f"{state.rows_read} line(s) read, {mapped.height} valid, {rejects.num_rows} rejected (before reconciliation)")
+    if mapped.height:
+        print(mapped.drop("__text", "__key", strict=False).rename({"__line": "line"}))
+    if rejects.num_rows:
+        print(pl.from_arrow(rejects.select(["line", "column", "reason"])))
 
 
 def cmd_templates_new(args: argparse.Namespace, settings: Settings) -> int:
