@@ -36,7 +36,7 @@ from campaign_pipelines.exporting.steps import ExportOutcome, ExportsOutcome, ou
 from campaign_pipelines.importing import merge, steps
 from campaign_pipelines.importing.fetch import fetch
 from campaign_pipelines.importing.outcome import ImportOutcome
-from campaign_pipelines.importing.rejects import deliver_reject_files, read_rejects
+from campaign_pipelines.importing.rejects import deliver_reject_files
 from campaign_pipelines.inbox import Claim
 from campaign_pipelines.names import FILE_KEY_TAG, REJECTED_TAG, STATUS_TAG, TEMPLATE_TAG, table_key, table_pool, template_tags
 from campaign_pipelines.partitions import partition_day
@@ -157,7 +157,7 @@ def validate_rows(
     state = steps.validate_step(state, campaign_db.session(), progress(context), root)
     failure = steps.early_failure(state)
     if failure:
-        rejects = read_rejects(list(state.reject_files))
+        rejects = steps.all_rejects(state)
         path = merge.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.asset_name), rejects)
         uri = copy_rejects(context, file_store, state.template, path)
         report_failed_run(context, file_store, state, rejects, path, failure, uri)

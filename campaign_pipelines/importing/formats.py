@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from campaign_pipelines.importing.documents import DocumentReader, JsonArrayReader, ParquetReader
+from campaign_pipelines.importing.documents import DocumentReader, JsonArrayReader, ParquetReader, parquet_texts
 from campaign_pipelines.importing.read import SourceReader
 from campaign_pipelines.importing.rejects import RejectWriter
 from campaign_pipelines.importing.spreadsheets import ExcelReader, write_rejected_rows
@@ -33,6 +33,17 @@ READERS: dict[str, type[SourceReader] | type[DocumentReader]] = {
 
 def reader_for(template: ImportTemplate, path: Path, rejects: RejectWriter) -> SourceReader | DocumentReader:
     return READERS[template.source.format](template, path, rejects)
+
+
+def with_texts(source: Source, file: Path, input_schema: pa.Schema | None, rejects: pa.Table) -> pa.Table:
+    """The rejects with every record's text: a Parquet read leaves it for the end, when
+    the few rejected records are read again (documents.parquet_texts)."""
+    if source.format != "parquet" or input_schema is None or not rejects["text"].null_count:
+        return rejects
+    lines, texts = rejects["line"].to_pylist(), rejects["text"].to_pylist()
+    found = parquet_texts(file, input_schema.names, [n for n, t in zip(lines, texts) if t is None])
+    filled = pa.array([t if t is not None else found.get(n) for n, t in zip(lines, texts)], pa.string())
+    return rejects.set_column(rejects.schema.get_field_index("text"), "text", filled)
 
 
 def write_rejected_records(

@@ -26,9 +26,11 @@ from campaign_pipelines.importing.formats import write_rejected_records
 from campaign_pipelines.importing.outcome import COUNT_KEYS, DropOutcome, ImportOutcome
 from campaign_pipelines.importing.read import LINE, TEXT
 from campaign_pipelines.importing.reconcile import MergeResult, Reconciler
-from campaign_pipelines.importing.rejects import REJECT_SCHEMA, RejectWriter, read_rejects, write_reject_files
+from campaign_pipelines.importing.rejects import REJECT_SCHEMA, RejectWriter, write_reject_files
 from campaign_pipelines.importing.stage import copy_rows
-from campaign_pipelines.importing.steps import ImportState, read_batches, read_frames, reject_policy_failure, require_work_files
+from campaign_pipelines.importing.steps import (
+    ImportState, all_rejects, read_batches, read_frames, reject_policy_failure, require_work_files,
+)
 from campaign_pipelines.templates import ImportTemplate
 
 
@@ -56,7 +58,7 @@ def merge_file(conn: sa.Connection, state: ImportState, now: dt.datetime) -> Mer
     if not staged:
         reconciler.stage_rows(read_frames(state.data))
     result = reconciler.merge()
-    rejects = read_rejects(list(state.reject_files))
+    rejects = all_rejects(state)
     if result.rejects:
         merge_rejects_path = state.work_dir / "rejects_merge.arrow"
         texts = _texts_for(state.data, [r[0] for r in result.rejects])
@@ -67,7 +69,7 @@ def merge_file(conn: sa.Connection, state: ImportState, now: dt.datetime) -> Mer
                 pa.array([r[1] for r in result.rejects], pa.string()),
                 pa.array([r[2] for r in result.rejects], pa.string()),
             )
-        rejects = read_rejects([*state.reject_files, merge_rejects_path])
+        rejects = all_rejects(state, merge_rejects_path)
     failure = reject_policy_failure(template.errors, state.rows_read, state.watch_line, rejects)
     return Merged(state, result, rejects, failure)
 
@@ -138,7 +140,7 @@ def reconcile_drop_step(
         held_back = f"not written: the part {failed.state.template.part_name} failed"
         outcomes = [_outcome(m if m.failure else dataclasses.replace(m, failure=held_back), 0) for m in merged]
         for state in states[len(merged):]:  # not merged: their rejects so far
-            outcomes.append(_outcome(Merged(state, MergeResult(), read_rejects(list(state.reject_files)), held_back), 0))
+            outcomes.append(_outcome(Merged(state, MergeResult(), all_rejects(state), held_back), 0))
     for state, outcome in zip(states, outcomes):
         outcome.rejects_path = write_rejects(state, run_id, rejects_dir, outcome.rejects)
     failure = None

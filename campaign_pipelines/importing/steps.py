@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.documents import DocumentReader
-from campaign_pipelines.importing.formats import reader_for
+from campaign_pipelines.importing.formats import reader_for, with_texts
 from campaign_pipelines.importing.read import SourceReader
 from campaign_pipelines.importing.stage import copy_to_stage, run_stage_name, stage_table
 from campaign_pipelines.importing.rejects import RejectWriter, read_rejects
@@ -217,6 +217,11 @@ def validate_step(
         data=out, reject_files=(*state.reject_files, rejects_path), staged=staged,
         rejected_so_far=state.rejected_so_far + rejects.lines_rejected, data_rows=data_rows,
     )
+
+
+def all_rejects(state: ImportState, *more: Path) -> pa.Table:
+    """Every reject of the steps so far (and of `more` files), each with its record's text."""
+    return with_texts(state.template.source, state.file, state.input_schema, read_rejects([*state.reject_files, *more]))
 
 
 def early_failure(state: ImportState) -> str | None:
