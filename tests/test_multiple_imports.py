@@ -360,3 +360,39 @@ def test_the_cli_runs_previews_and_lists_rejects_of_a_drop(sqlite_campaign, caps
         "order_lines,6,qty,quantity: '0' must be 1 or more,\"A-2,2,kbd-9,0,89.90\"",
         "orders,4,email,recipient: no recipient has email 'nobody@example.com' (on_missing_link: reject),\"A-3,nobody@example.com,2026-12-06 12:00\"",
     ]
+
+
+def test_on_the_multiprocess_executor_a_failed_merge_changes_nothing_and_its_re_execution_converges(tmp_path, db_url, monkeypatch):
+    """Each part's steps in processes of their own, their work data in the part's folder
+    (and, on PostgreSQL, its stage table); the merge of the drop fails at its last part
+    (the database refuses order_line), then `rerun --from-failure` merges it once."""
+    from tests.helpers import failing_writes, stage_tables, work_folders
+    from tests.test_executors import cli, deployment as executor_deployment, step_pids
+
+    campaign = executor_deployment(tmp_path / "multiprocess", db_url, monkeypatch, "multiprocess")
+    shop_drop(campaign)
+    code, first = cli("run", "shop_drop", "--set", f"drop={drop(campaign, 'inbox/shop/d1')}")
+    assert code == 0 and first["rows_inserted"] == 7, first
+    pids = step_pids(first["run_id"])
+    assert {"shop_drop_steps.read_customers", "shop_drop_steps.validate_order_lines", "shop_drop_steps.reconcile"} <= set(pids)
+    assert len(set(pids.values())) == len(pids)  # a process per step
+    before = table_rows(campaign)
+
+    new = "email,first_name,last_name\nnew@example.com,New,Person\n"
+    orders = "order_ref,email,ordered_at\nC-1,new@example.com,2026-12-07 09:00\n"
+    folder = drop(campaign, "inbox/shop/d2", **{"customers.csv": new, "orders.csv": orders,
+                                                 "order_lines.csv": "order_ref,line,sku,qty,amount\nC-1,1,cup,1,2.00\n"})
+    with failing_writes(campaign.engine, "order_line"):
+        code, failed = cli("run", "shop_drop", "--set", f"drop={folder}")
+    assert code == 1 and "disk on fire" in failed["error"], failed
+    assert table_rows(campaign) == before  # the customer and the order went back with the lines
+    assert failed["run_id"] in work_folders(campaign.data_dir)
+    if campaign.dialect == "postgresql":  # one stage table per part, kept for the re-execution
+        assert len([t for t in stage_tables(campaign.engine) if failed["run_id"].replace("-", "") in t]) == 3
+
+    code, again = cli("rerun", failed["run_id"], "--from-failure")
+    assert code == 0 and again["rows_inserted"] == 3, again
+    assert set(step_pids(again["run_id"])) == {"shop_drop_steps.reconcile", "shop_drop_steps.report_drop"}
+    assert work_folders(campaign.data_dir) == [] and stage_tables(campaign.engine) == []
+    emails = {r["email"] for r in campaign.rows("recipient", "email")}
+    assert "new@example.com" in emails and len(campaign.rows("order_line")) == 4
