@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 import schemas
 # One wording of a pydantic error for templates and data schemas alike: `key: message`.
 from schemas.messages import validation_message as format_validation_error
+from schemas.messages import validation_messages
 from campaign_pipelines.errors import TemplateError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -216,6 +217,26 @@ class Partitions(Model):
 
 # Keys where null means something (no limit); elsewhere null means "as the template says".
 NULLABLE_LAUNCH_KEYS = ("limit", "max_rejects")
+
+
+def check_each_part(
+    cls: type[BaseModel], data: Any, info: ValidationInfo, kind: str, keys: tuple[str, ...], inherited: tuple[str, ...] = ()
+) -> Any:
+    """A multiple template's parts, each checked as the one-file template it would be (its
+    `keys`, and the template's `inherited` ones it does not set), its errors named
+    parts[i].…: the same rules, one place."""
+    if not isinstance(data, dict) or not isinstance(data.get("parts"), list):
+        return data
+    for i, part in enumerate(data["parts"]):
+        if not isinstance(part, dict):
+            continue  # the field's own validation says what a part is
+        single = {"name": data.get("name", kind), "kind": kind, **{k: data[k] for k in inherited if k in data},
+                  **{k: part[k] for k in keys if k in part}}
+        try:
+            cls.model_validate(single, context=info.context)
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"parts[{i}].{error}" for error in validation_messages(exc, cls))) from None
+    return data
 
 
 class Launchable(Model):

@@ -16,11 +16,10 @@ import posixpath
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from campaign_pipelines.errors import CampaignError, TemplateError
 from campaign_pipelines.templates.common import Model, _inside_data_dir, format_validation_error
-from schemas.messages import validation_messages
 
 if TYPE_CHECKING:
     from campaign_pipelines.templates.imports import ImportPart, ImportTemplate
@@ -38,24 +37,6 @@ class Drop(Model):
     manifest: Annotated[str, Field(pattern=r"^[^/\\]+$")] | None = None
 
     _check_folder = field_validator("folder")(lambda v: _inside_data_dir(v) if v else v)
-
-
-def whole_parts(cls: type[ImportTemplate], data: Any, info: ValidationInfo) -> Any:
-    """Each part is checked as the one-file import it would be, its errors named parts[i].…"""
-    if not isinstance(data, dict) or not isinstance(data.get("parts"), list):
-        return data
-    for i, part in enumerate(data["parts"]):
-        if not isinstance(part, dict):
-            continue  # the field's own validation says what a part is
-        single = {"name": data.get("name", "import"), "kind": "import",
-                  **{k: part[k] for k in ("source", "target", "columns") if k in part}}
-        if "errors" in part or "errors" in data:
-            single["errors"] = part.get("errors", data.get("errors"))
-        try:
-            cls.model_validate(single, context=info.context)
-        except ValidationError as exc:
-            raise ValueError("; ".join(f"parts[{i}].{error}" for error in validation_messages(exc, cls))) from None
-    return data
 
 
 def check_multiple(template: ImportTemplate) -> None:

@@ -11,14 +11,13 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 import schemas
 from campaign_pipelines.templates.common import (
-    format_validation_error, NAME_PATTERN, Encrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
+    check_each_part, format_validation_error, NAME_PATTERN, Encrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter, _encoding, name_suffix,
     _one_character, _timezone, check_conditions, check_pattern, data_model,
 )
 from campaign_pipelines.errors import TemplateError
 from campaign_pipelines.templates.grouping import AGGREGATES, aggregate_field, check_grouping, group_keys, grouped
 from campaign_pipelines.templates.paths import collection_path, follow, label_key, value_parts
 from campaign_pipelines.text import scalar_text
-from schemas.messages import validation_messages
 
 
 EXPORT_LAUNCH_KEYS: dict[str, tuple[str, str]] = {
@@ -265,20 +264,8 @@ class ExportTemplate(Launchable):
     @model_validator(mode="before")
     @classmethod
     def _whole_parts(cls, data: Any, info: ValidationInfo) -> Any:
-        """Each part is checked as the one-file export it would be, its errors named
-        parts[i].…: the same rules, one place."""
-        if not isinstance(data, dict) or not isinstance(data.get("parts"), list):
-            return data
-        for i, part in enumerate(data["parts"]):
-            if not isinstance(part, dict):
-                continue  # the field's own validation says what a part is
-            single = {"name": data.get("name", "export"), "kind": "export",
-                      **{k: part[k] for k in ("source", "destination") if k in part}}
-            try:
-                cls.model_validate(single, context=info.context)
-            except ValidationError as exc:
-                raise ValueError("; ".join(f"parts[{i}].{error}" for error in validation_messages(exc, cls))) from None
-        return data
+        """Each part is checked as the one-file export it would be."""
+        return check_each_part(cls, data, info, "export", ("source", "destination"))
 
     @model_validator(mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import schemas
 from campaign_pipelines.templates.common import (
-    NAME_PATTERN, Collector, Decrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
+    NAME_PATTERN, Collector, check_each_part, Decrypt, Launchable, Model, NumberFormat, Partitions, Schedule, _delimiter,
     _encoding, _one_character, _timezone, check_conditions, check_pattern, data_model, has_date_field,
 )
 from campaign_pipelines.templates import drops
@@ -261,7 +261,11 @@ class ImportTemplate(Launchable):
     collector: Collector | None = None
     partitions: Partitions | None = None
 
-    _whole_parts = model_validator(mode="before")(classmethod(lambda cls, data, info: drops.whole_parts(cls, data, info)))
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_parts(cls, data: Any, info: ValidationInfo) -> Any:
+        """Each part is checked as the one-file import it would be (with the template's errors unless it has its own)."""
+        return check_each_part(cls, data, info, "import", ("source", "target", "columns", "errors"), inherited=("errors",))
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> "ImportTemplate":
