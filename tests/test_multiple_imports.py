@@ -22,6 +22,7 @@ from campaign_pipelines.names import FILE_KEY_TAG, FILE_TAG, PART_KEYS_TAG
 from campaign_pipelines.templates import parse_template
 from tests.test_cli import run_cli
 from tests.test_collector import Collector
+from tests.test_endpoints import remote  # noqa: F401  (the remote fixture)
 from tests.test_malformed_input import assert_one_sentence, budget
 from tests.test_malformed_records import _mutate_bytes
 
@@ -396,3 +397,28 @@ def test_on_the_multiprocess_executor_a_failed_merge_changes_nothing_and_its_re_
     assert work_folders(campaign.data_dir) == [] and stage_tables(campaign.engine) == []
     emails = {r["email"] for r in campaign.rows("recipient", "email")}
     assert "new@example.com" in emails and len(campaign.rows("order_line")) == 4
+
+
+def test_a_drop_on_an_endpoint_is_collected_whole_and_archived_there(campaign, remote):
+    """The parts' files on the real SFTP and S3 servers: the collector lists the drop
+    folders there, the run reads each part from the endpoint, the drop moves there."""
+    shop_drop(campaign, collector=COLLECTED)
+    data = yaml.safe_load((campaign.templates_dir / "shop_drop.yaml").read_text())
+    for part in data["parts"]:
+        part["source"]["endpoint"] = "partner"
+    campaign.template(yaml.safe_dump(data, sort_keys=False), "shop_drop")
+    named = {"customers": "customers.csv", "orders": "orders.csv", "order_lines": "order_lines.csv"}
+    for name, text in (("customers.csv", CUSTOMERS), ("orders.csv", ORDERS), ("order_lines.csv", LINES)):
+        remote.put(f"inbox/shop/d1/{name}", text.encode())
+    collector = Collector(campaign, "shop_drop")
+    assert collector.tick() == []  # no manifest yet
+    remote.put("inbox/shop/d1/manifest.json", json.dumps(named).encode())
+    collector.tick()
+    (request,) = collector.tick()
+    assert request.tags[FILE_TAG] == remote.endpoint.uri("inbox/shop/d1")
+    (result,) = collector.run([request])
+    assert result.success, result.error
+    assert {n: p["rows_inserted"] for n, p in result.counts["parts"].items()} == {"customers": 2, "orders": 2, "order_lines": 3}
+    assert collector.tick() == []
+    archived = f"archive/shop/d1.{result.run_id}"
+    assert remote.names(archived) == ["customers.csv", "manifest.json", "order_lines.csv", "orders.csv"]
