@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from campaign_pipelines.checks import IMPORT_CHECKS, failed_run_checks, import_check_results, reject_rate
+from campaign_pipelines.checks import IMPORT_CHECKS, import_check_results, reject_rate
 from campaign_pipelines.errors import CampaignError
 from campaign_pipelines.importing.merge import reconcile_drop_step
 from campaign_pipelines.importing.outcome import DropOutcome
@@ -25,7 +25,7 @@ from campaign_pipelines.importing.steps import ImportState
 from campaign_pipelines.inbox import Claim
 from campaign_pipelines.names import PART_KEYS_TAG, REJECTED_TAG, STATUS_TAG, table_key, table_pool
 from campaign_pipelines.ops import WORK, adopt_run, copy_rejects, read_source, remove_work_data
-from campaign_pipelines.reporting import rejects_materialization
+from campaign_pipelines.reporting import rejects_materialization, report_failed_run
 from campaign_pipelines.step_errors import TRANSIENT_RETRY, fails_clearly, retried_on_transient_errors
 from campaign_pipelines.templates import ImportTemplate
 from campaign_pipelines.templates.drops import manifest_files, part_path
@@ -33,7 +33,6 @@ from resources.campaign_db import CampaignDatabase
 from resources.endpoints import Endpoint, endpoint_resource_key
 from resources.file_store import FileStore
 from resources.paths import resolve_data_path
-from resources.rejects_io import last_rejects_path, store_last_rejects
 from resources.work_io import root_run_id
 
 
@@ -127,12 +126,8 @@ def reconcile_drop(template: ImportTemplate) -> dg.OpDefinition:
         if outcome.committed_by:
             context.log.info(f"the merge of this run's drop was committed by run {outcome.committed_by}: nothing written again; its counts are reported.")
         if outcome.failure:
-            rejects = all_rejects(outcome)
-            context.log_event(rejects_materialization(template, context.run_id, rejects, _first_path(outcome), outcome.failure))
-            store_last_rejects(last_rejects_path(file_store.root, template.name), rejects, context.run_id)
             read = sum(p.rows_read for p in outcome.parts)
-            for evaluation in failed_run_checks(template, rejects.num_rows, read, outcome.failure):
-                context.log_event(evaluation)
+            report_failed_run(context, file_store, template, read, drop_rejects(outcome), _first_path(outcome), outcome.failure)
             remove_work_data(context)
             raise CampaignError(outcome.failure)
         return outcome
@@ -144,7 +139,7 @@ def _first_path(outcome: DropOutcome) -> Path | None:
     return next((p.rejects_path for p in outcome.parts if p.rejects_path), None)
 
 
-def all_rejects(outcome: DropOutcome) -> pa.Table:
+def drop_rejects(outcome: DropOutcome) -> pa.Table:
     """Every part's rejects in one table, the part first: the rejects asset's value."""
     tables = [
         p.rejects.add_column(0, "part", pa.array([p.template.part_name] * p.rejects.num_rows, pa.string()))
@@ -203,7 +198,7 @@ def report_drop(context: dg.OpExecutionContext, outcome: DropOutcome):
         + [f"| {n} | {p['table']} | {p['rows_read']} | {p['rows_inserted']} | {p['rows_updated']} | {p['rows_unchanged']} "
            f"| {p['rows_ignored']} | {p['rows_rejected']} |" for n, p in parts.items()]
     )
-    rejects = all_rejects(outcome)
+    rejects = drop_rejects(outcome)
     yield dg.Output(
         {**summary, "status": outcome.status, "parts": parts},
         "result",

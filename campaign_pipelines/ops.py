@@ -160,7 +160,7 @@ def validate_rows(
         rejects = steps.all_rejects(state)
         path = merge.write_rejects(state, context.run_id, file_store.rejects_dir(state.template.asset_name), rejects)
         uri = copy_rejects(context, file_store, state.template, path)
-        report_failed_run(context, file_store, state, rejects, path, failure, uri)
+        report_failed_run(context, file_store, state.template, state.rows_read, rejects, path, failure, uri)
         remove_work_data(context)  # the same file fails the same way: nothing to resume
         raise CampaignError(f"{state.shown}: {failure}")
     return state
@@ -183,7 +183,10 @@ def _reconcile(
             "its counts are reported."
         )
     if outcome.failure:
-        report_failed_run(context, file_store, state, outcome.rejects, outcome.rejects_path, outcome.failure, outcome.rejects_uri)
+        report_failed_run(
+            context, file_store, state.template, state.rows_read, outcome.rejects, outcome.rejects_path, outcome.failure,
+            outcome.rejects_uri,
+        )
         remove_work_data(context)
         raise CampaignError(f"{state.shown}: {outcome.failure}")
     return outcome

@@ -9,7 +9,6 @@ import dagster as dg
 import pyarrow as pa
 
 from campaign_pipelines.checks import failed_run_checks
-from campaign_pipelines.importing import steps
 from campaign_pipelines.names import rejects_key
 from campaign_pipelines.templates import ImportTemplate
 from resources.file_store import FileStore
@@ -19,16 +18,15 @@ PREVIEW_ROWS = 20
 
 
 def report_failed_run(
-    context: dg.OpExecutionContext, file_store: FileStore, state: steps.ImportState, rejects: pa.Table, path: Path | None, failure: str,
-    uri: str | None = None,
+    context: dg.OpExecutionContext, file_store: FileStore, template: ImportTemplate, rows_read: int, rejects: pa.Table,
+    path: Path | None, failure: str, uri: str | None = None,
 ) -> None:
     """A run the reject policy failed still shows its rejects (the asset's value and its
     materialization), an ERROR on the reject_rate check, and lines_accounted passing."""
-    template = state.template
     partition = context.partition_key if context.has_partition_key else None
     store_last_rejects(last_rejects_path(file_store.root, template.asset_name, partition), rejects, context.run_id)
     context.log_event(rejects_materialization(template, context.run_id, rejects, path, failure, uri))
-    for evaluation in failed_run_checks(template, rejects.num_rows, state.rows_read, failure):
+    for evaluation in failed_run_checks(template, rejects.num_rows, rows_read, failure):
         context.log_event(evaluation)
 
 
