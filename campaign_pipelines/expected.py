@@ -68,7 +68,10 @@ def expected_file_check(template: ImportTemplate) -> dg.AssetChecksDefinition:
     def file_arrived(context) -> Iterator[dg.AssetCheckResult]:  # noqa: ANN001  (Dagster refuses the annotation as text)
         now = dt.datetime.now(ZoneInfo(expected.timezone))
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        runs = context.instance.get_runs(dg.RunsFilter(tags={TEMPLATE_TAG: template.name}, created_after=midnight))
+        # In UTC: the run storages compare create times as naive UTC, so midnight in Paris given
+        # as 00:00+01:00 would be read as 00:00 UTC (between 23:00 and 24:00 UTC no run counted).
+        since = midnight.astimezone(dt.UTC)
+        runs = context.instance.get_runs(dg.RunsFilter(tags={TEMPLATE_TAG: template.name}, created_after=since))
         collected = sum(1 for run in runs if FILE_KEY_TAG in run.tags)
         waiting: list[str] = []
         unreachable = None
