@@ -69,6 +69,13 @@ class Decisions:
         self.keeps_unchanged = bool(template.target.recipient_list or template.target.service)
         self.decided: sa.Table  # `merge` makes it, once it knows `into_empty`
 
+    @property
+    def decided_in_key_order(self) -> bool:
+        """Whether the decisions are written in the key's order: into an empty table, by
+        the duplicates' window, whose sort leads with the key (`_first_line` on
+        PostgreSQL), unless a unique check's window sorts them again."""
+        return self.into_empty and self.dialect != "sqlite" and not self.unique_checks
+
     def _decided_table(self) -> sa.Table:
         """The decisions. No indexes: nothing looks a line up; each table is written once
         and scanned. The other values only into an empty table (`into_empty`)."""
@@ -183,6 +190,10 @@ class Decisions:
             # and not the stage's and the record's values side by side (1M lines: 222 MB
             # -> 62 MB).
             matched = matched.prefix_with("MATERIALIZED")
+        elif self.dialect == "sqlite":
+            # Read twice by the duplicates' grouping (`_first_line`): a projection of the
+            # stage, read again rather than copied.
+            matched = matched.prefix_with("NOT MATERIALIZED")
         if ambiguous_keys:
             matched = sa.select(*[c for c in matched.c if c.name != "pick"]).where(matched.c.pick == 1).cte("matched_once")
 
@@ -200,10 +211,8 @@ class Decisions:
         group = [*by_new_key, *by_match] if self.into_empty else [*by_match, *by_new_key]
         if self.links:
             group.append(sa.case((m.link_fault.is_not(None), m.line)))
-        last_wins = target.duplicates_in_file == "update"
-        # The group's kept line; any other line of the group is a duplicate. One window
-        # function, so one pass over the sorted lines (a row_number and a min took two).
-        kept = sa.func.first_value(m.line).over(partition_by=group, order_by=m.line.desc() if last_wins else m.line.asc())
+        # The group's kept line; any other line of the group is a duplicate.
+        grouped_from, kept = self._first_line(matched, group, "repeated", last=target.duplicates_in_file == "update")
 
         # 3. The operation's action for each line that is not a duplicate.
         on_match, on_new = {
@@ -215,7 +224,7 @@ class Decisions:
         }[target.operation]
         duplicate = {"update": "superseded", "ignore": "duplicate", "reject": "duplicate_reject"}[target.duplicates_in_file]
         grouped = sa.select(*[c for c in m if c.name != "matches"], kept.label("kept"),
-                           *([m.matches] if ambiguous_keys else [])).cte("grouped")
+                           *([m.matches] if ambiguous_keys else [])).select_from(grouped_from).cte("grouped")
         r = grouped.c
         is_duplicate = r.line != r.kept
         new_action = sa.case((r.empty_insert.is_not(None), sa.literal("required:") + r.empty_insert), else_=on_new) if on_new == "insert" else on_new
@@ -243,7 +252,7 @@ class Decisions:
                 sa.or_(a.match_id.is_(None), holder.c.id != a.match_id),
             )
             buckets = [sa.case((writing, self._bytewise(a[c]))) for c in group]
-            first = sa.func.first_value(a.line).over(partition_by=buckets, order_by=a.line)
+            bucketed, first = self._first_line(acted, buckets, f"taken_{len(group)}_{group[0]}")
             earlier = a.line != first
             acted = sa.select(
                 *[c for c in a if c.name not in ("action", "ref_line")],
@@ -253,7 +262,7 @@ class Decisions:
                     else_=a.action,
                 ).label("action"),
                 sa.case((sa.and_(writing, earlier), first), else_=a.ref_line).label("ref_line"),
-            ).cte(f"unique_{len(group)}_{group[0]}")
+            ).select_from(bucketed).cte(f"unique_{len(group)}_{group[0]}")
 
         # 5. Updates that change nothing are unchanged.
         a = acted.c
@@ -264,6 +273,29 @@ class Decisions:
             a.ref_line,
         )
         return decisions if self.keeps_unchanged else decisions.where(final_action != "unchanged")
+
+    def _first_line(
+        self, rows: sa.CTE, group: list[sa.ColumnElement], name: str, last: bool = False
+    ) -> tuple[sa.FromClause, sa.ColumnElement]:
+        """The first (or last) line of each row's group, and what to select it from.
+        PostgreSQL: a window over the rows sorted by group. SQLite, whose window functions
+        store every wide row before reading it back: the groups of two lines or more by
+        one narrow GROUP BY, joined back (1M lines into an empty table, 1,111 repeated
+        e-mails: the decide statement 9.5 s -> 4.4 s)."""
+        order = rows.c.line.desc() if last else rows.c.line
+        if self.dialect != "sqlite":
+            return rows, sa.func.first_value(rows.c.line).over(partition_by=group, order_by=order)
+        keys = [g.label(f"g{i}") for i, g in enumerate(group)]
+        pick = (sa.func.max if last else sa.func.min)(rows.c.line)
+        repeated = (
+            sa.select(*keys, pick.label("first"))
+            .group_by(*group)
+            .having(sa.func.count() > 1)
+            .cte(name)
+            .prefix_with("MATERIALIZED")
+        )
+        joined = rows.outerjoin(repeated, sa.and_(*[repeated.c[k.name].is_not_distinct_from(g) for k, g in zip(keys, group)]))
+        return joined, sa.func.coalesce(repeated.c.first, rows.c.line)
 
     def _bytewise(self, value: sa.ColumnElement) -> sa.ColumnElement:
         """Text compared byte by byte: partitions need equality, not linguistic order,
