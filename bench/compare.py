@@ -5,7 +5,7 @@ goes first), so the machine's drift weighs on both alike.
 
 Each commit is checked out in a temporary git worktree and runs on this venv's packages,
 its own code first on PYTHONPATH, through `bench/run.py --only ours --db pg` (first load,
-then re-import, on the same generated file), in a work folder (data, Dagster home) per
+then re-import, on the same generated file; `--db sqlite`: the first load into SQLite), in a work folder (data, Dagster home) per
 commit, so that neither reads the other's runs. The harness (bench/*.py and its
 templates) is this checkout's, copied into both worktrees: the commits differ in their
 code only, and both get the same options (`--dagster-storage postgres`: each its own
@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CASE = re.compile(r"^\s*ours pg\s+(first|reimport)\s+\.\.\. ([0-9.]+) s", re.M)
+CASE = re.compile(r"^\s*ours (?:pg|sqlite)\s+(first|reimport)\s+\.\.\. ([0-9.]+) s", re.M)
 STEPS = re.compile(r"^\s*steps: (.*)$", re.M)
 
 
@@ -44,13 +44,14 @@ def worktree(rev: str, parent: Path) -> Path:
     return path
 
 
-FIGURES = re.compile(r"^\s*figures: cpu ([0-9.]+) s, pg cpu ([0-9.]+) s, wal ([0-9.]+) MiB, temp ([0-9.]+) MiB, "
-                     r"events ([0-9]+)$", re.M)
-FIGURE_NAMES = ("cpu", "pg_cpu", "wal_mb", "temp_mb", "events")
+FIGURES = re.compile(r"^\s*figures: (.*)$", re.M)
+# What a figures line names, and the name it goes by here (SQLite's has no server figures).
+FIGURE_NAMES = {"cpu": "cpu", "pg cpu": "pg_cpu", "wal": "wal_mb", "temp": "temp_mb", "events": "events"}
+FIGURE = re.compile(r"(pg cpu|cpu|wal|temp|events) ([0-9.]+)")
 
 
 def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float]:
-    cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", "pg",
+    cmd = [sys.executable, str(tree / "bench" / "run.py"), "--rows", str(args.rows), "--only", "ours", "--db", args.db,
            "--loads", loads, "--no-save", "--work", str(args.work / tree.name),
            "--dagster-storage", args.dagster_storage]
     done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
@@ -59,8 +60,8 @@ def one_run(tree: Path, args: argparse.Namespace, loads: str) -> dict[str, float
     for load, steps in zip(loads.split(","), STEPS.findall(done.stdout)):
         print(f"  {tree.name} {load} steps: {steps}", flush=True)
     figures = {load: float(seconds) for load, seconds in CASE.findall(done.stdout)}
-    for load, values in zip(loads.split(","), FIGURES.findall(done.stdout)):
-        figures.update({f"{load}_{name}": float(v) for name, v in zip(FIGURE_NAMES, values)})
+    for load, line in zip(loads.split(","), FIGURES.findall(done.stdout)):
+        figures.update({f"{load}_{FIGURE_NAMES[name]}": float(v) for name, v in FIGURE.findall(line)})
     return figures
 
 
@@ -77,11 +78,13 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/campaign-bench"))
     parser.add_argument("--dagster-storage", choices=("sqlite", "postgres"), default="sqlite",
                         help="the Dagster instance's storage for both commits (bench/run.py's option)")
+    parser.add_argument("--db", choices=("pg", "sqlite"), default="pg",
+                        help="the Campaign database: PostgreSQL (first load and re-import) or SQLite (first load)")
     parser.add_argument("--reimport-only", action="store_true",
                         help="load the table once with BEFORE, then time re-imports only (quicker rounds, so more of "
                              "them); for two commits that make the same tables")
     args = parser.parse_args()
-    loads = "reimport" if args.reimport_only else "first,reimport"
+    loads = "first" if args.db == "sqlite" else "reimport" if args.reimport_only else "first,reimport"
     samples: dict[str, list[dict[str, float]]] = {args.before: [], args.after: []}
     with tempfile.TemporaryDirectory(prefix="campaign-compare-") as parent:
         trees = {rev: worktree(rev, Path(parent)) for rev in samples}
@@ -96,7 +99,9 @@ def main() -> int:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
-    names = [f"{load}{suffix}" for load in loads.split(",") for suffix in ("", *(f"_{n}" for n in FIGURE_NAMES))]
+    measured = samples[args.before][0]
+    names = [f"{load}{suffix}" for load in loads.split(",")
+             for suffix in ("", *(f"_{n}" for n in FIGURE_NAMES.values())) if f"{load}{suffix}" in measured]
     for load in names:
         unit = "MiB" if load.endswith("_mb") else "" if load.endswith("events") else "s"
         before = [s[load] for s in samples[args.before]]
