@@ -26,6 +26,18 @@ def expected_file_job_name(template: ImportTemplate) -> str:
     return f"{template.name}_expected_file"
 
 
+def local_now(timezone: str) -> dt.datetime:
+    """The time in the expectation's timezone (one place, so a test can set the hour)."""
+    return dt.datetime.now(ZoneInfo(timezone))
+
+
+def since_midnight(now: dt.datetime) -> dt.datetime:
+    """The start of `now`'s day, in UTC: Dagster's run storages compare create times as
+    naive UTC, so a Paris midnight given as 00:00+01:00 would be read as 00:00 UTC (and
+    between 23:00 and 24:00 UTC no run of the day would count)."""
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+
+
 def arrival(template: ImportTemplate, expected: Expected, collected: int, waiting: list[str], unreachable: str | None,
             now: dt.datetime) -> dg.AssetCheckResult:
     """The check's verdict on what arrived since midnight (in the expectation's timezone)."""
@@ -66,12 +78,10 @@ def expected_file_check(template: ImportTemplate) -> dg.AssetChecksDefinition:
         required_resource_keys={"file_store", *([endpoint_resource_key(endpoint)] if endpoint else [])},
     )
     def file_arrived(context) -> Iterator[dg.AssetCheckResult]:  # noqa: ANN001  (Dagster refuses the annotation as text)
-        now = dt.datetime.now(ZoneInfo(expected.timezone))
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        # In UTC: the run storages compare create times as naive UTC, so midnight in Paris given
-        # as 00:00+01:00 would be read as 00:00 UTC (between 23:00 and 24:00 UTC no run counted).
-        since = midnight.astimezone(dt.UTC)
-        runs = context.instance.get_runs(dg.RunsFilter(tags={TEMPLATE_TAG: template.name}, created_after=since))
+        now = local_now(expected.timezone)
+        runs = context.instance.get_runs(
+            dg.RunsFilter(tags={TEMPLATE_TAG: template.name}, created_after=since_midnight(now))
+        )
         collected = sum(1 for run in runs if FILE_KEY_TAG in run.tags)
         waiting: list[str] = []
         unreachable = None

@@ -4,11 +4,13 @@ PostgreSQL-backed Dagster instances) against the data folder and a real SFTP/S3 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import dagster as dg
 import pytest
 
+import campaign_pipelines.expected as expected_check
 from campaign_pipelines.cli import main
 from campaign_pipelines.code_location import build_definitions
 from campaign_pipelines.names import inbox_key
@@ -82,11 +84,34 @@ def test_a_file_waiting_in_the_inbox_or_collected_today_passes(deployment):
     assert evaluation.description == "1 file(s) collected since 00:00, 0 waiting in the inbox."
 
 
+def test_a_run_minutes_after_midnight_counts_whatever_the_zone_s_offset(deployment, monkeypatch):
+    """The hour the last CI met: a zone ahead of UTC, its midnight minutes ago. Now is set
+    in a fixed-offset zone where it is 00:10, so a run collected a moment ago is of
+    today; read as UTC, that midnight would lie hours ahead and count no run (at any hour
+    but the first ten minutes of a UTC day, when the two agree anyway)."""
+    real_now = dt.datetime.now(dt.UTC)
+    past_utc_midnight = real_now - real_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    ahead = (dt.timedelta(minutes=10) - past_utc_midnight) % dt.timedelta(days=1)
+    zone = dt.timezone(ahead)
+    monkeypatch.setattr(expected_check, "local_now", lambda timezone: dt.datetime.now(zone))
+    expecting(deployment)
+    inbox(deployment, "people_1.csv", "ann@x.org;C1;Ann;Lee")
+    collector = Collector(deployment)
+    collector.tick()
+    (run,) = collector.run(collector.tick())
+    assert run.success, run.error
+    collector.tick()
+    assert expected_check.local_now("Europe/Paris").hour == 0
+    result, evaluation = check_run(deployment)
+    assert result.success and evaluation.passed
+    assert evaluation.description == "1 file(s) collected since 00:00, 0 waiting in the inbox."
+
+
 def test_a_remote_inbox_is_checked_on_its_endpoint(campaign, remote):
     remote_collector(campaign, expected=EXPECTED)
     result, evaluation = check_run(campaign)
     assert not result.success and not evaluation.passed
-    assert f"people: no file matching inbox/crm/people_*.csv on the endpoint partner arrived by 06:30" in evaluation.description
+    assert "people: no file matching inbox/crm/people_*.csv on the endpoint partner arrived by 06:30" in evaluation.description
     remote.put("inbox/crm/people_1.csv", b"email;code;first;last\n")
     result, evaluation = check_run(campaign)
     assert result.success and evaluation.passed
