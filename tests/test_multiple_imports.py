@@ -349,6 +349,12 @@ def test_the_cli_runs_previews_and_lists_rejects_of_a_drop(sqlite_campaign, caps
     # Each part in load order, its mapped lines and what it would reject before the merge.
     assert [line for line in out.splitlines() if line.endswith(".csv")] == ["customers: customers.csv", "orders: orders.csv", "order_lines: order_lines.csv"]
     assert "5 line(s) read, 4 valid, 1 rejected (before reconciliation)" in out  # qty 0
+    # A manifest that links out of the data folder is refused, as the run's read step refuses it.
+    drop(sqlite_campaign, "inbox/shop/d9", manifest=False)
+    (tmp_path / "elsewhere.json").write_text('{"customers": "customers.csv"}')
+    (sqlite_campaign.data_dir / "inbox/shop/d9/manifest.json").symlink_to(tmp_path / "elsewhere.json")
+    code, out, err = run_cli(capsys, "templates", "preview", "shop_drop", "--file", "inbox/shop/d9")
+    assert code != 0 and "manifest 'inbox/shop/d9/manifest.json' is outside CAMPAIGN_DATA_DIR" in err, err
 
     code, out, _ = run_cli(capsys, "run", "shop_drop", "--set", "drop=inbox/shop/d1", "--json")
     payload = json.loads(out)

@@ -134,9 +134,11 @@ def cmd_templates_preview(args: argparse.Namespace, settings: Settings) -> int:
             manifest = launched.drop.manifest if launched.drop else None
             named = {}
             if manifest:
+                from campaign_pipelines.settings import resolve_data_path
                 from campaign_pipelines.templates.drops import manifest_files, part_path
 
-                where = settings.data_dir / part_path(folder, manifest)
+                # As the run's read step finds it: inside the data folder, symbolic links too.
+                where = resolve_data_path(settings.data_dir, part_path(folder, manifest), what="manifest")
                 if not where.is_file():
                     raise UsageError(f"{template.name}: the drop {folder or '(the data folder)'} has no manifest {manifest}; give the drop's folder with --file.")
                 named = manifest_files(where.read_text(encoding="utf-8"), str(where), [p.name for p in template.parts])
