@@ -5,8 +5,8 @@ goes first), so the machine's drift weighs on both alike.
 
 Each commit is checked out in a temporary git worktree and runs on this venv's packages,
 its own code first on PYTHONPATH, through `bench/run.py --only ours --db pg` (first load,
-then re-import, on the same generated file; `--db sqlite`: the first load into SQLite), in a work folder (data, Dagster home) per
-commit, so that neither reads the other's runs. The harness (bench/*.py and its
+then re-import, on the same generated file; `--db sqlite`: the first load into SQLite),
+in a work folder (data, Dagster home) per commit, so that neither reads the other's runs. The harness (bench/*.py and its
 templates) is this checkout's, copied into both worktrees: the commits differ in their
 code only, and both get the same options (`--dagster-storage postgres`: each its own
 PostgreSQL database for the Dagster instance, as in production). Prints each round's

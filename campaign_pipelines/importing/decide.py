@@ -278,7 +278,8 @@ class Decisions:
         self, rows: sa.CTE, group: list[sa.ColumnElement], name: str, last: bool = False
     ) -> tuple[sa.FromClause, sa.ColumnElement]:
         """The first (or last) line of each row's group, and what to select it from.
-        PostgreSQL: a window over the rows sorted by group. SQLite, whose window functions
+        PostgreSQL: one window over the rows sorted by group, so one pass (a row_number
+        and a min took two). SQLite, whose window functions
         store every wide row before reading it back: the groups of two lines or more by
         one narrow GROUP BY, joined back (1M lines into an empty table, 1,111 repeated
         e-mails: the decide statement 9.5 s -> 4.4 s)."""
